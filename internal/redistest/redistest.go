@@ -1,0 +1,180 @@
+// Package redistest runs tests against miniredis and, when redis-server is on
+// PATH, against a real redis-server started on a free port. With
+// REDIS_REQUIRED=1 (CI) a missing redis-server fails the test instead of
+// skipping the real-Redis half.
+package redistest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// Target is one Redis a test runs against.
+type Target struct {
+	// Name is "miniredis" or "redis-server".
+	Name string
+	// Client talks to the target.
+	Client *redis.Client
+	// Mini is set for miniredis targets (time travel with SetTime/FastForward).
+	Mini *miniredis.Miniredis
+	// Addr is host:port.
+	Addr string
+}
+
+// Real reports whether this target is a real redis-server.
+func (t *Target) Real() bool { return t.Mini == nil }
+
+// Each runs fn as a subtest on miniredis and on a fresh database of a real
+// redis-server.
+func Each(t *testing.T, fn func(t *testing.T, tg *Target)) {
+	t.Helper()
+	t.Run("miniredis", func(t *testing.T) { fn(t, Mini(t)) })
+	t.Run("redis-server", func(t *testing.T) { fn(t, Real(t)) })
+}
+
+// Mini starts a miniredis for the test.
+func Mini(t testing.TB) *Target {
+	t.Helper()
+	m := miniredis.RunT(t)
+	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	t.Cleanup(func() { _ = c.Close() })
+	return &Target{Name: "miniredis", Client: c, Mini: m, Addr: m.Addr()}
+}
+
+// Real starts (once per test binary) a redis-server on a free port and returns
+// a client on a flushed database. Tests using Real must not run in parallel
+// with each other (t.Parallel), since they share the server. It skips when redis-server is missing,
+// unless REDIS_REQUIRED=1.
+func Real(t testing.TB) *Target {
+	t.Helper()
+	addr, err := sharedServer()
+	if err != nil {
+		if os.Getenv("REDIS_REQUIRED") == "1" {
+			t.Fatalf("redis-server required (REDIS_REQUIRED=1): %v", err)
+		}
+		t.Skipf("real Redis unavailable: %v", err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 128})
+	if err := c.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatalf("flushall: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return &Target{Name: "redis-server", Client: c, Addr: addr}
+}
+
+var (
+	once       sync.Once
+	sharedAddr string
+	sharedErr  error
+)
+
+func sharedServer() (string, error) {
+	once.Do(func() {
+		srv, err := StartServer()
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		sharedAddr = srv.Addr
+		// The process ends with the test binary: redis-server is started with
+		// a pipe to us and exits when the parent dies (see StartServer).
+	})
+	return sharedAddr, sharedErr
+}
+
+// Server is a redis-server child process.
+type Server struct {
+	Addr string
+	Port int
+	Dir  string
+	cmd  *exec.Cmd
+}
+
+// StartServer starts a redis-server on a free loopback port with no
+// persistence. Callers that want their own server (restart tests) use it
+// directly and Stop it.
+func StartServer() (*Server, error) {
+	return StartServerOnPort(0)
+}
+
+// StartServerOnPort starts redis-server on port (0: a free one).
+func StartServerOnPort(port int) (*Server, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, fmt.Errorf("redistest: redis-server not on PATH: %w", err)
+	}
+	if port == 0 {
+		port, err = FreePort()
+		if err != nil {
+			return nil, err
+		}
+	}
+	dir, err := os.MkdirTemp("", "redistest-")
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin,
+		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", dir,
+		"--protected-mode", "yes", "--loglevel", "warning")
+	// The server dies with the test binary even when the binary is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("redistest: start redis-server: %w", err)
+	}
+	go func() { // drain
+		s := bufio.NewScanner(stderr)
+		for s.Scan() {
+		}
+	}()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	srv := &Server{Addr: addr, Port: port, Dir: dir, cmd: cmd}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		err := c.Ping(context.Background()).Err()
+		_ = c.Close()
+		if err == nil {
+			return srv, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	srv.Stop()
+	return nil, fmt.Errorf("redistest: redis-server on %s did not answer", addr)
+}
+
+// Stop kills the server and removes its directory.
+func (s *Server) Stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		_, _ = s.cmd.Process.Wait()
+	}
+	if strings.HasPrefix(filepath.Base(s.Dir), "redistest-") {
+		_ = os.RemoveAll(s.Dir)
+	}
+}
+
+// FreePort asks the kernel for a free loopback TCP port.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

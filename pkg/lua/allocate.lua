@@ -1,0 +1,167 @@
+-- allocate.lua: bind a session to a subscription, atomically.
+--
+-- KEYS[1] -> authpool:{P}:subs (SET)
+-- KEYS[2] -> authpool:{P}:session:<sid> (HASH)
+-- KEYS[3] -> authpool:{P}:events (STREAM)
+-- KEYS[4+3(i-1)], KEYS[5+3(i-1)], KEYS[6+3(i-1)] -> sub:<id>, sub:<id>:clients,
+--            sub:<id>:hourly of the i-th subscription id in ARGV[N0+i]
+-- ARGV[1]  -> session id
+-- ARGV[2]  -> priority (low|normal|high)
+-- ARGV[3]  -> admission limit of that priority (weekly fraction, new bindings)
+-- ARGV[4]  -> resume limit (weekly fraction under which a bound session stays)
+-- ARGV[5]  -> approaching threshold (weekly fraction)
+-- ARGV[6]  -> stale age, ms (session TTL; clients idle longer are dropped)
+-- ARGV[7]  -> fallback allowed (1|0)
+-- ARGV[8..14] -> health weights: weekly block blockRef clients burn burnFree idleBonus
+-- ARGV[15] -> mode: "full", or "resume" (KEYS hold only the subscription a
+--            replica's hint says the session is on; nothing is bound)
+-- ARGV[16] -> n, the number of subscription ids that follow
+-- ARGV[17..16+n] -> subscription ids, in KEYS order
+-- Returns {code, subId, kind, cliSession, from, reason, retryAfterMs}
+--   code 0: bound; kind "resumed" (same subscription) or "bound" (new binding)
+--   code 1: fallback (no eligible subscription); reason says why
+--   code 2: exhausted (as 1, but fallback is off)
+--   code 3: stale subscription list (SCARD differs from n): reload and retry
+--   code 10: resume mode only: the session cannot resume there; call in full mode
+
+local sid = ARGV[1]
+local priority = ARGV[2]
+local admit = tonumber(ARGV[3])
+local resume_limit = tonumber(ARGV[4])
+local approach_at = tonumber(ARGV[5])
+local stale_ms = tonumber(ARGV[6])
+local fallback_ok = ARGV[7] == '1'
+local resume_only = ARGV[15] == 'resume'
+local n = tonumber(ARGV[16])
+local sess_key = KEYS[2]
+local events_key = KEYS[3]
+
+if not resume_only and redis.call('SCARD', KEYS[1]) ~= n then
+  return { 3, '', '', '', '', 'stale_subscriptions', 0 }
+end
+
+local now = now_ms()
+local idx = {}
+for i = 1, n do idx[ARGV[16 + i]] = i end
+
+local function keys_of(i) return KEYS[4 + 3 * (i - 1)], KEYS[5 + 3 * (i - 1)], KEYS[6 + 3 * (i - 1)] end
+
+-- state reads what eligibility and ranking need, restoring a due status.
+local function state(i)
+  local id = ARGV[16 + i]
+  local sk, ck, hk = keys_of(i)
+  local f = redis.call('HMGET', sk, 'status', 'until', 'weeklyUsed', 'weeklyHour', 'weeklyBudget',
+    'maxClients', 'blockStart', 'blockCost')
+  local budget = to_micros(f[5])
+  local weekly = weekly_micros(sk, hk, f[3], f[4], now, true)
+  local frac = 1
+  if budget > 0 then frac = weekly / budget end
+  local status = f[1] or 'removed'
+  if status == 'available' or status == 'approaching' then
+    local st = usable_status(frac, approach_at)
+    if st ~= status then redis.call('HSET', sk, 'status', st); status = st end
+  else
+    status = restore_if_due(sk, events_key, id, status, f[2], frac, approach_at, now)
+  end
+  return { id = id, sk = sk, ck = ck, status = status, until_v = int(f[2]), frac = frac, weekly = weekly,
+    budget = budget, max = int(f[6]), blockStart = f[7], blockCost = to_micros(f[8]) }
+end
+
+local function touch(ck, sub)
+  redis.call('HSET', sess_key, 'lastActive', ms(now))
+  redis.call('PEXPIRE', sess_key, stale_ms)
+  redis.call('ZADD', ck, now, sid)
+end
+
+-- Sticky resume: the session stays while its subscription can still serve it.
+local cur = redis.call('HMGET', sess_key, 'sub', 'cliSession')
+local old = cur[1]
+if old == false then old = '' end
+local leave_reason = ''
+if old ~= '' then
+  local i = idx[old]
+  if i then
+    local s = state(i)
+    if usable(s.status) and s.frac < resume_limit then
+      touch(s.ck, old)
+      return { 0, old, 'resumed', cur[2] or '', '', '', 0 }
+    end
+    if usable(s.status) then leave_reason = 'budget' else leave_reason = s.status end
+  else
+    leave_reason = 'removed'
+  end
+end
+if resume_only then return { 10, '', '', '', '', '', 0 } end
+
+-- New binding: highest unclamped health score; ties: fewer clients, then id.
+local W = weights(8)
+local best, best_score, best_clients = nil, nil, nil
+local reasons = { status = 0, capacity = 0, budget = 0 }
+local earliest = 0
+for i = 1, n do
+  local s = state(i)
+  if not usable(s.status) then
+    reasons.status = reasons.status + 1
+    if s.until_v > now and (earliest == 0 or s.until_v < earliest) then earliest = s.until_v end
+  else
+    -- Live clients only; stale entries are pruned by maintain.
+    local clients = redis.call('ZCOUNT', s.ck, '(' .. ms(now - stale_ms), '+inf')
+    if s.id == old and redis.call('ZSCORE', s.ck, sid) then clients = clients - 1 end
+    if clients >= s.max then
+      reasons.capacity = reasons.capacity + 1
+    elseif s.frac >= admit then
+      reasons.budget = reasons.budget + 1
+    else
+      local active = block_active(s.blockStart, now)
+      local score = health(W, s.weekly, s.budget, s.blockCost, active, clients,
+        burn_rate(s.blockCost, s.blockStart, now))
+      if best == nil or score > best_score
+        or (score == best_score and (clients < best_clients or (clients == best_clients and s.id < best.id))) then
+        best, best_score, best_clients = s, score, clients
+      end
+    end
+  end
+end
+
+if best == nil then
+  local reason = 'no_subscriptions'
+  if reasons.status > 0 then reason = 'all_unavailable' end
+  if reasons.budget > 0 then reason = 'weekly_budget' end
+  if reasons.capacity > 0 then reason = 'capacity' end
+  local retry = 0
+  if earliest > 0 then retry = earliest - now end
+  if old ~= '' then
+    local i = idx[old]
+    if i then
+      local _, ck = keys_of(i)
+      redis.call('ZREM', ck, sid)
+    end
+    redis.call('HSET', sess_key, 'sub', '', 'lastActive', ms(now))
+    redis.call('HDEL', sess_key, 'cliSession')
+    redis.call('PEXPIRE', sess_key, stale_ms)
+    if fallback_ok then
+      emit(events_key, 'failover', 'warning', old,
+        'Session moved from ' .. old .. ' to the fallback backend (' .. reason .. ')',
+        { sessionId = sid, from = old, reason = reason }, now)
+    end
+  end
+  if fallback_ok then return { 1, '', 'fallback', '', old, reason, retry } end
+  return { 2, '', 'exhausted', '', old, reason, retry }
+end
+
+if old ~= '' and old ~= best.id then
+  local i = idx[old]
+  if i then
+    local _, ck = keys_of(i)
+    redis.call('ZREM', ck, sid)
+  end
+  emit(events_key, 'rotation', 'info', old,
+    'Session moved from ' .. old .. ' to ' .. best.id .. ' (' .. leave_reason .. ')',
+    { sessionId = sid, from = old, to = best.id, reason = leave_reason }, now)
+end
+redis.call('HSET', sess_key, 'sub', best.id, 'priority', priority, 'allocatedAt', ms(now),
+  'lastActive', ms(now))
+if old ~= '' or cur[2] then redis.call('HDEL', sess_key, 'cliSession') end
+redis.call('PEXPIRE', sess_key, stale_ms)
+redis.call('ZADD', best.ck, now, sid)
+return { 0, best.id, 'bound', '', old, leave_reason, 0 }

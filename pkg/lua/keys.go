@@ -1,0 +1,86 @@
+package lua
+
+import "regexp"
+
+// Prefix starts every authpool key.
+const Prefix = "authpool"
+
+// idPattern is the one shape an id may have before it becomes part of a key:
+// subscription ids, session ids, request ids and pool names. Callers validate
+// at the edge; the builders check again and panic on a bad id, because a bad
+// id reaching here is a programming error, never user input.
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// ValidID reports whether s may be part of a Redis key.
+func ValidID(s string) bool { return idPattern.MatchString(s) }
+
+func mustID(kind, s string) string {
+	if !ValidID(s) {
+		panic("lua: invalid " + kind + " id in key")
+	}
+	return s
+}
+
+// Keys builds the Redis keys of one pool (DESIGN §4). The pool name sits in a
+// hash tag, so every key of a pool lives in one Redis Cluster slot.
+type Keys struct {
+	base string // "authpool:{P}"
+}
+
+// NewKeys returns the key builder of pool p.
+func NewKeys(p string) Keys { return Keys{base: Prefix + ":{" + mustID("pool", p) + "}"} }
+
+// Base is "authpool:{P}", the prefix of every key of the pool.
+func (k Keys) Base() string { return k.base }
+
+// Subs is the SET of subscription ids.
+func (k Keys) Subs() string { return k.base + ":subs" }
+
+// Sub is the HASH of one subscription.
+func (k Keys) Sub(id string) string { return k.base + ":sub:" + mustID("subscription", id) }
+
+// Hourly is the HASH hour-index → USD of one subscription (rolling 7 days).
+func (k Keys) Hourly(id string) string { return k.Sub(id) + ":hourly" }
+
+// Clients is the ZSET session id → last-active ms of one subscription.
+func (k Keys) Clients(id string) string { return k.Sub(id) + ":clients" }
+
+// Session is the HASH of one session.
+func (k Keys) Session(sid string) string { return k.base + ":session:" + mustID("session", sid) }
+
+// Usage is the STREAM of settled requests, trimmed to 7 days.
+func (k Keys) Usage() string { return k.base + ":usage" }
+
+// Req is the settlement marker of one request id (TTL 24 h).
+func (k Keys) Req(requestID string) string { return k.base + ":req:" + mustID("request", requestID) }
+
+// Fallback is the HASH of usage served by the fallback backend (weeklyUsed,
+// tokens, requests, lastUsageAt), kept like a subscription's for operators.
+func (k Keys) Fallback() string { return k.base + ":fallback" }
+
+// FallbackHourly is the hourly HASH of fallback usage.
+func (k Keys) FallbackHourly() string { return k.Fallback() + ":hourly" }
+
+// Events is the notification outbox STREAM. Each entry has the fields
+// type (usage_threshold|failover|rotation|limit_reached|recovered),
+// severity (info|warning|critical), subscriptionId, message, data (a JSON
+// object) and ts (Unix ms from Redis TIME). A PUBLISH on the channel of the
+// same name is only a wake-up hint.
+func (k Keys) Events() string { return k.base + ":events" }
+
+// EventsDead is the STREAM of notifications that exhausted their retries.
+func (k Keys) EventsDead() string { return k.base + ":events:dead" }
+
+// Leader is the redsync lock of the rebalancer leader.
+func (k Keys) Leader() string { return k.base + ":leader" }
+
+// LeaderInfo is the HASH holder epoch since of the current leader.
+func (k Keys) LeaderInfo() string { return k.base + ":leader:info" }
+
+// Epoch is the fencing counter, INCRed by each new leader.
+func (k Keys) Epoch() string { return k.base + ":epoch" }
+
+// RateLimit is the GCRA state of one client key (hashed) or client IP.
+func (k Keys) RateLimit(subject string) string {
+	return k.base + ":ratelimit:" + mustID("rate-limit subject", subject)
+}

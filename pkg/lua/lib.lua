@@ -1,0 +1,135 @@
+-- lib.lua: shared helpers, prepended to every script that needs them.
+-- One formula, one place: money, the rolling weekly window, 5-hour blocks,
+-- the health score, status restoration and event emission.
+-- Everything is local: scripts define no globals.
+
+local HOUR = 3600000
+local BLOCK = 5 * HOUR
+local WINDOW_HOURS = 168
+local MIN_BURN_HOURS = 0.25
+
+-- now_ms reads the one clock: Redis TIME.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Money is kept as integer micro-USD in arithmetic (exact sums) and stored as
+-- decimal strings of USD.
+local function to_micros(s)
+  if not s or s == '' or s == false then return 0 end
+  local n = tonumber(s)
+  if not n then return 0 end
+  return math.floor(n * 1000000 + 0.5)
+end
+
+local function usd(m)
+  local neg = m < 0
+  if neg then m = -m end
+  local s = string.format('%d.%06d', math.floor(m / 1000000), m % 1000000)
+  if neg then return '-' .. s end
+  return s
+end
+
+local function int(s)
+  if not s or s == false or s == '' then return 0 end
+  return tonumber(s) or 0
+end
+
+local function ms(n) return string.format('%d', n) end
+
+-- weekly_micros returns the rolling 7-day usage of a subscription: the stored
+-- total while it was computed in the current hour, else the sum of the hourly
+-- buckets floor(now/1h)-167 .. floor(now/1h). With write, older buckets are
+-- deleted and the recomputed total stored.
+local function weekly_micros(sub_key, hourly_key, stored, stored_hour, now, write)
+  local cur = math.floor(now / HOUR)
+  if int(stored_hour) == cur then return to_micros(stored) end
+  local oldest = cur - (WINDOW_HOURS - 1)
+  local flat = redis.call('HGETALL', hourly_key)
+  local sum = 0
+  local old = {}
+  for i = 1, #flat, 2 do
+    local h = tonumber(flat[i])
+    if h and h >= oldest and h <= cur then
+      sum = sum + to_micros(flat[i + 1])
+    else
+      old[#old + 1] = flat[i]
+    end
+  end
+  if write then
+    if #old > 0 then redis.call('HDEL', hourly_key, unpack(old)) end
+    redis.call('HSET', sub_key, 'weeklyUsed', usd(sum), 'weeklyHour', ms(cur))
+  end
+  return sum
+end
+
+-- block_state follows ccusage: a block is active while now < blockStart + 5h.
+local function block_active(block_start, now)
+  local bs = int(block_start)
+  return bs > 0 and now < bs + BLOCK
+end
+
+local function burn_rate(block_cost_micros, block_start, now)
+  if not block_active(block_start, now) then return 0 end
+  local hours = (now - int(block_start)) / HOUR
+  if hours < MIN_BURN_HOURS then hours = MIN_BURN_HOURS end
+  return (block_cost_micros / 1000000) / hours
+end
+
+-- health returns the unclamped score and its parts. W holds the weights:
+-- weekly, block, blockRef (USD), clients, burn, burnFree (USD/h), idleBonus.
+local function health(W, weekly_micros_v, budget_micros, block_cost_micros, block_is_active, clients, burn)
+  local weekly_pct = 0
+  if budget_micros > 0 then weekly_pct = weekly_micros_v / budget_micros * 100 end
+  local block_pct = 0
+  if block_is_active then
+    block_pct = (block_cost_micros / 1000000) / W.blockRef * 100
+    if block_pct > 100 then block_pct = 100 end
+  end
+  local burn_pen = burn - W.burnFree
+  if burn_pen < 0 then burn_pen = 0 end
+  local bonus = 0
+  if not block_is_active then bonus = W.idleBonus end
+  local score = 100 - W.weekly * weekly_pct - W.block * block_pct - W.clients * clients - W.burn * burn_pen + bonus
+  return score, weekly_pct, block_pct, burn_pen, bonus
+end
+
+-- weights reads the seven health weights from ARGV starting at index i.
+local function weights(i)
+  return {
+    weekly = tonumber(ARGV[i]), block = tonumber(ARGV[i + 1]), blockRef = tonumber(ARGV[i + 2]),
+    clients = tonumber(ARGV[i + 3]), burn = tonumber(ARGV[i + 4]), burnFree = tonumber(ARGV[i + 5]),
+    idleBonus = tonumber(ARGV[i + 6]),
+  }
+end
+
+local function usable(status)
+  return status == 'available' or status == 'approaching'
+end
+
+-- emit appends a notification to the outbox stream and publishes a wake-up hint.
+local function emit(events_key, etype, severity, sub, message, data, now)
+  redis.call('XADD', events_key, '*', 'type', etype, 'severity', severity,
+    'subscriptionId', sub, 'message', message, 'data', cjson.encode(data), 'ts', ms(now))
+  redis.call('PUBLISH', events_key, etype)
+end
+
+-- usable_status is the usable status matching a weekly fraction.
+local function usable_status(frac, approach_at)
+  if approach_at > 0 and frac >= approach_at then return 'approaching' end
+  return 'available'
+end
+
+-- restore_if_due ends a limited/cooldown status whose until has passed and
+-- returns the status in force.
+local function restore_if_due(sub_key, events_key, id, status, until_v, frac, approach_at, now)
+  if (status == 'limited' or status == 'cooldown') and int(until_v) > 0 and int(until_v) <= now then
+    local st = usable_status(frac, approach_at)
+    redis.call('HSET', sub_key, 'status', st, 'statusReason', '', 'until', '0')
+    emit(events_key, 'recovered', 'info', id, 'Subscription ' .. id .. ' recovered from ' .. status,
+      { previousStatus = status }, now)
+    return st
+  end
+  return status
+end

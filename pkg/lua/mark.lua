@@ -1,0 +1,69 @@
+-- mark.lua: set a subscription's status.
+--
+-- KEYS[1] -> authpool:{P}:sub:<id> (HASH)
+-- KEYS[2] -> its :hourly HASH
+-- KEYS[3] -> authpool:{P}:events (STREAM)
+-- ARGV[1] -> subscription id
+-- ARGV[2] -> status: limited | cooldown | disabled | available
+-- ARGV[3] -> reason (free text: "usage_limit", "auth", "failures", "operator", …)
+-- ARGV[4] -> until, Unix ms (limited: the provider's reset time, 0 = the end
+--            of the current block, or one hour when no block is active;
+--            cooldown: now + ARGV[5] when 0)
+-- ARGV[5] -> cooldown length, ms
+-- ARGV[6] -> approaching threshold (weekly fraction)
+-- Returns {code, status, until}
+--   code 0: changed; code 6: unknown subscription; code 8: unchanged (already
+--   in that state; a later until was kept)
+
+local id = ARGV[1]
+local want = ARGV[2]
+local reason = ARGV[3]
+local until_v = tonumber(ARGV[4])
+local cooldown_ms = tonumber(ARGV[5])
+local approach_at = tonumber(ARGV[6])
+local sub_key, hourly_key, events_key = KEYS[1], KEYS[2], KEYS[3]
+
+local f = redis.call('HMGET', sub_key, 'status', 'until', 'blockStart', 'weeklyUsed', 'weeklyHour', 'weeklyBudget')
+local status = f[1]
+if not status then return { 6, '', '0' } end
+if status == 'removed' then return { 8, status, f[2] or '0' } end
+local now = now_ms()
+
+if want == 'limited' or want == 'cooldown' then
+  if until_v <= now then
+    if want == 'limited' then
+      if block_active(f[3], now) then until_v = int(f[3]) + BLOCK else until_v = now + HOUR end
+    else
+      until_v = now + cooldown_ms
+    end
+  end
+  if status == want then
+    -- Many in-flight requests hit the same limit: one event, the latest reset.
+    if until_v > int(f[2]) then redis.call('HSET', sub_key, 'until', ms(until_v)) else until_v = int(f[2]) end
+    return { 8, status, ms(until_v) }
+  end
+  redis.call('HSET', sub_key, 'status', want, 'statusReason', reason, 'until', ms(until_v))
+  local msg = 'Subscription ' .. id .. ' reached its usage limit; resets at ' .. ms(until_v)
+  if want == 'cooldown' then msg = 'Subscription ' .. id .. ' cooling down (' .. reason .. ') until ' .. ms(until_v) end
+  emit(events_key, 'limit_reached', 'warning', id, msg,
+    { status = want, reason = reason, ['until'] = until_v, previousStatus = status }, now)
+  return { 0, want, ms(until_v) }
+end
+
+if want == 'disabled' then
+  if status == 'disabled' then return { 8, status, '0' } end
+  redis.call('HSET', sub_key, 'status', 'disabled', 'statusReason', reason, 'until', '0')
+  return { 0, 'disabled', '0' }
+end
+
+-- available: an operator (or a successful probe) ends any unusable status.
+if usable(status) then return { 8, status, '0' } end
+local budget = to_micros(f[6])
+local weekly = weekly_micros(sub_key, hourly_key, f[4], f[5], now, true)
+local frac = 1
+if budget > 0 then frac = weekly / budget end
+local st = usable_status(frac, approach_at)
+redis.call('HSET', sub_key, 'status', st, 'statusReason', '', 'until', '0')
+emit(events_key, 'recovered', 'info', id, 'Subscription ' .. id .. ' recovered from ' .. status,
+  { previousStatus = status, reason = reason }, now)
+return { 0, st, '0' }

@@ -1,0 +1,132 @@
+-- settle.lua: record one request's usage, exactly once per request id.
+--
+-- KEYS[1] -> authpool:{P}:req:<requestId> (STRING settlement marker)
+-- KEYS[2] -> authpool:{P}:sub:<id> (HASH), or authpool:{P}:fallback for fallback usage
+-- KEYS[3] -> its :hourly HASH
+-- KEYS[4] -> its :clients ZSET (untouched for fallback usage)
+-- KEYS[5] -> authpool:{P}:session:<sid> (HASH; may not exist)
+-- KEYS[6] -> authpool:{P}:usage (STREAM)
+-- KEYS[7] -> authpool:{P}:events (STREAM)
+-- ARGV[1]  -> request id
+-- ARGV[2]  -> subscription id ('' for fallback usage)
+-- ARGV[3]  -> session id ('' for none)
+-- ARGV[4]  -> cost, decimal USD
+-- ARGV[5..8] -> input, output, cache-creation, cache-read tokens
+-- ARGV[9]  -> model ('' unknown)
+-- ARGV[10] -> modelUsage as a JSON object keyed by model ('' none)
+-- ARGV[11] -> CLI session id to resume next time ('' none)
+-- ARGV[12] -> approaching threshold (weekly fraction)
+-- ARGV[13] -> settlement marker TTL, ms
+-- ARGV[14] -> usage stream retention, ms
+-- ARGV[15] -> stale age, ms (session TTL)
+-- ARGV[16] -> n, the number of usage_threshold rule thresholds that follow
+-- ARGV[17..16+n] -> thresholds as written in the config (e.g. "0.8")
+-- Returns {code, weeklyUsed, blockCost, burnRate, status}
+--   code 0: settled; code 5: duplicate request id (nothing changed)
+--   fractions are decimal strings
+
+local req = ARGV[1]
+local id = ARGV[2]
+local sid = ARGV[3]
+local cost = to_micros(ARGV[4])
+local tin, tout, tcc, tcr = int(ARGV[5]), int(ARGV[6]), int(ARGV[7]), int(ARGV[8])
+local model = ARGV[9]
+local model_usage = ARGV[10]
+local cli_session = ARGV[11]
+local approach_at = tonumber(ARGV[12])
+local marker_ttl = tonumber(ARGV[13])
+local retention = tonumber(ARGV[14])
+local stale_ms = tonumber(ARGV[15])
+local n = tonumber(ARGV[16])
+local sub_key, hourly_key, clients_key = KEYS[2], KEYS[3], KEYS[4]
+local sess_key, usage_key, events_key = KEYS[5], KEYS[6], KEYS[7]
+
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', marker_ttl) then
+  return { 5, '', '', '', '' }
+end
+
+local now = now_ms()
+local hour = math.floor(now / HOUR)
+local tokens = tin + tout + tcc + tcr
+local fallback = id == ''
+
+local f = redis.call('HMGET', sub_key, 'weeklyUsed', 'weeklyHour', 'weeklyBudget', 'blockStart', 'blockCost', 'status')
+local before = weekly_micros(sub_key, hourly_key, f[1], f[2], now, true)
+local after = before + cost
+local bucket = to_micros(redis.call('HGET', hourly_key, ms(hour))) + cost
+redis.call('HSET', hourly_key, ms(hour), usd(bucket))
+
+-- 5-hour block (ccusage): a usage at or after blockStart+5h opens a new block,
+-- floored to the hour.
+local block_start = int(f[4])
+local block_cost = to_micros(f[5])
+if not block_active(block_start, now) then
+  block_start = hour * HOUR
+  block_cost = 0
+end
+block_cost = block_cost + cost
+local burn = burn_rate(block_cost, block_start, now)
+
+redis.call('HSET', sub_key, 'weeklyUsed', usd(after), 'weeklyHour', ms(hour),
+  'blockStart', ms(block_start), 'blockCost', usd(block_cost),
+  'burnRate', string.format('%.6f', burn), 'lastUsageAt', ms(now))
+redis.call('HINCRBY', sub_key, 'tokens', tokens)
+redis.call('HINCRBY', sub_key, 'requests', 1)
+
+local status = f[6] or ''
+if not fallback then
+  local budget = to_micros(f[3])
+  local frac_before, frac_after = 1, 1
+  if budget > 0 then frac_before, frac_after = before / budget, after / budget end
+  if usable(status) then
+    local st = usable_status(frac_after, approach_at)
+    if st ~= status then redis.call('HSET', sub_key, 'status', st); status = st end
+  end
+  -- One usage_threshold event per rule per crossing: a flag is set when the
+  -- threshold is crossed and cleared only once usage has fallen back under it.
+  for i = 1, n do
+    local t = ARGV[16 + i]
+    local tf = tonumber(t)
+    local flag = 'thr:' .. t
+    local set = redis.call('HEXISTS', sub_key, flag) == 1
+    if set and frac_before < tf then redis.call('HDEL', sub_key, flag); set = false end
+    if not set and frac_after >= tf then
+      redis.call('HSET', sub_key, flag, '1')
+      local remaining = budget - after
+      local eta = 'unknown'
+      if remaining <= 0 then eta = 'exhausted'
+      elseif burn > 0 then eta = string.format('%.0f hours', (remaining / 1000000) / burn) end
+      emit(events_key, 'usage_threshold', 'warning', id,
+        string.format('Subscription %s at %.0f%% weekly budget', id, frac_after * 100),
+        { weeklyUsed = after / 1000000, weeklyBudget = budget / 1000000,
+          weeklyPercent = string.format('%.1f', frac_after * 100), burnRate = burn,
+          estimatedTimeUntilExhaustion = eta, threshold = tf }, now)
+    end
+  end
+end
+
+-- The session: counters, the CLI session to resume, and activity (hash and
+-- client set move together so they never disagree).
+if sid ~= '' then
+  local bound = redis.call('HGET', sess_key, 'sub')
+  if bound ~= false then
+    redis.call('HINCRBY', sess_key, 'requests', 1)
+    redis.call('HINCRBY', sess_key, 'tokens', tokens)
+    redis.call('HSET', sess_key, 'cost', usd(to_micros(redis.call('HGET', sess_key, 'cost')) + cost),
+      'lastActive', ms(now))
+    if bound == id and not fallback then
+      if cli_session ~= '' then redis.call('HSET', sess_key, 'cliSession', cli_session) end
+      redis.call('ZADD', clients_key, 'XX', now, sid)
+    end
+    redis.call('PEXPIRE', sess_key, stale_ms)
+  end
+end
+
+local sub_field = id
+if fallback then sub_field = 'fallback' end
+redis.call('XADD', usage_key, 'MINID', ms(now - retention), '*',
+  'sub', sub_field, 'session', sid, 'req', req, 'cost', usd(cost),
+  'in', tin, 'out', tout, 'cacheCreate', tcc, 'cacheRead', tcr,
+  'model', model, 'modelUsage', model_usage)
+
+return { 0, usd(after), usd(block_cost), string.format('%.6f', burn), status }

@@ -1,0 +1,174 @@
+package lua
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// crc16 is Redis Cluster's key hash (CRC16-CCITT/XMODEM).
+func crc16(b []byte) uint16 {
+	var crc uint16
+	for _, c := range b {
+		crc ^= uint16(c) << 8
+		for i := 0; i < 8; i++ {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
+}
+
+// slot follows the Cluster spec: only the part inside the first {…} counts.
+func slot(key string) uint16 {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	return crc16([]byte(key)) % 16384
+}
+
+func TestCRC16MatchesRedisCluster(t *testing.T) {
+	// Reference values from the Redis Cluster specification and CLUSTER KEYSLOT.
+	if got := crc16([]byte("123456789")); got != 0x31C3 {
+		t.Fatalf("crc16(123456789) = %#x, want 0x31c3", got)
+	}
+	if got := slot("foo"); got != 12182 {
+		t.Fatalf("slot(foo) = %d, want 12182", got)
+	}
+	if slot("{user1000}.following") != slot("{user1000}.followers") {
+		t.Fatal("hash tags not honoured")
+	}
+}
+
+// keyRecorder captures the KEYS of every script call.
+type keyRecorder struct{ calls map[string][][]string }
+
+func (r *keyRecorder) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (r *keyRecorder) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (r *keyRecorder) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		a := cmd.Args()
+		name := strings.ToLower(cmd.Name())
+		if (name == "evalsha" || name == "eval") && len(a) >= 3 {
+			n := int(a[2].(int))
+			var keys []string
+			for _, k := range a[3 : 3+n] {
+				keys = append(keys, k.(string))
+			}
+			id := a[1].(string)
+			if name == "eval" { // the NOSCRIPT retry of an EVALSHA: same script
+				id = shaOf(id)
+			}
+			r.calls[id] = append(r.calls[id], keys)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func shaOf(src string) string { return redis.NewScript(src).Hash() }
+
+// Every script's KEYS, as the wrappers really send them, fall in one slot.
+func TestEveryScriptCallStaysInOneSlot(t *testing.T) {
+	m := miniredis.RunT(t)
+	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	rec := &keyRecorder{calls: map[string][][]string{}}
+	c.AddHook(rec)
+	ctx := context.Background()
+	k := NewKeys("team-a")
+	ids := []string{"sub1", "sub2", "sub3"}
+	subs := k.SubSet(ids)
+	var sync []SyncSub
+	for _, id := range ids {
+		sync = append(sync, SyncSub{ID: id, Email: id + "@example.com", Type: "claude-pro", ConfigDir: "/x", WeeklyBudget: "100", MaxClients: 5})
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _, err := Sync(ctx, c, k, sync, nil)
+	must(err)
+	_, err = Allocate(ctx, c, k, subs, AllocateArgs{SessionID: "sess-1", Priority: "normal", Admit: 0.85, ResumeLimit: 0.98, ApproachAt: 0.8, StaleMS: 60000, FallbackOK: true, Weights: DefaultWeights})
+	must(err)
+	_, err = Settle(ctx, c, k, SettleArgs{RequestID: "req-1", SubID: "sub1", SessionID: "sess-1", CostUSD: "0.1", MarkerTTL: 1000, Retention: 1000, StaleMS: 1000, Thresholds: []string{"0.8"}})
+	must(err)
+	_, err = Settle(ctx, c, k, SettleArgs{RequestID: "req-2", CostUSD: "0.1", MarkerTTL: 1000, Retention: 1000, StaleMS: 1000})
+	must(err)
+	_, err = Mark(ctx, c, k, MarkArgs{SubID: "sub2", Status: "limited", Reason: "t", CooldownMS: 1000})
+	must(err)
+	_, err = Status(ctx, c, k, subs, StatusArgs{StaleMS: 1000, Weights: DefaultWeights})
+	must(err)
+	must(c.Set(ctx, k.Epoch(), 1, 0).Err())
+	_, _, err = Maintain(ctx, c, k, subs, 1, 1000, 0.8)
+	must(err)
+	_, err = Rebalance(ctx, c, k, RebalanceArgs{Epoch: 1, From: "sub1", To: "sub3", GapThreshold: "5", IdleMS: 1, StaleMS: 1000, MaxMoves: 1, Admit: 0.95, Candidates: []string{"sess-1"}})
+	must(err)
+	_, err = Release(ctx, c, k, subs, "sess-1")
+	must(err)
+
+	want := slot(k.Subs())
+	scripts := 0
+	for _, calls := range rec.calls {
+		scripts++
+		for _, keys := range calls {
+			for _, key := range keys {
+				if slot(key) != want {
+					t.Errorf("key %q is in slot %d, the pool's is %d", key, slot(key), want)
+				}
+			}
+		}
+	}
+	if scripts != len(all) {
+		t.Fatalf("recorded %d distinct scripts, want all %d", scripts, len(all))
+	}
+	for _, key := range []string{k.Leader(), k.LeaderInfo(), k.Epoch(), k.EventsDead(), k.Usage(), k.Fallback(), k.RateLimit("abc")} {
+		if slot(key) != want {
+			t.Errorf("key %q outside the pool's slot", key)
+		}
+	}
+}
+
+func TestKeyBuilders(t *testing.T) {
+	k := NewKeys("default")
+	cases := map[string]string{
+		k.Subs():          "authpool:{default}:subs",
+		k.Sub("sub1"):     "authpool:{default}:sub:sub1",
+		k.Hourly("sub1"):  "authpool:{default}:sub:sub1:hourly",
+		k.Clients("sub1"): "authpool:{default}:sub:sub1:clients",
+		k.Session("s-1"):  "authpool:{default}:session:s-1",
+		k.Usage():         "authpool:{default}:usage",
+		k.Req("r1"):       "authpool:{default}:req:r1",
+		k.Events():        "authpool:{default}:events",
+		k.EventsDead():    "authpool:{default}:events:dead",
+		k.Leader():        "authpool:{default}:leader",
+		k.LeaderInfo():    "authpool:{default}:leader:info",
+		k.Epoch():         "authpool:{default}:epoch",
+		k.Fallback():      "authpool:{default}:fallback",
+	}
+	for got, want := range cases {
+		if got != want {
+			t.Errorf("key %q, want %q", got, want)
+		}
+	}
+	for _, bad := range []string{"", "a:b", "a{b}", "a b", "a\x00", strings.Repeat("x", 129)} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Session(%q) did not refuse the id", bad)
+				}
+			}()
+			k.Session(bad)
+		}()
+	}
+}

@@ -1,0 +1,61 @@
+package pool
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/authpool/authpool/pkg/lua"
+)
+
+// Sentinel errors of the pool. Callers match them with errors.Is; the HTTP
+// edge maps them to statuses in one place.
+var (
+	// ErrInvalidSession: a session id that does not match ^[A-Za-z0-9_-]{1,128}$.
+	ErrInvalidSession = errors.New("pool: invalid session id")
+	// ErrInvalidRequestID: a request id that does not match ^[A-Za-z0-9_-]{1,128}$.
+	ErrInvalidRequestID = errors.New("pool: invalid request id")
+	// ErrInvalidPriority: a priority other than low, normal or high.
+	ErrInvalidPriority = errors.New("pool: invalid priority")
+	// ErrInvalidStatus: a status Mark does not set.
+	ErrInvalidStatus = errors.New("pool: invalid status")
+	// ErrInvalidUsage: negative or non-finite cost or tokens.
+	ErrInvalidUsage = errors.New("pool: invalid usage")
+	// ErrUnknownSubscription: no subscription with that id.
+	ErrUnknownSubscription = errors.New("pool: unknown subscription")
+	// ErrSessionNotFound: no live session with that id.
+	ErrSessionNotFound = errors.New("pool: session not found")
+	// ErrPoolExhausted: no subscription is eligible and fallback is off. The
+	// error is an *ExhaustedError carrying the reason and the retry delay.
+	ErrPoolExhausted = errors.New("pool: pool exhausted")
+	// ErrNotLeader: a fenced operation ran with an epoch that has moved on;
+	// nothing was changed.
+	ErrNotLeader = errors.New("pool: fencing epoch moved on (not the leader)")
+)
+
+// ExhaustedError is returned (wrapping ErrPoolExhausted) when no subscription
+// can take a request and fallback is off.
+type ExhaustedError struct {
+	// Reason is why no subscription was eligible: capacity, weekly_budget,
+	// all_unavailable or no_subscriptions.
+	Reason string
+	// RetryAfter is the time until the earliest limited or cooling-down
+	// subscription resets; zero when unknown.
+	RetryAfter time.Duration
+}
+
+func (e *ExhaustedError) Error() string {
+	return fmt.Sprintf("%s (%s)", ErrPoolExhausted, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrPoolExhausted) true.
+func (e *ExhaustedError) Is(target error) bool { return target == ErrPoolExhausted }
+
+func mapLuaErr(op string, err error) error {
+	switch {
+	case errors.Is(err, lua.ErrStaleEpoch):
+		return fmt.Errorf("pool: %s: %w", op, ErrNotLeader)
+	default:
+		return fmt.Errorf("pool: %s: %w", op, err)
+	}
+}

@@ -1,0 +1,297 @@
+package pool
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/authpool/authpool/pkg/lua"
+)
+
+// AllocationKind says how a request was placed.
+type AllocationKind string
+
+// Allocation kinds.
+const (
+	// Resumed: the session stays on the subscription it was bound to.
+	Resumed AllocationKind = "resumed"
+	// Bound: the session was bound to a subscription now (new, or moved).
+	Bound AllocationKind = "bound"
+	// Fallback: no subscription is eligible; use the fallback backend.
+	Fallback AllocationKind = "fallback"
+)
+
+// Allocation is where a request goes.
+type Allocation struct {
+	Kind AllocationKind
+	// Subscription is the bound subscription (zero for Fallback).
+	Subscription SubscriptionConfig
+	// CLISession is the CLI session to --resume (Resumed only, may be "").
+	CLISession string
+	// From is the subscription the session left, when it moved.
+	From string
+	// Reason says why the session moved, or why it went to the fallback.
+	Reason string
+	// RetryAfter is the time until the earliest reset (Fallback only).
+	RetryAfter time.Duration
+}
+
+// Allocate binds sessionID to a subscription atomically: the same one while
+// it can serve it, else the eligible subscription with the highest health
+// score. With no eligible subscription it returns a Fallback allocation, or
+// an *ExhaustedError when fallback is off.
+func (p *Pool) Allocate(ctx context.Context, sessionID string, pr Priority) (Allocation, error) {
+	if !lua.ValidID(sessionID) {
+		return Allocation{}, ErrInvalidSession
+	}
+	if _, err := ParsePriority(string(pr)); err != nil {
+		return Allocation{}, err
+	}
+	if pr == "" {
+		pr = PriorityNormal
+	}
+	args := lua.AllocateArgs{SessionID: sessionID, Priority: string(pr), Admit: p.admit(pr),
+		ResumeLimit: p.resume, ApproachAt: p.approachAt, StaleMS: p.staleMS(),
+		FallbackOK: p.cfg.FallbackEnabled(), Weights: p.weights}
+	var r lua.AllocateReply
+	// Fast path: this replica saw the session on a subscription; resume
+	// there with only that subscription's keys. The script verifies it.
+	if one := p.hints.singleFor(sessionID); one != nil {
+		ra := args
+		ra.ResumeOnly = true
+		var err error
+		r, err = lua.Allocate(ctx, p.rdb, p.keys, one, ra)
+		if err != nil {
+			return Allocation{}, fmt.Errorf("pool: allocate: %w", err)
+		}
+	}
+	if r.Code != lua.CodeOK || r.Kind != string(Resumed) {
+		err := p.withSubs(ctx, func(s *lua.SubSet) error {
+			var err error
+			r, err = lua.Allocate(ctx, p.rdb, p.keys, s, args)
+			return err
+		})
+		if err != nil {
+			return Allocation{}, fmt.Errorf("pool: allocate: %w", err)
+		}
+	}
+	if r.Code == lua.CodeOK {
+		p.hints.put(sessionID, r.SubID)
+	} else {
+		p.hints.drop(sessionID)
+	}
+	retry := time.Duration(r.RetryAfterMS) * time.Millisecond
+	switch r.Code {
+	case lua.CodeOK:
+		sub, ok := p.byID[r.SubID]
+		if !ok {
+			// Bound by a replica with a newer config; this replica cannot run it.
+			return Allocation{}, fmt.Errorf("pool: allocate: %s: %w", r.SubID, ErrUnknownSubscription)
+		}
+		return Allocation{Kind: AllocationKind(r.Kind), Subscription: sub, CLISession: r.CLISession,
+			From: r.From, Reason: r.Reason}, nil
+	case lua.CodeFallback:
+		return Allocation{Kind: Fallback, From: r.From, Reason: r.Reason, RetryAfter: retry}, nil
+	case lua.CodeExhausted:
+		return Allocation{}, &ExhaustedError{Reason: r.Reason, RetryAfter: retry}
+	}
+	return Allocation{}, fmt.Errorf("pool: allocate: code %d: %w", r.Code, lua.ErrReply)
+}
+
+// Usage is one backend answer to settle.
+type Usage struct {
+	// RequestID makes settlement idempotent: a retried settle counts once.
+	RequestID string
+	// SubscriptionID is the subscription that served it; "" for the fallback.
+	SubscriptionID string
+	// SessionID is the client session ("" for none).
+	SessionID string
+	// CostUSD is total_cost_usd of the answer.
+	CostUSD float64
+	// Tokens of the answer.
+	InputTokens, OutputTokens, CacheCreationTokens, CacheReadTokens int64
+	// Model is the model that answered.
+	Model string
+	// ModelUsage is the CLI's modelUsage object (keyed by model), or nil.
+	ModelUsage json.RawMessage
+	// CLISession is the CLI session id to resume on the next turn.
+	CLISession string
+}
+
+// Settlement is the state after a settle.
+type Settlement struct {
+	// Duplicate is true when the request id was already settled: nothing changed.
+	Duplicate  bool
+	WeeklyUsed float64
+	BlockCost  float64
+	BurnRate   float64
+	Status     string
+}
+
+// Settle records one request's usage exactly once per request id.
+func (p *Pool) Settle(ctx context.Context, u Usage) (Settlement, error) {
+	if !lua.ValidID(u.RequestID) {
+		return Settlement{}, ErrInvalidRequestID
+	}
+	if u.SessionID != "" && !lua.ValidID(u.SessionID) {
+		return Settlement{}, ErrInvalidSession
+	}
+	if u.SubscriptionID != "" {
+		if _, ok := p.byID[u.SubscriptionID]; !ok {
+			return Settlement{}, fmt.Errorf("pool: settle %q: %w", u.SubscriptionID, ErrUnknownSubscription)
+		}
+	}
+	if u.CostUSD < 0 || math.IsNaN(u.CostUSD) || math.IsInf(u.CostUSD, 0) ||
+		u.InputTokens < 0 || u.OutputTokens < 0 || u.CacheCreationTokens < 0 || u.CacheReadTokens < 0 {
+		return Settlement{}, ErrInvalidUsage
+	}
+	mu := ""
+	if len(u.ModelUsage) > 0 {
+		if !json.Valid(u.ModelUsage) {
+			return Settlement{}, fmt.Errorf("pool: settle: modelUsage: %w", ErrInvalidUsage)
+		}
+		mu = string(u.ModelUsage)
+	}
+	r, err := lua.Settle(ctx, p.rdb, p.keys, lua.SettleArgs{
+		RequestID: u.RequestID, SubID: u.SubscriptionID, SessionID: u.SessionID,
+		CostUSD: strconv.FormatFloat(u.CostUSD, 'f', 6, 64),
+		Input:   u.InputTokens, Output: u.OutputTokens, CacheWrite: u.CacheCreationTokens, CacheRead: u.CacheReadTokens,
+		Model: u.Model, ModelUsage: mu, CLISession: u.CLISession, ApproachAt: p.approachAt,
+		MarkerTTL: p.markerTTL.Milliseconds(), Retention: p.retention.Milliseconds(), StaleMS: p.staleMS(),
+		Thresholds: p.thresholds,
+	})
+	if err != nil {
+		return Settlement{}, fmt.Errorf("pool: settle: %w", err)
+	}
+	if r.Duplicate {
+		return Settlement{Duplicate: true}, nil
+	}
+	return Settlement{WeeklyUsed: atof(r.WeeklyUsed), BlockCost: atof(r.BlockCost), BurnRate: atof(r.BurnRate),
+		Status: r.Status}, nil
+}
+
+// Status values of a subscription.
+const (
+	StatusAvailable   = "available"
+	StatusApproaching = "approaching"
+	StatusLimited     = "limited"
+	StatusCooldown    = "cooldown"
+	StatusDisabled    = "disabled"
+	StatusRemoved     = "removed"
+)
+
+// MarkResult is the status after a Mark.
+type MarkResult struct {
+	// Changed is false when the subscription already had that status (a
+	// later until was kept, no event written).
+	Changed bool
+	Status  string
+	Until   time.Time
+}
+
+// Mark sets a subscription's status: limited (until the provider's reset, or
+// the end of the current block when until is zero), cooldown (until, or now +
+// the cooldown), disabled, or available. It writes limit_reached and
+// recovered events.
+func (p *Pool) Mark(ctx context.Context, subID, status, reason string, until time.Time) (MarkResult, error) {
+	if _, ok := p.byID[subID]; !ok {
+		return MarkResult{}, fmt.Errorf("pool: mark %q: %w", subID, ErrUnknownSubscription)
+	}
+	switch status {
+	case StatusLimited, StatusCooldown, StatusDisabled, StatusAvailable:
+	default:
+		return MarkResult{}, fmt.Errorf("pool: mark %q: %w", status, ErrInvalidStatus)
+	}
+	var untilMS int64
+	if !until.IsZero() {
+		untilMS = until.UnixMilli()
+	}
+	r, err := lua.Mark(ctx, p.rdb, p.keys, lua.MarkArgs{SubID: subID, Status: status, Reason: reason,
+		UntilMS: untilMS, CooldownMS: p.cooldown.Milliseconds(), ApproachAt: p.approachAt})
+	if errors.Is(err, lua.ErrNotFound) {
+		return MarkResult{}, fmt.Errorf("pool: mark %q (not synced): %w", subID, ErrUnknownSubscription)
+	}
+	if err != nil {
+		return MarkResult{}, fmt.Errorf("pool: mark: %w", err)
+	}
+	res := MarkResult{Changed: r.Changed, Status: r.Status}
+	if r.UntilMS > 0 {
+		res.Until = time.UnixMilli(r.UntilMS)
+	}
+	return res, nil
+}
+
+// Release ends a session and returns the subscription it was on ("" when
+// it was on the fallback).
+func (p *Pool) Release(ctx context.Context, sessionID string) (string, error) {
+	if !lua.ValidID(sessionID) {
+		return "", ErrInvalidSession
+	}
+	var sub string
+	err := p.withSubs(ctx, func(s *lua.SubSet) error {
+		var err error
+		sub, err = lua.Release(ctx, p.rdb, p.keys, s, sessionID)
+		return err
+	})
+	p.hints.drop(sessionID)
+	if errors.Is(err, lua.ErrNotFound) {
+		return "", ErrSessionNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("pool: release: %w", err)
+	}
+	return sub, nil
+}
+
+// Session is a session as stored in Redis.
+type Session struct {
+	ID           string
+	Subscription string // "" while on the fallback
+	Priority     string
+	AllocatedAt  time.Time
+	LastActive   time.Time
+	Requests     int64
+	CostUSD      float64
+	Tokens       int64
+	CLISession   string
+}
+
+// Session reads one session.
+func (p *Pool) Session(ctx context.Context, sessionID string) (Session, error) {
+	if !lua.ValidID(sessionID) {
+		return Session{}, ErrInvalidSession
+	}
+	h, err := p.rdb.HGetAll(ctx, p.keys.Session(sessionID)).Result()
+	if err != nil {
+		return Session{}, fmt.Errorf("pool: session: %w", err)
+	}
+	if len(h) == 0 {
+		return Session{}, ErrSessionNotFound
+	}
+	return Session{ID: sessionID, Subscription: h["sub"], Priority: h["priority"],
+		AllocatedAt: msTime(h["allocatedAt"]), LastActive: msTime(h["lastActive"]),
+		Requests: atoi(h["requests"]), CostUSD: atof(h["cost"]), Tokens: atoi(h["tokens"]),
+		CLISession: h["cliSession"]}, nil
+}
+
+func atof(s string) float64 {
+	f, _ := strconv.ParseFloat(s, 64)
+	return f
+}
+
+func atoi(s string) int64 {
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}
+
+func msTime(s string) time.Time {
+	n := atoi(s)
+	if n <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(n)
+}

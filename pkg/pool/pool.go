@@ -1,0 +1,273 @@
+// Package pool is the domain of authpool: the pool of Claude subscriptions kept
+// in Redis and changed only through the atomic scripts of pkg/lua, so that any
+// number of gateway replicas can allocate at once without over-filling a
+// subscription or counting a request twice.
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/authpool/authpool/pkg/lua"
+)
+
+// Priority is a request's admission class.
+type Priority string
+
+// The priorities. Each admits new sessions up to its own weekly fraction:
+// low = threshold − 0.10, normal = threshold, high = min(0.95, threshold + 0.10).
+const (
+	PriorityLow    Priority = "low"
+	PriorityNormal Priority = "normal"
+	PriorityHigh   Priority = "high"
+)
+
+// ParsePriority accepts low, normal, high and "" (normal).
+func ParsePriority(s string) (Priority, error) {
+	switch s {
+	case "", "normal":
+		return PriorityNormal, nil
+	case "low":
+		return PriorityLow, nil
+	case "high":
+		return PriorityHigh, nil
+	}
+	return "", ErrInvalidPriority
+}
+
+// ValidSessionID reports whether s is an acceptable session id.
+func ValidSessionID(s string) bool { return lua.ValidID(s) }
+
+// Options tune the pool beyond the config file. The zero value means the
+// defaults below.
+type Options struct {
+	// Weights of the health score. Default lua.DefaultWeights.
+	Weights *lua.Weights
+	// ResumeLimit is the weekly fraction under which a bound session stays on
+	// its subscription. Default 0.98.
+	ResumeLimit float64
+	// Cooldown is how long a subscription rests after repeated failures.
+	// Default 5 minutes.
+	Cooldown time.Duration
+	// MarkerTTL keeps settlement markers so a retried settle counts once.
+	// Default 24 h.
+	MarkerTTL time.Duration
+	// UsageRetention is how long usage stream entries are kept. Default 7 days.
+	UsageRetention time.Duration
+}
+
+// Defaults of Options.
+const (
+	DefaultResumeLimit    = 0.98
+	DefaultCooldown       = 5 * time.Minute
+	DefaultMarkerTTL      = 24 * time.Hour
+	DefaultUsageRetention = 7 * 24 * time.Hour
+)
+
+// Pool is the pool of one config over one Redis. It is safe for concurrent
+// use; several Pool values (replicas) may share one Redis.
+type Pool struct {
+	rdb        redis.UniversalClient
+	cfg        *Config
+	keys       lua.Keys
+	byID       map[string]SubscriptionConfig
+	weights    lua.Weights
+	resume     float64
+	cooldown   time.Duration
+	markerTTL  time.Duration
+	retention  time.Duration
+	approachAt float64
+	thresholds []string
+	subs       atomic.Pointer[lua.SubSet]
+	reload     sync.Mutex
+	hints      *hints
+}
+
+// New returns the pool of cfg (already validated) over rdb. Call Sync before
+// serving.
+func New(rdb redis.UniversalClient, cfg *Config, opts Options) *Pool {
+	cfg = withDefaults(cfg)
+	p := &Pool{rdb: rdb, cfg: cfg, keys: lua.NewKeys(poolName(cfg)), byID: map[string]SubscriptionConfig{},
+		weights: lua.DefaultWeights, resume: DefaultResumeLimit, cooldown: DefaultCooldown,
+		markerTTL: DefaultMarkerTTL, retention: DefaultUsageRetention}
+	if opts.Weights != nil {
+		p.weights = *opts.Weights
+	}
+	if opts.ResumeLimit > 0 {
+		p.resume = opts.ResumeLimit
+	}
+	if opts.Cooldown > 0 {
+		p.cooldown = opts.Cooldown
+	}
+	if opts.MarkerTTL > 0 {
+		p.markerTTL = opts.MarkerTTL
+	}
+	if opts.UsageRetention > 0 {
+		p.retention = opts.UsageRetention
+	}
+	for _, s := range cfg.Subscriptions {
+		p.byID[s.ID] = s
+	}
+	ths := cfg.UsageThresholds()
+	for _, t := range ths {
+		p.thresholds = append(p.thresholds, strconv.FormatFloat(t, 'f', -1, 64))
+	}
+	p.approachAt = cfg.WeeklyBudgetThreshold
+	if len(ths) > 0 {
+		p.approachAt = ths[0]
+	}
+	ids := make([]string, 0, len(cfg.Subscriptions))
+	for _, s := range cfg.Subscriptions {
+		ids = append(ids, s.ID)
+	}
+	slices.Sort(ids)
+	p.subs.Store(p.keys.SubSet(ids))
+	p.hints = newHints(p.keys, ids)
+	return p
+}
+
+// withDefaults returns a copy of cfg whose zero numbers are the defaults, so a
+// Config built in code (tests, embedding) behaves like one loaded from a file.
+func withDefaults(in *Config) *Config {
+	c := *in
+	if c.MaxClientsPerSubscription <= 0 {
+		c.MaxClientsPerSubscription = DefaultMaxClientsPerSubscription
+	}
+	if c.WeeklyBudgetThreshold <= 0 {
+		c.WeeklyBudgetThreshold = DefaultWeeklyBudgetThreshold
+	}
+	if c.IdleAfterSeconds <= 0 {
+		c.IdleAfterSeconds = DefaultIdleAfterSeconds
+	}
+	if c.StaleAfterSeconds <= 0 {
+		c.StaleAfterSeconds = DefaultStaleAfterSeconds
+	}
+	if c.Rebalancing.IntervalSeconds <= 0 {
+		c.Rebalancing.IntervalSeconds = DefaultIntervalSeconds
+	}
+	if c.Rebalancing.CostGapThreshold <= 0 {
+		c.Rebalancing.CostGapThreshold = DefaultCostGapThreshold
+	}
+	if c.Rebalancing.MaxClientsToMovePerCycle <= 0 {
+		c.Rebalancing.MaxClientsToMovePerCycle = DefaultMaxClientsToMovePerCycle
+	}
+	if c.Pool == "" {
+		c.Pool = DefaultPoolName
+	}
+	return &c
+}
+
+func poolName(cfg *Config) string {
+	if cfg.Pool == "" {
+		return DefaultPoolName
+	}
+	return cfg.Pool
+}
+
+// Config returns the pool's configuration.
+func (p *Pool) Config() *Config { return p.cfg }
+
+// Keys returns the pool's key builder.
+func (p *Pool) Keys() lua.Keys { return p.keys }
+
+// Client returns the Redis client.
+func (p *Pool) Client() redis.UniversalClient { return p.rdb }
+
+// Subscription returns the configured subscription id.
+func (p *Pool) Subscription(id string) (SubscriptionConfig, bool) {
+	s, ok := p.byID[id]
+	return s, ok
+}
+
+// Sync loads the scripts and writes the configured subscriptions' static
+// fields into Redis, marking subscriptions no longer configured as removed.
+// It is idempotent: every replica runs it at start-up.
+func (p *Pool) Sync(ctx context.Context) error {
+	if err := lua.Load(ctx, p.rdb); err != nil {
+		return fmt.Errorf("pool: sync: %w", err)
+	}
+	subs := make([]lua.SyncSub, 0, len(p.cfg.Subscriptions))
+	for _, s := range p.cfg.Subscriptions {
+		budget := s.WeeklyBudget
+		subs = append(subs, lua.SyncSub{ID: s.ID, Email: s.Email, Type: s.Type, ConfigDir: s.ConfigDir,
+			WeeklyBudget: strconv.FormatFloat(budget, 'f', 6, 64), MaxClients: p.cfg.MaxClients(s)})
+	}
+	for attempt := 0; ; attempt++ {
+		existing, err := p.members(ctx)
+		if err != nil {
+			return fmt.Errorf("pool: sync: %w", err)
+		}
+		_, _, err = lua.Sync(ctx, p.rdb, p.keys, subs, existing)
+		if errors.Is(err, lua.ErrStaleSubscriptions) && attempt < 5 {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("pool: sync: %w", err)
+		}
+		return p.refreshSubs(ctx)
+	}
+}
+
+func (p *Pool) members(ctx context.Context) ([]string, error) {
+	ids, err := p.rdb.SMembers(ctx, p.keys.Subs()).Result()
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if !lua.ValidID(id) {
+			return nil, fmt.Errorf("pool: subscription set holds an invalid id: %w", ErrUnknownSubscription)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// refreshSubs re-reads the subscription SET (another replica may have synced
+// a different config); the scripts detect a stale list by its size.
+func (p *Pool) refreshSubs(ctx context.Context) error {
+	p.reload.Lock()
+	defer p.reload.Unlock()
+	ids, err := p.members(ctx)
+	if err != nil {
+		return err
+	}
+	p.subs.Store(p.keys.SubSet(ids))
+	return nil
+}
+
+// withSubs runs fn with the current subscription list, reloading it once
+// when a script reports it stale.
+func (p *Pool) withSubs(ctx context.Context, fn func(*lua.SubSet) error) error {
+	for attempt := 0; ; attempt++ {
+		err := fn(p.subs.Load())
+		if !errors.Is(err, lua.ErrStaleSubscriptions) || attempt >= 3 {
+			return err
+		}
+		if rerr := p.refreshSubs(ctx); rerr != nil {
+			return rerr
+		}
+	}
+}
+
+func (p *Pool) admit(pr Priority) float64 {
+	t := p.cfg.WeeklyBudgetThreshold
+	switch pr {
+	case PriorityLow:
+		return t - 0.10
+	case PriorityHigh:
+		return math.Min(0.95, t+0.10)
+	}
+	return t
+}
+
+func (p *Pool) staleMS() int64 { return int64(p.cfg.StaleAfterSeconds) * 1000 }
+func (p *Pool) idleMS() int64  { return int64(p.cfg.IdleAfterSeconds) * 1000 }
