@@ -1,0 +1,288 @@
+// Command poolbench measures the pool's scripts on a real redis-server it
+// starts itself: allocate (resume and new-bind paths) and settle throughput,
+// each as a ratio against a trivial EVALSHA (return 1) driven by the same
+// harness at the same concurrency in the same run, with p50/p99 latency, and
+// Redis memory per live session.
+//
+//	go run ./tests/poolbench            # prints the Markdown section
+//	go run ./tests/poolbench -out BENCHMARKS.md
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/pkg/pool"
+)
+
+func main() {
+	var (
+		conc     = flag.Int("c", 64, "concurrent callers")
+		dur      = flag.Duration("d", 5*time.Second, "duration of each measurement")
+		sessions = flag.Int("sessions", 100000, "live sessions for the memory measurement")
+		out      = flag.String("out", "", "write the report into this Markdown file (replacing its pool section)")
+	)
+	flag.Parse()
+	if err := run(*conc, *dur, *sessions, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "poolbench:", err)
+		os.Exit(1)
+	}
+}
+
+type result struct {
+	name     string
+	ops      int64
+	elapsed  time.Duration
+	p50, p99 time.Duration
+}
+
+func (r result) rate() float64 { return float64(r.ops) / r.elapsed.Seconds() }
+
+// drive calls op from conc goroutines for d and records every latency.
+func drive(conc int, d time.Duration, op func(worker int, i int64) error) (result, error) {
+	var (
+		wg      sync.WaitGroup
+		total   atomic.Int64
+		mu      sync.Mutex
+		lat     []time.Duration
+		firstEr atomic.Value
+	)
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	for w := 0; w < conc; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			local := make([]time.Duration, 0, 1<<14)
+			for i := int64(0); time.Now().Before(deadline); i++ {
+				t0 := time.Now()
+				if err := op(w, i); err != nil {
+					firstEr.CompareAndSwap(nil, err)
+					return
+				}
+				local = append(local, time.Since(t0))
+			}
+			total.Add(int64(len(local)))
+			mu.Lock()
+			lat = append(lat, local...)
+			mu.Unlock()
+		}(w)
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if e := firstEr.Load(); e != nil {
+		return result{}, e.(error)
+	}
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[int(p*float64(len(lat)-1))]
+	}
+	return result{ops: total.Load(), elapsed: elapsed, p50: pct(0.50), p99: pct(0.99)}, nil
+}
+
+func config(n, maxClients int) *pool.Config {
+	cfg := &pool.Config{MaxClientsPerSubscription: maxClients, WeeklyBudgetThreshold: 0.85}
+	for i := 0; i < n; i++ {
+		cfg.Subscriptions = append(cfg.Subscriptions, pool.SubscriptionConfig{
+			ID: fmt.Sprintf("sub%02d", i), Email: fmt.Sprintf("u%d@example.com", i), Type: "claude-max",
+			ConfigDir: fmt.Sprintf("/srv/claude/sub%02d", i), WeeklyBudget: 1e9})
+	}
+	cfg.Notifications.Rules = []pool.NotificationRule{
+		{Type: "usage_threshold", Threshold: 0.8, Channels: []string{"log"}, Enabled: true},
+		{Type: "usage_threshold", Threshold: 0.9, Channels: []string{"log"}, Enabled: true}}
+	return cfg
+}
+
+func run(conc int, d time.Duration, sessions int, out string) error {
+	ctx := context.Background()
+	srv, err := redistest.StartServer()
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: conc * 2})
+	defer rdb.Close()
+
+	trivial := redis.NewScript("return 1")
+	if err := trivial.Load(ctx, rdb).Err(); err != nil {
+		return err
+	}
+	bench := func(name string, op func(w int, i int64) error) (result, error) {
+		r, err := drive(conc, d, op)
+		r.name = name
+		fmt.Fprintf(os.Stderr, "%-28s %10.0f ops/s  p50 %v  p99 %v\n", name, r.rate(), r.p50, r.p99)
+		return r, err
+	}
+	evalTrivial := func(int, int64) error { return trivial.Run(ctx, rdb, []string{"k"}).Err() }
+
+	// Resume: each worker cycles over its own already-bound sessions.
+	p := pool.New(rdb, config(10, 1_000_000), pool.Options{})
+	if err := p.Sync(ctx); err != nil {
+		return err
+	}
+	const perWorker = 16
+	for w := 0; w < conc; w++ {
+		for j := 0; j < perWorker; j++ {
+			if _, err := p.Allocate(ctx, fmt.Sprintf("r-%d-%d", w, j), pool.PriorityNormal); err != nil {
+				return err
+			}
+		}
+	}
+	var rows []result
+	add := func(name string, op func(int, int64) error) error {
+		r, err := bench(name, op)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		rows = append(rows, r)
+		return nil
+	}
+	if err := add("trivial EVALSHA (return 1)", evalTrivial); err != nil {
+		return err
+	}
+	if err := add("allocate, resume path", func(w int, i int64) error {
+		_, err := p.Allocate(ctx, fmt.Sprintf("r-%d-%d", w, i%perWorker), pool.PriorityNormal)
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := add("allocate, new-bind path", func(w int, i int64) error {
+		_, err := p.Allocate(ctx, fmt.Sprintf("n-%d-%d", w, i), pool.PriorityNormal)
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := add("settle", func(w int, i int64) error {
+		_, err := p.Settle(ctx, pool.Usage{RequestID: fmt.Sprintf("q-%d-%d", w, i), SubscriptionID: fmt.Sprintf("sub%02d", i%10),
+			SessionID: fmt.Sprintf("r-%d-%d", w, i%perWorker), CostUSD: 0.0123, InputTokens: 12, OutputTokens: 7,
+			Model: "claude-sonnet-4-5", ModelUsage: []byte(`{"claude-sonnet-4-5":{"inputTokens":12,"outputTokens":7,"costUSD":0.0123}}`)})
+		return err
+	}); err != nil {
+		return err
+	}
+	// The reference again at the end, so drift during the run shows.
+	if err := add("trivial EVALSHA (again)", evalTrivial); err != nil {
+		return err
+	}
+
+	// Memory per live session, on a fresh database.
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		return err
+	}
+	mp := pool.New(rdb, config(10, sessions), pool.Options{})
+	if err := mp.Sync(ctx); err != nil {
+		return err
+	}
+	before, err := usedMemory(ctx, rdb)
+	if err != nil {
+		return err
+	}
+	if _, err := drive(conc, 24*time.Hour, func(w int, i int64) error {
+		n := i*int64(conc) + int64(w)
+		if n >= int64(sessions) {
+			return errDone
+		}
+		_, err := mp.Allocate(ctx, fmt.Sprintf("m-%07d", n), pool.PriorityNormal)
+		return err
+	}); err != nil && err != errDone {
+		return err
+	}
+	after, err := usedMemory(ctx, rdb)
+	if err != nil {
+		return err
+	}
+	perSession := float64(after-before) / float64(sessions)
+	report := render(rows, conc, d, sessions, perSession, redisVersion(ctx, rdb))
+	fmt.Print(report)
+	if out != "" {
+		return writeSection(out, report)
+	}
+	return nil
+}
+
+var errDone = fmt.Errorf("done")
+
+func usedMemory(ctx context.Context, rdb *redis.Client) (int64, error) {
+	info, err := rdb.Info(ctx, "memory").Result()
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no used_memory in INFO")
+}
+
+func redisVersion(ctx context.Context, rdb *redis.Client) string {
+	info, _ := rdb.Info(ctx, "server").Result()
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
+			return v
+		}
+	}
+	return "?"
+}
+
+const (
+	beginMark = "<!-- poolbench:begin -->"
+	endMark   = "<!-- poolbench:end -->"
+)
+
+func render(rows []result, conc int, d time.Duration, sessions int, perSession float64, redisV string) string {
+	var b strings.Builder
+	ref := (rows[0].rate() + rows[len(rows)-1].rate()) / 2
+	fmt.Fprintf(&b, "%s\n## Pool scripts on a real redis-server\n\n", beginMark)
+	fmt.Fprintf(&b, "Command: `go run ./tests/poolbench -out BENCHMARKS.md` (flags: `-c %d -d %s -sessions %d`).\n", conc, d, sessions)
+	fmt.Fprintf(&b, "Redis %s on loopback, 10 subscriptions, %d concurrent callers, Go %s, %d CPUs (client and server share them).\n",
+		redisV, conc, runtime.Version(), runtime.NumCPU())
+	fmt.Fprintf(&b, "The reference is a trivial `EVALSHA` (`return 1`) through the same client and harness, measured first and last in the same run (mean of both: %.0f ops/s).\n\n", ref)
+	fmt.Fprintf(&b, "| operation | ops/s | ratio to trivial EVALSHA | target | p50 | p99 |\n|---|---:|---:|---:|---:|---:|\n")
+	targets := map[string]string{"allocate, resume path": "≥ 0.7", "allocate, new-bind path": "≥ 0.5", "settle": "≥ 0.4"}
+	for _, r := range rows {
+		t := targets[r.name]
+		if t == "" {
+			t = "—"
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %s | %s | %s |\n", r.name, r.rate(), r.rate()/ref, t, us(r.p50), us(r.p99))
+	}
+	fmt.Fprintf(&b, "\nRedis memory per live session: **%.0f bytes** (`INFO memory` used_memory delta over %d sessions bound by allocate: session hash with its TTL plus the client-set entry; target ≤ 300).\n%s\n",
+		perSession, sessions, endMark)
+	return b.String()
+}
+
+func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d.Microseconds())) }
+
+// writeSection replaces the pool section of the Markdown file (or appends it).
+func writeSection(path, section string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	s := string(old)
+	if i, j := strings.Index(s, beginMark), strings.Index(s, endMark); i >= 0 && j > i {
+		s = s[:i] + strings.TrimSuffix(section, "\n") + s[j+len(endMark):]
+	} else {
+		if s == "" {
+			s = "# Benchmarks\n\nEvery number here is produced by a command in this repository and is a ratio against a reference measured in the same run; absolute figures depend on the machine.\n\n"
+		}
+		s += section
+	}
+	return os.WriteFile(path, []byte(s), 0o644)
+}
