@@ -1,0 +1,153 @@
+package notify
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/pkg/lua"
+)
+
+func TestSurvivesRedisRestart(t *testing.T) {
+	srv, err := redistest.StartServer()
+	if err != nil {
+		if os.Getenv("REDIS_REQUIRED") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	t.Cleanup(srv.Stop)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr, DialTimeout: 200 * time.Millisecond, MaxRetries: 1})
+	t.Cleanup(func() { _ = c.Close() })
+	rc := newReceiver(t, nil)
+	log := &recLogger{}
+	start(t, testOptions(c, "p1", "c1", webhookConfig(rc.srv.URL), log))
+
+	before := addEvent(t, c, "p1", TypeFailover, `{"sessionId":"s","from":"sub1","reason":"x"}`)
+	eventually(t, 5*time.Second, "delivery before the restart", func() bool { _, _, d := rc.stats(); return d[before] == 1 })
+
+	srv.Stop()
+	eventually(t, 5*time.Second, "the outage to be reported", func() bool { return len(log.warnings()) > 0 })
+	srv2, err := redistest.StartServerOnPort(srv.Port)
+	if err != nil {
+		t.Fatalf("restart redis-server on port %d: %v", srv.Port, err)
+	}
+	t.Cleanup(srv2.Stop)
+
+	// The restarted server has no stream and no group (no persistence): the
+	// Deliverer must re-create the group and deliver new events.
+	var after string
+	eventually(t, 5*time.Second, "XADD after the restart", func() bool {
+		err := c.XAdd(context.Background(), &redis.XAddArgs{Stream: lua.NewKeys("p1").Events(), ID: "*", Values: []any{"probe", "1"}}).Err()
+		if err != nil {
+			return false
+		}
+		after = addEvent(t, c, "p1", TypeRecovered, `{"previousStatus":"limited"}`)
+		return true
+	})
+	defer func() {
+		if t.Failed() {
+			for _, w := range log.warnings() {
+				t.Log(w)
+			}
+		}
+	}()
+	eventually(t, 10*time.Second, "delivery after the restart", func() bool { _, _, d := rc.stats(); return d[after] == 1 })
+	eventually(t, 2*time.Second, "acknowledgement", func() bool { return acked(t, c, "p1", after) })
+}
+
+func TestShutdownLeavesNoGoroutines(t *testing.T) {
+	tg := redistest.Real(t)
+	rc := newReceiver(t, nil)
+	if err := tg.Client.Ping(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	baseline := runtime.NumGoroutine()
+
+	d, err := New(testOptions(tg.Client, "p1", "c1", webhookConfig(rc.srv.URL), &recLogger{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	for range 3 {
+		last = addEvent(t, tg.Client, "p1", TypeRotation, `{"sessionId":"s","from":"a","to":"b","reason":"idle"}`)
+	}
+	eventually(t, 5*time.Second, "deliveries", func() bool { return acked(t, tg.Client, "p1", last) })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	eventually(t, 3*time.Second, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= baseline })
+}
+
+func TestTrimKeepsWhatTheGroupStillOwes(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		ctx := context.Background()
+		keys := lua.NewKeys("p1")
+		s := &store{rdb: tg.Client, stream: keys.Events(), dead: keys.EventsDead(), group: DefaultGroup, consumer: "c1"}
+		add := func(id string) string {
+			got, err := tg.Client.XAdd(ctx, &redis.XAddArgs{Stream: s.stream, ID: id, Values: []any{"type", "rotation"}}).Result()
+			if err != nil {
+				t.Fatalf("XADD %s: %v", id, err)
+			}
+			return got
+		}
+		ids := func() []string {
+			msgs, err := tg.Client.XRange(ctx, s.stream, "-", "+").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, m := range msgs {
+				out = append(out, m.ID)
+			}
+			return out
+		}
+		trim := func(want int64) {
+			t.Helper()
+			n, err := s.trim(ctx, DefaultRetention)
+			if err != nil || n != want {
+				t.Fatalf("trim = %d, %v; want %d", n, err, want)
+			}
+		}
+
+		// Old entries the group never read are kept, however old.
+		add("1000-0")
+		add("2000-0")
+		add("3000-0")
+		if err := s.createGroup(ctx); err != nil {
+			t.Fatal(err)
+		}
+		trim(0)
+
+		recent := add("*")
+		if _, err := s.readNew(ctx, 10); err != nil {
+			t.Fatal(err)
+		}
+		if err := tg.Client.XAck(ctx, s.stream, DefaultGroup, "1000-0", "3000-0", recent).Err(); err != nil {
+			t.Fatal(err)
+		}
+		// 2000-0 is still pending: it and everything after it stay.
+		trim(1)
+		if got := ids(); len(got) != 3 || got[0] != "2000-0" {
+			t.Fatalf("after trim: %v, want 2000-0, 3000-0 and the recent entry", got)
+		}
+		if err := tg.Client.XAck(ctx, s.stream, DefaultGroup, "2000-0").Err(); err != nil {
+			t.Fatal(err)
+		}
+		// Acknowledged and older than the retention: gone; recent: kept.
+		trim(2)
+		if got := ids(); len(got) != 1 || got[0] != recent {
+			t.Fatalf("after trim: %v, want only %s", got, recent)
+		}
+	})
+}
