@@ -1,0 +1,497 @@
+//go:build unix
+
+package backend
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The fake CLI (tests/fakeclaude) is built on first use, not in TestMain:
+// every fuzzing worker process runs TestMain, and none of them needs it.
+var (
+	fakeDir   string
+	fakeOnce  sync.Once
+	fakeBuilt string
+	fakeErr   error
+)
+
+func TestMain(m *testing.M) {
+	var err error
+	if fakeDir, err = os.MkdirTemp("", "fakeclaude"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(fakeDir)
+	os.Exit(code)
+}
+
+// fakeBin builds tests/fakeclaude once and returns its path.
+func fakeBin(t *testing.T) string {
+	t.Helper()
+	fakeOnce.Do(func() {
+		bin := filepath.Join(fakeDir, "claude")
+		out, err := exec.Command("go", "build", "-o", bin, "../../tests/fakeclaude").CombinedOutput()
+		if err != nil {
+			fakeErr = fmt.Errorf("building the fake claude CLI: %v\n%s", err, out)
+		}
+		fakeBuilt = bin
+	})
+	if fakeErr != nil {
+		t.Fatal(fakeErr)
+	}
+	return fakeBuilt
+}
+
+// fakeCall is one line of the fake's fake-calls.jsonl.
+type fakeCall struct {
+	Args               []string `json:"args"`
+	ConfigDir          string   `json:"configDir"`
+	OAuthTokenSet      bool     `json:"oauthTokenSet"`
+	OAuthTokenSHA256   string   `json:"oauthTokenSHA256"`
+	AnthropicAPIKeySet bool     `json:"anthropicApiKeySet"`
+	EnvNames           []string `json:"envNames"`
+	Prompt             string   `json:"prompt"`
+	PID                int      `json:"pid"`
+	ChildPID           int      `json:"childPid"`
+}
+
+// subscriptionDir is a config dir whose fake CLI behaves as mode says.
+func subscriptionDir(t *testing.T, mode string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if mode != "" {
+		if err := os.WriteFile(filepath.Join(dir, "fake-mode"), []byte(mode), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func newFakeCLI(t *testing.T, o CLIOptions) *ClaudeCLI {
+	t.Helper()
+	o.Bin = fakeBin(t)
+	c, err := NewClaudeCLI(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func calls(t *testing.T, dir string) []fakeCall {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "fake-calls.jsonl"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []fakeCall
+	for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
+		var c fakeCall
+		if err := json.Unmarshal(line, &c); err != nil {
+			t.Fatalf("fake-calls.jsonl: %v", err)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// waitCalls waits until the CLI of dir has been called n times.
+func waitCalls(t *testing.T, dir string, n int) []fakeCall {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if cs := calls(t, dir); len(cs) >= n {
+			return cs
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("the CLI was not called %d times", n)
+	return nil
+}
+
+// alive reports whether pid is a running (not zombie) process.
+func alive(pid int) bool {
+	if pid <= 0 || errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist)
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || i+2 >= len(stat) || (stat[i+2] != 'Z' && stat[i+2] != 'X')
+}
+
+func waitGone(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d is still running", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestClaudeCLIAnswers(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			dir := subscriptionDir(t, "")
+			c := newFakeCLI(t, CLIOptions{ExtraEnv: []string{"FAKECLAUDE_COST=0.5"}})
+			var deltas []string
+			req := Request{Model: "haiku", SystemPrompt: "Be brief.", Prompt: "User: hi\n\nAssistant: hello\n\nUser: what now?", Stream: stream}
+			res, err := c.Run(context.Background(), Target{ConfigDir: dir}, req, func(s string) { deltas = append(deltas, s) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Text != "echo: User: what now?" || res.CostUSD != 0.5 || res.Model != "claude-haiku-4-5" ||
+				res.StopReason != "end_turn" || res.NumTurns != 1 || res.Usage.InputTokens != 12 || res.IsError {
+				t.Errorf("result = %+v", res)
+			}
+			if mu := res.ModelUsage["claude-haiku-4-5"]; mu.CostUSD != 0.5 {
+				t.Errorf("modelUsage = %+v", res.ModelUsage)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "fake-sessions", res.CLISessionID)); err != nil {
+				t.Errorf("CLISessionID %q is not a session the CLI holds: %v", res.CLISessionID, err)
+			}
+			if stream {
+				if len(deltas) < 3 || strings.Join(deltas, "") != res.Text {
+					t.Errorf("deltas %q do not make up %q", deltas, res.Text)
+				}
+			} else if deltas != nil {
+				t.Errorf("onDelta called without streaming: %q", deltas)
+			}
+			call := calls(t, dir)[0]
+			if call.Prompt != req.Prompt {
+				t.Errorf("the CLI read %q on stdin, want the prompt", call.Prompt)
+			}
+			args := strings.Join(call.Args, " ")
+			if !strings.Contains(args, "--model haiku") || !strings.Contains(args, "--system-prompt Be brief.") ||
+				strings.Contains(args, "what now") {
+				t.Errorf("argv = %q: want --model and --system-prompt, never the prompt", call.Args)
+			}
+		})
+	}
+}
+
+func TestClaudeCLIEnvironment(t *testing.T) {
+	// The gateway's own environment holds credentials that must not reach
+	// the CLI: another login, the fallback's API key, its own secrets.
+	t.Setenv("CLAUDE_CONFIG_DIR", "/somewhere/else")
+	t.Setenv("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-parent-token")
+	t.Setenv("ANTHROPIC_API_KEY", "sk-ant-api03-fallback")
+	t.Setenv("ADMIN_TOKEN", "admin")
+	t.Setenv("CLAUDE_TOKEN_SUB1", "sk-ant-oat01-sub1")
+	c := newFakeCLI(t, CLIOptions{DropEnv: []string{"CLAUDE_TOKEN_SUB1"}})
+	const token = "sk-ant-oat01-the-subscriptions-own"
+	sum := sha256.Sum256([]byte(token))
+
+	dir := subscriptionDir(t, "")
+	if _, err := c.Run(context.Background(), Target{ConfigDir: dir, OAuthToken: token}, Request{Prompt: "hi"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	call := calls(t, dir)[0]
+	if call.ConfigDir != dir || !call.OAuthTokenSet || call.OAuthTokenSHA256 != hex.EncodeToString(sum[:]) {
+		t.Errorf("the CLI saw configDir %q, token set %v (hash %s); want %q and the subscription's token",
+			call.ConfigDir, call.OAuthTokenSet, call.OAuthTokenSHA256, dir)
+	}
+	if call.AnthropicAPIKeySet || slices.Contains(call.EnvNames, "ADMIN_TOKEN") || slices.Contains(call.EnvNames, "CLAUDE_TOKEN_SUB1") {
+		t.Errorf("the CLI inherited gateway secrets: %q", call.EnvNames)
+	}
+	if !slices.Contains(call.EnvNames, "PATH") {
+		t.Errorf("the CLI lost the ordinary environment: %q", call.EnvNames)
+	}
+	if strings.Contains(strings.Join(call.Args, " "), token) {
+		t.Errorf("the token is in argv: %q", call.Args)
+	}
+
+	dir = subscriptionDir(t, "")
+	if _, err := c.Run(context.Background(), Target{ConfigDir: dir}, Request{Prompt: "hi"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if call := calls(t, dir)[0]; call.OAuthTokenSet {
+		t.Error("without a token of its own, the CLI still got one (the gateway's)")
+	}
+}
+
+func TestClaudeCLIStreamsWhileRunning(t *testing.T) {
+	dir := subscriptionDir(t, "stream-slow 300")
+	c := newFakeCLI(t, CLIOptions{})
+	var firstAt time.Time
+	running := false
+	res, err := c.Run(context.Background(), Target{ConfigDir: dir}, Request{Prompt: "one two three", Stream: true}, func(string) {
+		if firstAt.IsZero() {
+			firstAt = time.Now()
+			running = alive(calls(t, dir)[0].PID)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !running {
+		t.Error("the first delta arrived after the CLI had exited: streaming is buffered")
+	}
+	if wait := time.Since(firstAt); wait < 600*time.Millisecond {
+		t.Errorf("Run returned %v after the first delta; the CLI takes ≥ 900ms more", wait)
+	}
+	if res.Text != "echo: one two three" {
+		t.Errorf("text = %q", res.Text)
+	}
+}
+
+func TestClaudeCLIClassifiesFailures(t *testing.T) {
+	chicago, _ := time.LoadLocation("America/Chicago")
+	paris, _ := time.LoadLocation("Europe/Paris")
+	at := func(loc *time.Location, h, m int) func(*testing.T, time.Time) {
+		return func(t *testing.T, reset time.Time) {
+			l := reset.In(loc)
+			if l.Hour() != h || l.Minute() != m || !reset.After(time.Now()) || time.Until(reset) > 25*time.Hour {
+				t.Errorf("ResetAt = %v, want the next %02d:%02d in %v", reset, h, m, loc)
+			}
+		}
+	}
+	for _, tc := range []struct {
+		mode  string
+		want  error
+		reset func(*testing.T, time.Time)
+	}{
+		{"limit-epoch 7200", ErrLimited, func(t *testing.T, reset time.Time) {
+			if d := time.Until(reset); d < 7100*time.Second || d > 7200*time.Second {
+				t.Errorf("ResetAt = %v, want in 2 h", reset)
+			}
+		}},
+		{"limit-9am", ErrLimited, at(chicago, 9, 0)},
+		{"limit-hit", ErrLimited, nil},
+		{"limit-session", ErrLimited, at(paris, 17, 10)},
+		{"limit-weekly", ErrLimited, at(paris, 17, 10)},
+		{"limit-429", ErrLimited, func(t *testing.T, reset time.Time) {
+			if !reset.IsZero() {
+				t.Errorf("ResetAt = %v, want zero (the caller uses the block end)", reset)
+			}
+		}},
+		{"auth", ErrAuth, nil},
+		{"stderr OAuth token has expired. Please run /login", ErrAuth, nil},
+		{"stderr Claude AI usage limit reached|1766502000", ErrLimited, nil},
+		{"stderr Error: something odd happened", ErrBackend, nil},
+		{"crash", ErrBackend, nil},
+	} {
+		for _, stream := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/stream=%v", tc.mode, stream), func(t *testing.T) {
+				t.Parallel()
+				const token = "sk-ant-oat01-do-not-leak-me"
+				dir := subscriptionDir(t, tc.mode)
+				c := newFakeCLI(t, CLIOptions{})
+				var deltas []string
+				res, err := c.Run(context.Background(), Target{ConfigDir: dir, OAuthToken: token}, Request{Prompt: "hi", Stream: stream},
+					func(s string) { deltas = append(deltas, s) })
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("Run = %+v, %v; want %v", res, err, tc.want)
+				}
+				if len(deltas) > 0 {
+					t.Errorf("the failure reached the client as text: %q", deltas)
+				}
+				if strings.Contains(err.Error(), token) || strings.Contains(err.Error(), "do-not-leak") {
+					t.Errorf("error carries the token: %v", err)
+				}
+				var le *LimitError
+				if errors.As(err, &le) && tc.reset != nil {
+					tc.reset(t, le.ResetAt)
+				}
+				if strings.HasPrefix(tc.mode, "stderr Error") && !strings.Contains(err.Error(), "something odd happened") {
+					t.Errorf("error %q lost the CLI's stderr", err)
+				}
+			})
+		}
+	}
+}
+
+func TestClaudeCLIResume(t *testing.T) {
+	dir := subscriptionDir(t, "")
+	c := newFakeCLI(t, CLIOptions{})
+	tgt := Target{ConfigDir: dir}
+	first, err := c.Run(context.Background(), tgt, Request{Prompt: "hi"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := c.Run(context.Background(), tgt, Request{Prompt: "again", ResumeSession: first.CLISessionID}, nil)
+	if err != nil {
+		t.Fatalf("resume of the session the CLI just answered: %v", err)
+	}
+	if args := calls(t, dir)[1].Args; !slices.Contains(args, "--resume") || !slices.Contains(args, first.CLISessionID) {
+		t.Errorf("argv = %q, want --resume %s", args, first.CLISessionID)
+	}
+	if second.Text != "echo: again" {
+		t.Errorf("text = %q", second.Text)
+	}
+
+	// Another replica's config dir does not hold the session.
+	other := Target{ConfigDir: subscriptionDir(t, "")}
+	for _, stream := range []bool{false, true} {
+		_, err = c.Run(context.Background(), other, Request{Prompt: "hi", ResumeSession: first.CLISessionID, Stream: stream}, nil)
+		if !errors.Is(err, ErrSessionNotFound) {
+			t.Errorf("resume on another config dir (stream=%v) = %v, want ErrSessionNotFound", stream, err)
+		}
+	}
+}
+
+func TestClaudeCLIRefusesBadRequests(t *testing.T) {
+	dir := subscriptionDir(t, "")
+	c := newFakeCLI(t, CLIOptions{})
+	for _, tc := range []struct {
+		name string
+		tgt  Target
+		req  Request
+	}{
+		{"empty prompt", Target{ConfigDir: dir}, Request{Prompt: " \n"}},
+		{"flag as model", Target{ConfigDir: dir}, Request{Prompt: "hi", Model: "--dangerously-skip-permissions"}},
+		{"resume id with a path", Target{ConfigDir: dir}, Request{Prompt: "hi", ResumeSession: "../../etc/passwd"}},
+		{"resume id as a flag", Target{ConfigDir: dir}, Request{Prompt: "hi", ResumeSession: "--x y"}},
+		{"NUL in system prompt", Target{ConfigDir: dir}, Request{Prompt: "hi", SystemPrompt: "a\x00b"}},
+		{"system prompt over the argv limit", Target{ConfigDir: dir}, Request{Prompt: "hi", SystemPrompt: strings.Repeat("a", maxSystemPrompt+1)}},
+		{"relative config dir", Target{ConfigDir: "claude-sub1"}, Request{Prompt: "hi"}},
+		{"token with a newline", Target{ConfigDir: dir, OAuthToken: "a\nB=c"}, Request{Prompt: "hi"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := c.Run(context.Background(), tc.tgt, tc.req, nil); !errors.Is(err, ErrInvalidRequest) {
+				t.Errorf("Run = %v, want ErrInvalidRequest", err)
+			}
+		})
+	}
+	if cs := calls(t, dir); len(cs) != 0 {
+		t.Errorf("refused requests reached the CLI: %+v", cs)
+	}
+}
+
+func TestClaudeCLITimeoutKillsTheProcessGroup(t *testing.T) {
+	dir := subscriptionDir(t, "hang")
+	c := newFakeCLI(t, CLIOptions{Timeout: 300 * time.Millisecond, KillGrace: 200 * time.Millisecond})
+	start := time.Now()
+	_, err := c.Run(context.Background(), Target{ConfigDir: dir}, Request{Prompt: "hi"}, nil)
+	if !errors.Is(err, ErrTimeout) {
+		t.Fatalf("Run = %v, want ErrTimeout", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Run took %v to give up on a CLI that ignores SIGTERM", d)
+	}
+	call := calls(t, dir)[0]
+	if call.ChildPID == 0 {
+		t.Fatal("the fake did not start its child")
+	}
+	waitGone(t, call.PID)
+	waitGone(t, call.ChildPID) // the whole tree, not only the CLI
+}
+
+func TestClaudeCLICancelKillsTheProcess(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			dir := subscriptionDir(t, "slow 30000")
+			c := newFakeCLI(t, CLIOptions{KillGrace: 5 * time.Second})
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			go func() {
+				_, err := c.Run(ctx, Target{ConfigDir: dir}, Request{Prompt: "hi", Stream: stream}, nil)
+				errc <- err
+			}()
+			pid := waitCalls(t, dir, 1)[0].PID
+			cancel()
+			select {
+			case err := <-errc:
+				if !errors.Is(err, ErrCanceled) || !errors.Is(err, context.Canceled) {
+					t.Errorf("Run = %v, want ErrCanceled wrapping context.Canceled", err)
+				}
+			case <-time.After(3 * time.Second):
+				t.Fatal("Run did not return after cancel (SIGTERM should end a slow CLI at once)")
+			}
+			waitGone(t, pid)
+		})
+	}
+}
+
+func TestClaudeCLIQueueFull(t *testing.T) {
+	dir := subscriptionDir(t, "slow 30000")
+	c := newFakeCLI(t, CLIOptions{MaxConcurrent: 1, MaxQueue: 1, KillGrace: time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 2)
+	run := func() {
+		_, err := c.Run(ctx, Target{ConfigDir: dir}, Request{Prompt: "hi"}, nil)
+		errc <- err
+	}
+	go run()
+	waitCalls(t, dir, 1)
+	go run()
+	for deadline := time.Now().Add(5 * time.Second); c.Load().Waiting != 1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("load = %+v, want one waiting", c.Load())
+		}
+	}
+	start := time.Now()
+	_, err := c.Run(ctx, Target{ConfigDir: dir}, Request{Prompt: "hi"}, nil)
+	var qf *QueueFullError
+	if !errors.As(err, &qf) || !errors.Is(err, ErrQueueFull) || qf.RetryAfter <= 0 {
+		t.Fatalf("third Run = %v, want ErrQueueFull with a RetryAfter", err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("a full queue took %v to refuse", d)
+	}
+	if n := len(calls(t, dir)); n != 1 {
+		t.Errorf("%d CLI processes started, want 1 (MaxConcurrent)", n)
+	}
+	cancel()
+	for range 2 {
+		if err := <-errc; !errors.Is(err, ErrCanceled) {
+			t.Errorf("canceled Run = %v, want ErrCanceled", err)
+		}
+	}
+	if l := c.Load(); l != (Load{}) {
+		t.Errorf("load after everything ended = %+v", l)
+	}
+}
+
+func TestClaudeCLIMissingBinary(t *testing.T) {
+	c, err := NewClaudeCLI(CLIOptions{Bin: filepath.Join(t.TempDir(), "no-such-claude")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Run(context.Background(), Target{}, Request{Prompt: "hi"}, nil); !errors.Is(err, ErrBackend) {
+		t.Errorf("Run = %v, want ErrBackend", err)
+	}
+}
+
+func TestNewClaudeCLIValidates(t *testing.T) {
+	for _, o := range []CLIOptions{
+		{Name: "bad name!"},
+		{MaxConcurrent: -1},
+		{ExtraEnv: []string{"CLAUDE_CONFIG_DIR=/tmp/x"}},
+		{ExtraEnv: []string{"no-equals-sign"}},
+		{DropEnv: []string{"A=B"}},
+		{Timeout: -time.Second},
+	} {
+		if _, err := NewClaudeCLI(o); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("NewClaudeCLI(%+v) = %v, want ErrInvalidConfig", o, err)
+		}
+	}
+	c, err := NewClaudeCLI(CLIOptions{})
+	if err != nil || c.Name() != DefaultCLIName || c.opts.Bin != DefaultCLIBin || cap(c.gate.slots) != DefaultMaxConcurrent ||
+		c.gate.queue != 4*DefaultMaxConcurrent {
+		t.Errorf("defaults: %+v, %v", c, err)
+	}
+}
