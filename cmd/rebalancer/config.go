@@ -1,0 +1,235 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/authpool/authpool/pkg/pool"
+	"github.com/authpool/authpool/pkg/rebalance"
+	"github.com/authpool/authpool/pkg/telemetry"
+)
+
+// config is the rebalancer's environment, with flags overriding it where an
+// operator may want to (never for secrets: flags show in ps). Secrets are
+// kept for wiring and masked by String.
+type config struct {
+	// Addr is where /health, /ready and /leader listen: ":PORT"
+	// (PORT, -port; default 3001).
+	Addr string
+	// RedisURL (REDIS_URL), or RedisAddrs (REDIS_ADDRS, comma-separated) with
+	// RedisMasterName (REDIS_MASTER_NAME) for Sentinel, choose Redis; one of
+	// them is required. RedisPassword (REDIS_PASSWORD) is used when the URL
+	// carries none.
+	RedisURL        string
+	RedisAddrs      []string
+	RedisMasterName string
+	RedisPassword   string
+	// ConfigPath (AUTH_POOL_CONFIG, -config; default config/auth-pool.json).
+	ConfigPath string
+	// WebhookSecret (WEBHOOK_SECRET) keys the X-AuthPool-Signature HMAC.
+	WebhookSecret string
+	// LockTTL (LEADER_LOCK_TTL, -lock-ttl) is the leader lock's expiry,
+	// extended every third of it. Default 10 s.
+	LockTTL time.Duration
+	// ReplicaID (REPLICA_ID, -replica-id) names this replica as the lock
+	// holder and as the notification consumer. Default host name and pid.
+	ReplicaID string
+	// ClaimIdle (NOTIFY_CLAIM_IDLE, -notify-claim-idle) is how long a
+	// notification held by a silent replica waits before another takes it
+	// over. Default 30 s.
+	ClaimIdle time.Duration
+	// ShutdownTimeout (SHUTDOWN_TIMEOUT, -shutdown-timeout) bounds the
+	// graceful shutdown. Default 10 s.
+	// (OTEL_EXPORTER_OTLP_ENDPOINT and SENTRY_DSN are read by pkg/telemetry.)
+	ShutdownTimeout time.Duration
+	// LogLevel (LOG_LEVEL, -log-level: debug|info|warn|error, default info)
+	// and LogFormat (LOG_FORMAT, -log-format: json|text, default text).
+	LogLevel, LogFormat string
+}
+
+// Defaults of config.
+const (
+	defaultPort            = "3001"
+	defaultShutdownTimeout = 10 * time.Second
+	minLockTTL             = time.Second
+	maxLockTTL             = 5 * time.Minute
+	minClaimIdle           = 100 * time.Millisecond
+)
+
+// loadConfig reads the environment, then the flags in args, and lists every
+// problem at once. A -h yields flag.ErrHelp after the usage went to out.
+func loadConfig(args []string, getenv func(string) string, out io.Writer) (*config, error) {
+	c := &config{RedisURL: getenv("REDIS_URL"), RedisAddrs: splitList(getenv("REDIS_ADDRS")),
+		RedisMasterName: getenv("REDIS_MASTER_NAME"), RedisPassword: getenv("REDIS_PASSWORD"),
+		ConfigPath: getenv(pool.EnvConfigPath), WebhookSecret: getenv("WEBHOOK_SECRET"),
+		ReplicaID: getenv("REPLICA_ID"), LogLevel: getenv("LOG_LEVEL"), LogFormat: getenv("LOG_FORMAT")}
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	dur := func(name string, def time.Duration) time.Duration {
+		v := getenv(name)
+		if v == "" {
+			return def
+		}
+		d, err := parseDuration(v)
+		if err != nil {
+			bad("%s: want a duration such as 10s, got %q", name, v)
+			return def
+		}
+		return d
+	}
+	port := getenv("PORT")
+	if port == "" {
+		port = defaultPort
+	}
+	c.LockTTL = dur("LEADER_LOCK_TTL", rebalance.DefaultLockTTL)
+	c.ClaimIdle = dur("NOTIFY_CLAIM_IDLE", 0)
+	c.ShutdownTimeout = dur("SHUTDOWN_TIMEOUT", defaultShutdownTimeout)
+
+	fs := flag.NewFlagSet("rebalancer", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintln(out, "Usage: rebalancer [flags]\n\nThe authpool rebalancer: leader election, maintenance, rebalancing and")
+		fmt.Fprintln(out, "notification delivery. Environment: REDIS_URL or REDIS_ADDRS (required), REDIS_MASTER_NAME,")
+		fmt.Fprintln(out, "REDIS_PASSWORD, AUTH_POOL_CONFIG, WEBHOOK_SECRET, PORT, LEADER_LOCK_TTL, REPLICA_ID,")
+		fmt.Fprintln(out, "NOTIFY_CLAIM_IDLE, SHUTDOWN_TIMEOUT, LOG_LEVEL, LOG_FORMAT, OTEL_EXPORTER_OTLP_ENDPOINT,")
+		fmt.Fprintln(out, "SENTRY_DSN. Flags override them:")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&port, "port", port, "`PORT` of /health, /ready and /leader")
+	fs.StringVar(&c.ConfigPath, "config", c.ConfigPath, "pool config file (AUTH_POOL_CONFIG; default "+pool.DefaultConfigPath+")")
+	fs.DurationVar(&c.LockTTL, "lock-ttl", c.LockTTL, "leader lock expiry (LEADER_LOCK_TTL)")
+	fs.StringVar(&c.ReplicaID, "replica-id", c.ReplicaID, "this replica's id (REPLICA_ID; default host name and pid)")
+	fs.DurationVar(&c.ClaimIdle, "notify-claim-idle", c.ClaimIdle, "take over notifications held this long by a silent replica (NOTIFY_CLAIM_IDLE; 0: 30s)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful shutdown bound (SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (LOG_LEVEL; default info)")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or text (LOG_FORMAT; default text)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		bad("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+
+	switch {
+	case c.RedisURL == "" && len(c.RedisAddrs) == 0:
+		bad("REDIS_URL or REDIS_ADDRS is required: the rebalancer coordinates replicas through Redis (the embedded single-process mode is cmd/api's)")
+	case c.RedisURL != "" && len(c.RedisAddrs) > 0:
+		bad("set REDIS_URL or REDIS_ADDRS, not both")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		bad("PORT: want 0 to 65535, got %q", port)
+	}
+	c.Addr = ":" + port
+	if c.LockTTL < minLockTTL || c.LockTTL > maxLockTTL {
+		bad("LEADER_LOCK_TTL: want %s to %s, got %s", minLockTTL, maxLockTTL, c.LockTTL)
+	}
+	if c.ClaimIdle != 0 && c.ClaimIdle < minClaimIdle {
+		bad("NOTIFY_CLAIM_IDLE: want at least %s, got %s", minClaimIdle, c.ClaimIdle)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("SHUTDOWN_TIMEOUT: want a positive duration, got %s", c.ShutdownTimeout)
+	}
+	if c.ReplicaID == "" {
+		c.ReplicaID = defaultReplicaID()
+	} else if !rebalance.ValidHolder(c.ReplicaID) {
+		bad("REPLICA_ID: want 1 to 128 characters of A-Z a-z 0-9 _ . : @ -, got %q", c.ReplicaID)
+	}
+	if _, err := telemetry.ParseLevel(c.LogLevel); err != nil {
+		bad("LOG_LEVEL: want debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if f := strings.ToLower(c.LogFormat); f != "" && f != "json" && f != "text" {
+		bad("LOG_FORMAT: want json or text, got %q", c.LogFormat)
+	}
+	if len(problems) > 0 {
+		return nil, errors.New("configuration:\n  " + strings.Join(problems, "\n  "))
+	}
+	return c, nil
+}
+
+// getenv is the environment as the flags amended it, for the packages that
+// read it themselves (the pool config loader, the logger).
+func (c *config) getenv(getenv func(string) string) func(string) string {
+	return func(k string) string {
+		switch k {
+		case pool.EnvConfigPath:
+			if c.ConfigPath != "" {
+				return c.ConfigPath
+			}
+		case "LOG_LEVEL":
+			return c.LogLevel
+		case "LOG_FORMAT":
+			return c.LogFormat
+		}
+		return getenv(k)
+	}
+}
+
+var notHolder = regexp.MustCompile(`[^A-Za-z0-9_.:@-]+`)
+
+// defaultReplicaID is host name and pid: unique per process, and the pod
+// name under Kubernetes.
+func defaultReplicaID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "rebalancer"
+	}
+	id := notHolder.ReplaceAllString(host, "-") + "-" + strconv.Itoa(os.Getpid())
+	if len(id) > 128 {
+		id = id[len(id)-128:]
+	}
+	return id
+}
+
+func parseDuration(v string) (time.Duration, error) {
+	if n, err := strconv.Atoi(v); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	return time.ParseDuration(v)
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// String describes the configuration with every secret masked; a Redis URL
+// may carry a password, so only its presence shows.
+func (c *config) String() string {
+	redisMode := "REDIS_URL"
+	switch {
+	case len(c.RedisAddrs) > 0 && c.RedisMasterName != "":
+		redisMode = "sentinel " + c.RedisMasterName + " " + strings.Join(c.RedisAddrs, ",")
+	case len(c.RedisAddrs) > 0:
+		redisMode = "REDIS_ADDRS " + strings.Join(c.RedisAddrs, ",")
+	}
+	path := c.ConfigPath
+	if path == "" {
+		path = pool.DefaultConfigPath
+	}
+	claim := "default"
+	if c.ClaimIdle > 0 {
+		claim = c.ClaimIdle.String()
+	}
+	return fmt.Sprintf("addr=%s replica=%s redis=%s redisPassword=%s config=%s webhookSecret=%s lockTTL=%s notifyClaimIdle=%s shutdownTimeout=%s",
+		c.Addr, c.ReplicaID, redisMode, mask(c.RedisPassword), path, mask(c.WebhookSecret),
+		c.LockTTL, claim, c.ShutdownTimeout)
+}
+
+func mask(secret string) string {
+	if secret == "" {
+		return "unset"
+	}
+	return "set"
+}

@@ -1,0 +1,219 @@
+// Command rebalancer is the authpool rebalancer (DESIGN §6). Several
+// replicas run against one Redis: one leads (a redsync lock with a fencing
+// epoch) and every intervalSeconds drops stale clients, restores limited
+// subscriptions and moves idle clients from the most to the least used
+// subscription; all of them deliver notifications from the events stream
+// through one consumer group. It only wires: configuration, the Redis
+// client, the pool, the notify Deliverer, the rebalance Component,
+// telemetry (logs, metrics, traces, Sentry), the /health, /ready, /leader
+// and /metrics endpoints and a graceful shutdown that resigns leadership
+// first.
+//
+// Environment (flags override; see -h): REDIS_URL or REDIS_ADDRS (required;
+// + REDIS_MASTER_NAME for Sentinel, REDIS_PASSWORD), AUTH_POOL_CONFIG,
+// WEEKLY_BUDGET, AUTH_POOL_REBALANCING_ENABLED, WEBHOOK_SECRET, PORT (3001),
+// LEADER_LOCK_TTL (10s), REPLICA_ID (host name and pid), NOTIFY_CLAIM_IDLE
+// (30s), SHUTDOWN_TIMEOUT (10s), LOG_LEVEL, LOG_FORMAT,
+// OTEL_EXPORTER_OTLP_ENDPOINT, SENTRY_DSN.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/authpool/authpool/pkg/notify"
+	"github.com/authpool/authpool/pkg/pool"
+	"github.com/authpool/authpool/pkg/rebalance"
+	"github.com/authpool/authpool/pkg/telemetry"
+)
+
+// version is the release reported to Sentry and in the start-up line; the
+// build sets it with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rebalancer:", err)
+		os.Exit(1)
+	}
+}
+
+// run serves until ctx ends (a signal), then shuts down: resign leadership
+// (a standby takes over at once), stop delivering (an event in flight stays
+// pending for another replica), stop the HTTP server.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := loadConfig(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	env := cfg.getenv(getenv)
+	log, err := telemetry.NewLogger(env, stderr, "rebalancer")
+	if err != nil {
+		return err
+	}
+	log = log.With("replica", cfg.ReplicaID)
+	telemetry.SetOTelErrorLogger(log)
+	switch enabled, err := pool.PoolEnabled(env); {
+	case err != nil:
+		return err
+	case !enabled:
+		return errors.New("AUTH_POOL_ENABLED=false: there is no pool to rebalance; do not run the rebalancer")
+	}
+	pcfg, err := pool.LoadConfigFromEnv(env)
+	if err != nil {
+		return err
+	}
+	log.Info("starting", "version", version, "config", cfg.String(), "pool", pcfg.Pool,
+		"subscriptions", len(pcfg.Subscriptions), "rebalancingEnabled", pcfg.RebalancingEnabled(),
+		"intervalSeconds", pcfg.Rebalancing.IntervalSeconds)
+
+	stopTracing, err := telemetry.SetupTracing(ctx, env, "authpool-rebalancer")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stopTracing(context.Background()) }()
+	flush, sentryOn, err := telemetry.SetupSentry(env, version)
+	if err != nil {
+		return err
+	}
+	defer flush(2 * time.Second)
+	metrics, err := telemetry.NewMetrics(telemetry.MetricsOptions{})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = metrics.Shutdown(context.Background()) }()
+	log.Info("telemetry", "sentry", sentryOn)
+
+	rdb, err := openRedis(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rdb.Close() }()
+	if err := telemetry.InstrumentRedis(rdb); err != nil {
+		return err
+	}
+	p := pool.New(rdb, pcfg, pool.Options{})
+
+	deliverer, err := notify.New(notify.Options{Client: rdb, Pool: pcfg.Pool, Consumer: cfg.ReplicaID,
+		Config: pcfg.Notifications, WebhookSecret: []byte(cfg.WebhookSecret), ClaimIdle: cfg.ClaimIdle,
+		Logger: notify.SlogLogger(telemetry.Module(log, "notify")), Metrics: metrics})
+	if err != nil {
+		return err
+	}
+	comp, err := rebalance.New(rebalance.Params{Pool: p, Holder: cfg.ReplicaID, LockTTL: cfg.LockTTL,
+		Deliverer: deliverer, Reporter: rebalance.Reporters(rebalance.SlogReporter(log),
+			rebalance.MetricsReporter(metrics))})
+	if err != nil {
+		return err
+	}
+
+	var synced atomic.Bool
+	ep := &endpoints{replica: cfg.ReplicaID, leader: comp, rdb: rdb, keys: p.Keys(), synced: &synced}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	}
+	hs := &http.Server{Handler: ep.handler(metrics.Handler()), ReadHeaderTimeout: 5 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String())
+
+	shutdown := func() error {
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		defer cancel()
+		err := comp.Shutdown(sctx)
+		if herr := hs.Shutdown(sctx); herr != nil {
+			err = errors.Join(err, fmt.Errorf("http shutdown: %w", herr))
+		}
+		log.Info("stopped")
+		return err
+	}
+
+	if err := syncPool(ctx, p, log); err != nil {
+		_ = shutdown()
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	synced.Store(true)
+	log.Info("pool synced", "pool", p.Keys().Base())
+	// The component stops through Shutdown, in order, not through ctx.
+	if err := comp.Start(context.WithoutCancel(ctx)); err != nil {
+		_ = shutdown()
+		return err
+	}
+
+	select {
+	case err := <-serveErr:
+		_ = shutdown()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: resigning leadership", "leader", comp.IsLeader())
+	return shutdown()
+}
+
+// syncPool writes the configured subscriptions into Redis (idempotent),
+// retrying while Redis is unreachable until ctx ends.
+func syncPool(ctx context.Context, p *pool.Pool, log *slog.Logger) error {
+	wait := 500 * time.Millisecond
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := p.Sync(sctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log.Warn("Redis not ready; retrying the pool sync", "error", err.Error(), "retryIn", wait.String())
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// openRedis connects to REDIS_URL, or REDIS_ADDRS (+ REDIS_MASTER_NAME for
+// Sentinel; several addresses without it for Cluster). Context deadlines
+// bound every command, so a Redis that stops answering cannot hold the
+// leader past its lock.
+func openRedis(cfg *config) (redis.UniversalClient, error) {
+	if cfg.RedisURL != "" {
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, errors.New("REDIS_URL: not a redis:// or rediss:// URL") // the URL may hold a password
+		}
+		if opts.Password == "" {
+			opts.Password = cfg.RedisPassword
+		}
+		opts.ContextTimeoutEnabled = true
+		return redis.NewClient(opts), nil
+	}
+	return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: cfg.RedisAddrs,
+		MasterName: cfg.RedisMasterName, Password: cfg.RedisPassword, ContextTimeoutEnabled: true}), nil
+}
