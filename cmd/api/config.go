@@ -1,0 +1,187 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/authpool/authpool/pkg/backend"
+	"github.com/authpool/authpool/pkg/pool"
+)
+
+// config is the gateway's environment (DESIGN §3). Secrets are kept for
+// wiring and masked by String.
+type config struct {
+	// Addr is where to listen: ":PORT" with API keys, "127.0.0.1:PORT"
+	// without; LISTEN_ADDR (host or host:port) overrides.
+	Addr string
+	// APIKeys (API_KEYS, comma-separated) are the client keys.
+	APIKeys []string
+	// AdminToken (ADMIN_TOKEN) guards /debug/*.
+	AdminToken string
+	// Production is APP_ENV=production or NODE_ENV=production.
+	Production bool
+	// RateLimitPerMinute (RATE_LIMIT_PER_MINUTE) per client key. Default 60; 0 is off.
+	RateLimitPerMinute int
+	// RedisURL (REDIS_URL), RedisAddrs (REDIS_ADDRS), RedisMasterName
+	// (REDIS_MASTER_NAME) and RedisPassword (REDIS_PASSWORD) choose Redis;
+	// none: the embedded one.
+	RedisURL        string
+	RedisAddrs      []string
+	RedisMasterName string
+	RedisPassword   string
+	// PoolEnabled is AUTH_POOL_ENABLED (default true).
+	PoolEnabled bool
+	// BackendsPath (BACKENDS_CONFIG, default config/backends.json) is
+	// optional unless set explicitly.
+	BackendsPath     string
+	BackendsExplicit bool
+	// ClaudeBin (CLAUDE_BIN, default claude) is the CLI executable.
+	ClaudeBin string
+	// AnthropicAPIKey (ANTHROPIC_API_KEY) enables the fallback backend;
+	// AnthropicBaseURL (ANTHROPIC_BASE_URL) overrides its base URL.
+	AnthropicAPIKey  string
+	AnthropicBaseURL string
+	// ShutdownTimeout (SHUTDOWN_TIMEOUT, a Go duration or seconds) bounds
+	// the wait for in-flight requests. Default 30 s.
+	ShutdownTimeout time.Duration
+	// WebhookSecret (WEBHOOK_SECRET) signs webhooks sent by the embedded
+	// notifier.
+	WebhookSecret string
+}
+
+// Defaults of config.
+const (
+	defaultPort            = "3000"
+	defaultRateLimit       = 60
+	defaultShutdownTimeout = 30 * time.Second
+)
+
+// loadEnv reads the environment, listing every problem at once.
+func loadEnv(getenv func(string) string) (*config, error) {
+	c := &config{AdminToken: getenv("ADMIN_TOKEN"), RedisURL: getenv("REDIS_URL"),
+		RedisMasterName: getenv("REDIS_MASTER_NAME"), RedisPassword: getenv("REDIS_PASSWORD"),
+		ClaudeBin: getenv("CLAUDE_BIN"), AnthropicAPIKey: getenv("ANTHROPIC_API_KEY"),
+		AnthropicBaseURL: getenv("ANTHROPIC_BASE_URL"), WebhookSecret: getenv("WEBHOOK_SECRET"),
+		RateLimitPerMinute: defaultRateLimit, ShutdownTimeout: defaultShutdownTimeout}
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+
+	c.APIKeys = splitList(getenv("API_KEYS"))
+	c.RedisAddrs = splitList(getenv("REDIS_ADDRS"))
+	c.Production = strings.EqualFold(getenv("APP_ENV"), "production") || strings.EqualFold(getenv("NODE_ENV"), "production")
+	if c.Production && len(c.APIKeys) == 0 {
+		bad("APP_ENV/NODE_ENV=production requires API_KEYS")
+	}
+	if c.RedisURL != "" && len(c.RedisAddrs) > 0 {
+		bad("set REDIS_URL or REDIS_ADDRS, not both")
+	}
+	if c.ClaudeBin == "" {
+		c.ClaudeBin = backend.DefaultCLIBin
+	}
+	if c.BackendsPath = getenv("BACKENDS_CONFIG"); c.BackendsPath != "" {
+		c.BackendsExplicit = true
+	} else {
+		c.BackendsPath = backend.DefaultBackendsPath
+	}
+	if v := getenv("RATE_LIMIT_PER_MINUTE"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			bad("RATE_LIMIT_PER_MINUTE: want a whole number ≥ 0 (0 turns it off), got %q", v)
+		}
+		c.RateLimitPerMinute = n
+	}
+	if v := getenv("SHUTDOWN_TIMEOUT"); v != "" {
+		d, err := parseDuration(v)
+		if err != nil || d <= 0 {
+			bad("SHUTDOWN_TIMEOUT: want a duration such as 30s, got %q", v)
+		}
+		c.ShutdownTimeout = d
+	}
+	enabled, err := pool.PoolEnabled(getenv)
+	if err != nil {
+		bad("%v", err)
+	}
+	c.PoolEnabled = enabled
+	addr, err := listenAddr(getenv("LISTEN_ADDR"), getenv("PORT"), len(c.APIKeys) > 0)
+	if err != nil {
+		bad("%v", err)
+	}
+	c.Addr = addr
+	if len(problems) > 0 {
+		return nil, errors.New("configuration:\n  " + strings.Join(problems, "\n  "))
+	}
+	return c, nil
+}
+
+// listenAddr combines LISTEN_ADDR and PORT. Without API keys only a loopback
+// host is allowed: an unauthenticated gateway spends subscriptions for
+// whoever can reach it.
+func listenAddr(listen, port string, keys bool) (string, error) {
+	if port == "" {
+		port = defaultPort
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return "", fmt.Errorf("PORT: want 0 to 65535, got %q", port)
+	}
+	host := ""
+	if listen != "" {
+		if h, p, err := net.SplitHostPort(listen); err == nil {
+			host, port = h, p
+		} else {
+			host = listen
+		}
+	}
+	if !keys {
+		switch {
+		case host == "" || host == "localhost":
+			host = "127.0.0.1"
+		case net.ParseIP(host) == nil || !net.ParseIP(host).IsLoopback():
+			return "", fmt.Errorf("LISTEN_ADDR %q is not loopback and API_KEYS is empty: set API_KEYS to listen beyond this machine", listen)
+		}
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+func parseDuration(v string) (time.Duration, error) {
+	if n, err := strconv.Atoi(v); err == nil {
+		return time.Duration(n) * time.Second, nil
+	}
+	return time.ParseDuration(v)
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// String describes the configuration with every secret masked.
+func (c *config) String() string {
+	redisMode := "embedded"
+	switch {
+	case c.RedisURL != "":
+		redisMode = "REDIS_URL"
+	case len(c.RedisAddrs) > 0 && c.RedisMasterName != "":
+		redisMode = "sentinel " + c.RedisMasterName + " " + strings.Join(c.RedisAddrs, ",")
+	case len(c.RedisAddrs) > 0:
+		redisMode = "REDIS_ADDRS " + strings.Join(c.RedisAddrs, ",")
+	}
+	return fmt.Sprintf("addr=%s apiKeys=%d adminToken=%s production=%t rateLimitPerMinute=%d redis=%s pool=%t backends=%s claudeBin=%s fallbackKey=%s shutdownTimeout=%s",
+		c.Addr, len(c.APIKeys), mask(c.AdminToken), c.Production, c.RateLimitPerMinute, redisMode,
+		c.PoolEnabled, c.BackendsPath, c.ClaudeBin, mask(c.AnthropicAPIKey), c.ShutdownTimeout)
+}
+
+func mask(secret string) string {
+	if secret == "" {
+		return "unset"
+	}
+	return "set"
+}

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/authpool/authpool/pkg/notify"
+	"github.com/authpool/authpool/pkg/pool"
+	"github.com/authpool/authpool/pkg/rebalance"
+	"github.com/authpool/authpool/pkg/telemetry"
+)
+
+// startEmbeddedRebalancer runs, in this process, what cmd/rebalancer does
+// against a shared Redis: maintenance, rebalancing and notification delivery.
+// With the embedded Redis this process is the only replica, so there is no
+// election. The returned function stops it.
+func startEmbeddedRebalancer(ctx context.Context, p *pool.Pool, rdb redis.UniversalClient,
+	webhookSecret string, log *slog.Logger) (func(), error) {
+	host, _ := os.Hostname()
+	d, err := notify.New(notify.Options{Client: rdb, Pool: p.Config().Pool, Consumer: fmt.Sprintf("api-%s-%d", host, os.Getpid()),
+		Config: p.Config().Notifications, WebhookSecret: []byte(webhookSecret),
+		Logger: notify.SlogLogger(telemetry.Module(log, "notify"))})
+	if err != nil {
+		return nil, fmt.Errorf("embedded notifier: %w", err)
+	}
+	comp, err := rebalance.New(rebalance.Params{Pool: p, InProcess: true, Deliverer: d,
+		Reporter: rebalance.SlogReporter(telemetry.Module(log, "rebalancer"))})
+	if err != nil {
+		return nil, fmt.Errorf("embedded rebalancer: %w", err)
+	}
+	if err := comp.Start(ctx); err != nil {
+		return nil, fmt.Errorf("embedded rebalancer: %w", err)
+	}
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := comp.Shutdown(sctx); err != nil {
+			log.Warn("embedded rebalancer shutdown", "error", err)
+		}
+	}, nil
+}

@@ -1,0 +1,214 @@
+// Command api is the authpool gateway: an OpenAI-compatible chat completions
+// API in front of a pool of Claude subscriptions (DESIGN §1, §7). It only
+// wires: configuration from the environment and config/auth-pool.json, the
+// Redis client (or an embedded one), the backends, the HTTP server and a
+// graceful shutdown.
+//
+// Environment:
+//
+//	AUTH_POOL_CONFIG      pool config file (default config/auth-pool.json)
+//	AUTH_POOL_ENABLED     false: no pool, every request goes to the fallback backend
+//	WEEKLY_BUDGET, AUTH_POOL_REBALANCING_ENABLED   overrides of the config file
+//	REDIS_URL             redis:// or rediss:// URL of one Redis
+//	REDIS_ADDRS           comma-separated addresses: Cluster, or Sentinel with
+//	REDIS_MASTER_NAME     the Sentinel master; REDIS_PASSWORD its password
+//	                      (none of them: an embedded in-memory Redis, one replica only,
+//	                      with the rebalancer and notifications running in-process)
+//	PORT                  listen port (default 3000)
+//	LISTEN_ADDR           listen host or host:port (default all interfaces with
+//	                      API_KEYS, 127.0.0.1 without; non-loopback needs API_KEYS)
+//	API_KEYS              comma-separated client keys (Bearer or X-API-Key); required
+//	                      when APP_ENV or NODE_ENV is production
+//	ADMIN_TOKEN           guards /debug/* (unset: loopback clients only)
+//	RATE_LIMIT_PER_MINUTE per client key (or IP without keys), burst the same; 0 off (default 60)
+//	BACKENDS_CONFIG       backends file in the seeds' format (default config/backends.json,
+//	                      optional: without it one claude-cli backend per subscription)
+//	CLAUDE_BIN            the Claude Code CLI (default claude)
+//	<oauthTokenEnv>       per subscription: a `claude setup-token` token passed to the
+//	                      CLI as CLAUDE_CODE_OAUTH_TOKEN (the way to run several replicas)
+//	ANTHROPIC_API_KEY     enables the anthropic-api fallback backend
+//	ANTHROPIC_BASE_URL    the fallback's base URL (default https://api.anthropic.com,
+//	                      or backends.json's baseUrl); http:// only to loopback
+//	WEBHOOK_SECRET        signs webhooks sent by the embedded notifier
+//	SHUTDOWN_TIMEOUT      wait for in-flight requests on SIGTERM (default 30s)
+//	LOG_LEVEL, LOG_FORMAT debug|info|warn|error (info); json|text (text)
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/authpool/authpool/pkg/gateway"
+	"github.com/authpool/authpool/pkg/pool"
+	"github.com/authpool/authpool/pkg/telemetry"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Getenv); err != nil {
+		fmt.Fprintln(os.Stderr, "api:", err)
+		os.Exit(1)
+	}
+}
+
+// run serves until ctx ends (a signal), then shuts down gracefully: stop
+// accepting, let in-flight requests finish up to the shutdown timeout, then
+// cancel what remains so CLI children are killed.
+func run(ctx context.Context, getenv func(string) string) error {
+	cfg, err := loadEnv(getenv)
+	if err != nil {
+		return err
+	}
+	log, err := telemetry.NewLogger(getenv, os.Stderr, "api")
+	if err != nil {
+		return err
+	}
+	log.Info("starting", "config", cfg.String())
+	if len(cfg.APIKeys) == 0 {
+		log.Warn("API_KEYS is not set: client authentication is off, listening on loopback only", "addr", cfg.Addr)
+	}
+
+	rdb, embedded, err := openRedis(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rdb.Close() }()
+	if embedded != nil {
+		defer func() { _ = embedded.Close() }()
+		log.Warn("REDIS_URL and REDIS_ADDRS are not set: using an embedded in-memory Redis; state is lost on exit and only one replica may run",
+			"addr", embedded.Addr())
+	}
+
+	var p *pool.Pool
+	if cfg.PoolEnabled {
+		pcfg, err := pool.LoadConfigFromEnv(getenv)
+		if err != nil {
+			return err
+		}
+		p = pool.New(rdb, pcfg, pool.Options{})
+		if err := syncPool(ctx, p, log); err != nil {
+			return err
+		}
+		log.Info("pool synced", "pool", p.Keys().Base(), "subscriptions", len(pcfg.Subscriptions),
+			"fallbackWhenExhausted", pcfg.FallbackEnabled())
+	} else {
+		log.Warn("AUTH_POOL_ENABLED=false: every request goes to the fallback backend")
+	}
+
+	backends, err := buildBackends(cfg, p, log)
+	if err != nil {
+		return err
+	}
+	if !cfg.PoolEnabled && backends.Fallback == nil {
+		return errors.New("AUTH_POOL_ENABLED=false needs a fallback backend: set ANTHROPIC_API_KEY")
+	}
+
+	srv, err := gateway.New(gateway.Options{Pool: p, Redis: rdb, Backends: backends, APIKeys: cfg.APIKeys,
+		AdminToken: cfg.AdminToken, RateLimitPerMinute: cfg.RateLimitPerMinute, Getenv: getenv,
+		Logger: telemetry.Module(log, "gateway")})
+	if err != nil {
+		return err
+	}
+
+	// Requests derive from base; cancelling it after the shutdown deadline
+	// ends the turns still running and kills their CLI processes.
+	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	stopBG := func() {}
+	if embedded != nil && p != nil {
+		stop, err := startEmbeddedRebalancer(base, p, rdb, cfg.WebhookSecret, log)
+		if err != nil {
+			return err
+		}
+		stopBG = sync.OnceFunc(stop)
+		defer stopBG()
+	}
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return base },
+		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	log.Info("listening", "addr", ln.Addr().String())
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests", "timeout", cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	err = hs.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("shutdown deadline passed: cancelling the remaining requests")
+		cancelBase()
+		_ = hs.Close()
+		err = nil
+	}
+	cancelBase()
+	stopBG()
+	log.Info("stopped")
+	return err
+}
+
+// syncPool writes the configured subscriptions into Redis, retrying while
+// Redis comes up (a replica may start before it).
+func syncPool(ctx context.Context, p *pool.Pool, log *slog.Logger) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := p.Sync(sctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return fmt.Errorf("sync pool with Redis: %w", err)
+		}
+		log.Warn("Redis not ready; retrying the pool sync", "error", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// openRedis connects to REDIS_URL, or REDIS_ADDRS (+ REDIS_MASTER_NAME for
+// Sentinel; several addresses without it for Cluster), or starts the
+// embedded Redis when neither is set.
+func openRedis(cfg *config) (redis.UniversalClient, *pool.Embedded, error) {
+	switch {
+	case cfg.RedisURL != "":
+		opts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, nil, errors.New("REDIS_URL: not a redis:// or rediss:// URL") // the URL may hold a password
+		}
+		return redis.NewClient(opts), nil, nil
+	case len(cfg.RedisAddrs) > 0:
+		return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: cfg.RedisAddrs,
+			MasterName: cfg.RedisMasterName, Password: cfg.RedisPassword}), nil, nil
+	}
+	e, err := pool.NewEmbedded(time.Second)
+	if err != nil {
+		return nil, nil, fmt.Errorf("start embedded Redis: %w", err)
+	}
+	return e.Client, e, nil
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/authpool/authpool/internal/redistest"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadEnv(t *testing.T) {
+	tests := []struct {
+		name     string
+		env      map[string]string
+		wantErr  string
+		wantAddr string
+		check    func(t *testing.T, c *config)
+	}{
+		{name: "defaults", env: map[string]string{}, wantAddr: "127.0.0.1:3000", check: func(t *testing.T, c *config) {
+			if c.RateLimitPerMinute != 60 || c.ClaudeBin != "claude" || c.BackendsPath != "config/backends.json" ||
+				c.BackendsExplicit || !c.PoolEnabled || c.ShutdownTimeout != 30*time.Second {
+				t.Errorf("config = %+v", c)
+			}
+		}},
+		{name: "keys listen everywhere", env: map[string]string{"API_KEYS": "a, b,", "PORT": "8080"}, wantAddr: ":8080",
+			check: func(t *testing.T, c *config) {
+				if len(c.APIKeys) != 2 || c.APIKeys[1] != "b" {
+					t.Errorf("keys = %q", c.APIKeys)
+				}
+			}},
+		{name: "listen addr with keys", env: map[string]string{"API_KEYS": "a", "LISTEN_ADDR": "0.0.0.0:9000"}, wantAddr: "0.0.0.0:9000"},
+		{name: "loopback listen addr without keys", env: map[string]string{"LISTEN_ADDR": "::1"}, wantAddr: "[::1]:3000"},
+		{name: "public listen addr without keys", env: map[string]string{"LISTEN_ADDR": "0.0.0.0"}, wantErr: "API_KEYS"},
+		{name: "production without keys", env: map[string]string{"APP_ENV": "production"}, wantErr: "production requires API_KEYS"},
+		{name: "NODE_ENV production without keys", env: map[string]string{"NODE_ENV": "production"}, wantErr: "production requires API_KEYS"},
+		{name: "production with keys", env: map[string]string{"NODE_ENV": "production", "API_KEYS": "k"}, wantAddr: ":3000"},
+		{name: "rate limit off", env: map[string]string{"RATE_LIMIT_PER_MINUTE": "0"}, wantAddr: "127.0.0.1:3000",
+			check: func(t *testing.T, c *config) {
+				if c.RateLimitPerMinute != 0 {
+					t.Errorf("rate limit = %d", c.RateLimitPerMinute)
+				}
+			}},
+		{name: "bad rate limit", env: map[string]string{"RATE_LIMIT_PER_MINUTE": "-1"}, wantErr: "RATE_LIMIT_PER_MINUTE"},
+		{name: "bad port", env: map[string]string{"PORT": "http"}, wantErr: "PORT"},
+		{name: "bad pool switch", env: map[string]string{"AUTH_POOL_ENABLED": "maybe"}, wantErr: "AUTH_POOL_ENABLED"},
+		{name: "both redis settings", env: map[string]string{"REDIS_URL": "redis://x", "REDIS_ADDRS": "a:1"}, wantErr: "not both"},
+		{name: "shutdown timeout in seconds", env: map[string]string{"SHUTDOWN_TIMEOUT": "5"}, wantAddr: "127.0.0.1:3000",
+			check: func(t *testing.T, c *config) {
+				if c.ShutdownTimeout != 5*time.Second {
+					t.Errorf("shutdown = %v", c.ShutdownTimeout)
+				}
+			}},
+		{name: "every problem at once", env: map[string]string{"APP_ENV": "production", "PORT": "x", "RATE_LIMIT_PER_MINUTE": "y"},
+			wantErr: "production requires API_KEYS\n  RATE_LIMIT_PER_MINUTE"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := loadEnv(env(tc.env))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Addr != tc.wantAddr {
+				t.Errorf("addr = %q, want %q", c.Addr, tc.wantAddr)
+			}
+			if tc.check != nil {
+				tc.check(t, c)
+			}
+		})
+	}
+}
+
+func TestConfigStringMasksSecrets(t *testing.T) {
+	c, err := loadEnv(env(map[string]string{"API_KEYS": "sk-client-1", "ADMIN_TOKEN": "adm1n-s3cret",
+		"ANTHROPIC_API_KEY": "sk-ant-xyz", "REDIS_URL": "redis://:hunter2@redis:6379/0"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.String()
+	for _, secret := range []string{"sk-client-1", "adm1n-s3cret", "sk-ant-xyz", "hunter2"} {
+		if strings.Contains(s, secret) {
+			t.Errorf("config string %q shows %q", s, secret)
+		}
+	}
+}
+
+// TestRunEmbedded: with no Redis configured the gateway starts on the
+// embedded one, serves, and stops cleanly when its context ends.
+func TestRunEmbedded(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "auth-pool.json")
+	cfg := fmt.Sprintf(`{"subscriptions":[{"id":"sub1","email":"a@example.com","type":"claude-pro","configDir":%q,"weeklyBudget":100}]}`,
+		filepath.Join(dir, "sub1"))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port, err := redistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, env(map[string]string{"PORT": strconv.Itoa(port), "AUTH_POOL_CONFIG": cfgPath,
+			"BACKENDS_CONFIG": "", "LOG_LEVEL": "error"}))
+	}()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r, err := http.Get(base + "/ready")
+		if err == nil && r.StatusCode == 200 {
+			r.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	r, err := http.Get(base + "/debug/auth-pool")
+	if err != nil || r.StatusCode != 200 {
+		t.Fatalf("/debug/auth-pool: %v", err)
+	}
+	var body struct{ Status []map[string]any }
+	_ = json.NewDecoder(r.Body).Decode(&body)
+	if len(body.Status) != 1 || body.Status[0]["id"] != "sub1" {
+		t.Errorf("status = %v", body.Status)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+}
+
+func TestRunRefusesProductionWithoutKeys(t *testing.T) {
+	err := run(context.Background(), env(map[string]string{"NODE_ENV": "production"}))
+	if err == nil || !strings.Contains(err.Error(), "API_KEYS") {
+		t.Errorf("run = %v", err)
+	}
+}

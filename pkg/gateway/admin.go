@@ -1,0 +1,185 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"runtime"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/authpool/authpool/pkg/lua"
+	"github.com/authpool/authpool/pkg/pool"
+)
+
+// readyTimeout bounds the readiness probe's Redis calls.
+const readyTimeout = 2 * time.Second
+
+// health answers while the process runs.
+func (s *Server) health(c *gin.Context) {
+	c.JSON(http.StatusOK, gin.H{"status": "ok"})
+}
+
+// ready answers 200 when Redis answers and the pool's scripts are loaded. A
+// Redis that lost them (restarted without persistence) gets them again
+// through an idempotent Sync, so the replica recovers by itself.
+func (s *Server) ready(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), readyTimeout)
+	defer cancel()
+	fail := func(reason string) {
+		c.Header("Retry-After", retryAfterSeconds(defaultRetry))
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "reason": reason})
+	}
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		fail("redis does not answer")
+		return
+	}
+	if s.pool != nil {
+		ok, err := lua.Loaded(ctx, s.rdb)
+		if err != nil {
+			fail("redis does not answer")
+			return
+		}
+		if !ok {
+			if err := s.pool.Sync(ctx); err != nil {
+				fail("pool scripts are not loaded")
+				return
+			}
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready", "pool": s.pool != nil})
+}
+
+// models lists the model names the gateway passes to the CLI.
+func (s *Server) models(c *gin.Context) {
+	list := ModelList{Object: "list"}
+	for _, m := range modelAliases {
+		list.Data = append(list.Data, Model{ID: m, Object: "model", OwnedBy: "anthropic"})
+	}
+	c.JSON(http.StatusOK, list)
+}
+
+// deleteSession ends a session (DELETE /v1/sessions/:id): its subscription
+// gets the slot back.
+func (s *Server) deleteSession(c *gin.Context) {
+	sid := c.Param("id")
+	if !pool.ValidSessionID(sid) {
+		writeError(c, pool.ErrInvalidSession)
+		return
+	}
+	if s.pool == nil {
+		writeError(c, pool.ErrSessionNotFound)
+		return
+	}
+	sub, err := s.pool.Release(c.Request.Context(), sid)
+	if err != nil {
+		writeError(c, poolErr(err))
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"id": sid, "object": "session.deleted", "deleted": true, "subscription": sub})
+}
+
+// subscriptionView is one subscription in /debug/auth-pool: the seeds' fields
+// first (numbers), then the rest of the snapshot.
+type subscriptionView struct {
+	ID               string  `json:"id"`
+	Email            string  `json:"email"`
+	WeeklyUsed       float64 `json:"weeklyUsed"`
+	WeeklyBudget     float64 `json:"weeklyBudget"`
+	CurrentBlockCost float64 `json:"currentBlockCost"`
+	AssignedClients  int     `json:"assignedClients"`
+	HealthScore      float64 `json:"healthScore"`
+	Status           string  `json:"status"`
+	BurnRate         float64 `json:"burnRate"`
+
+	Type                          string     `json:"type"`
+	StatusReason                  string     `json:"statusReason,omitempty"`
+	Until                         *time.Time `json:"until,omitempty"`
+	WeeklyPercent                 float64    `json:"weeklyPercent"`
+	MaxClients                    int        `json:"maxClients"`
+	BlockActive                   bool       `json:"blockActive"`
+	BlockStart                    *time.Time `json:"blockStart,omitempty"`
+	BlockEnd                      *time.Time `json:"blockEnd,omitempty"`
+	LastUsageAt                   *time.Time `json:"lastUsageAt,omitempty"`
+	Tokens                        int64      `json:"tokens"`
+	Requests                      int64      `json:"requests"`
+	EstimatedHoursUntilExhaustion float64    `json:"estimatedHoursUntilExhaustion"`
+	Health                        healthView `json:"health"`
+}
+
+// healthView is the health score with the parts of its formula.
+type healthView struct {
+	Score         float64 `json:"score"`
+	WeeklyPercent float64 `json:"weeklyPercent"`
+	BlockPercent  float64 `json:"blockPercent"`
+	BurnPenalty   float64 `json:"burnPenalty"`
+	Clients       int     `json:"clients"`
+	IdleBonus     float64 `json:"idleBonus"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// debugPool is the seeds' /debug/auth-pool: {status: [...]}, plus the time of
+// the snapshot and the usage served by the fallback.
+func (s *Server) debugPool(c *gin.Context) {
+	if s.pool == nil {
+		c.JSON(http.StatusOK, gin.H{"enabled": false, "status": []subscriptionView{}})
+		return
+	}
+	snap, err := s.pool.Status(c.Request.Context())
+	if err != nil {
+		writeError(c, poolErr(err))
+		return
+	}
+	views := make([]subscriptionView, 0, len(snap.Subscriptions))
+	for _, st := range snap.Subscriptions {
+		views = append(views, subscriptionView{ID: st.ID, Email: st.Email, WeeklyUsed: st.WeeklyUsed,
+			WeeklyBudget: st.WeeklyBudget, CurrentBlockCost: st.BlockCost, AssignedClients: st.Clients,
+			HealthScore: st.Health.Display, Status: st.Status, BurnRate: st.BurnRate,
+			Type: st.Type, StatusReason: st.StatusReason, Until: timePtr(st.Until), WeeklyPercent: st.WeeklyPercent,
+			MaxClients: st.MaxClients, BlockActive: st.BlockActive, BlockStart: timePtr(st.BlockStart),
+			BlockEnd: timePtr(st.BlockEnd), LastUsageAt: timePtr(st.LastUsageAt), Tokens: st.Tokens,
+			Requests: st.Requests, EstimatedHoursUntilExhaustion: st.EstimatedHoursUntilExhaustion,
+			Health: healthView{Score: st.Health.Score, WeeklyPercent: st.Health.WeeklyPercent,
+				BlockPercent: st.Health.BlockPercent, BurnPenalty: st.Health.BurnPenalty,
+				Clients: st.Health.Clients, IdleBonus: st.Health.IdleBonus}})
+	}
+	fb, err := s.rdb.HGetAll(c.Request.Context(), s.pool.Keys().Fallback()).Result()
+	if err != nil {
+		writeError(c, poolErr(err))
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"enabled": true, "now": snap.Now.UTC(), "status": views,
+		"fallback": gin.H{"configured": s.backends.Fallback != nil, "weeklyUsed": num(fb["weeklyUsed"]),
+			"requests": num(fb["requests"]), "tokens": num(fb["tokens"])}})
+}
+
+func num(s string) float64 {
+	f, _ := strconv.ParseFloat(s, 64)
+	return f
+}
+
+// debugMemory is a summary of the Go runtime's memory statistics.
+func (s *Server) debugMemory(c *gin.Context) {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	const mb = 1 << 20
+	c.JSON(http.StatusOK, gin.H{
+		"heapAllocMB":  float64(m.HeapAlloc) / mb,
+		"heapInuseMB":  float64(m.HeapInuse) / mb,
+		"heapSysMB":    float64(m.HeapSys) / mb,
+		"sysMB":        float64(m.Sys) / mb,
+		"totalAllocMB": float64(m.TotalAlloc) / mb,
+		"heapObjects":  m.HeapObjects,
+		"numGC":        m.NumGC,
+		"pauseTotalMs": float64(m.PauseTotalNs) / 1e6,
+		"goroutines":   runtime.NumGoroutine(),
+	})
+}

@@ -1,0 +1,112 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+)
+
+func TestDebugAuthPool(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	if r, _, _ := h.chat(map[string]any{"session_id": "s", "messages": msgs(user("x"))}); r.StatusCode != 200 {
+		t.Fatal(r.StatusCode)
+	}
+	r := h.do("GET", "/debug/auth-pool", nil)
+	var body struct {
+		Status []map[string]any `json:"status"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || r.StatusCode != 200 {
+		t.Fatalf("%d %v", r.StatusCode, err)
+	}
+	if len(body.Status) != 2 {
+		t.Fatalf("status = %v", body.Status)
+	}
+	// The seeds' fields, as numbers where the seeds have numbers.
+	clients := 0.0
+	for _, st := range body.Status {
+		for _, k := range []string{"weeklyUsed", "weeklyBudget", "currentBlockCost", "assignedClients", "healthScore", "burnRate"} {
+			if _, ok := st[k].(float64); !ok {
+				t.Errorf("%s.%s = %#v, want a number", st["id"], k, st[k])
+			}
+		}
+		for _, k := range []string{"id", "email", "status"} {
+			if _, ok := st[k].(string); !ok {
+				t.Errorf("%s.%s = %#v, want a string", st["id"], k, st[k])
+			}
+		}
+		clients += st["assignedClients"].(float64)
+	}
+	if clients != 1 {
+		t.Errorf("assigned clients = %v, want 1", clients)
+	}
+}
+
+func TestDebugMemory(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	var m map[string]any
+	r := h.do("GET", "/debug/memory", nil)
+	if err := json.NewDecoder(r.Body).Decode(&m); err != nil || r.StatusCode != 200 {
+		t.Fatalf("%d %v", r.StatusCode, err)
+	}
+	if v, ok := m["heapAllocMB"].(float64); !ok || v <= 0 {
+		t.Errorf("memory = %v", m)
+	}
+}
+
+func TestModels(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	var list ModelList
+	r := h.do("GET", "/v1/models", nil)
+	if err := json.NewDecoder(r.Body).Decode(&list); err != nil || r.StatusCode != 200 {
+		t.Fatalf("%d %v", r.StatusCode, err)
+	}
+	if list.Object != "list" || len(list.Data) != 3 || list.Data[0].ID != "opus" {
+		t.Errorf("models = %+v", list)
+	}
+}
+
+func TestDeleteSession(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	if r, _, _ := h.chat(map[string]any{"session_id": "done-soon", "messages": msgs(user("x"))}); r.StatusCode != 200 {
+		t.Fatal(r.StatusCode)
+	}
+	r := h.do("DELETE", "/v1/sessions/done-soon", nil)
+	var body map[string]any
+	_ = json.NewDecoder(r.Body).Decode(&body)
+	if r.StatusCode != 200 || body["deleted"] != true || body["subscription"] == "" {
+		t.Errorf("%d %v", r.StatusCode, body)
+	}
+	if _, err := h.pool.Session(context.Background(), "done-soon"); err == nil {
+		t.Error("session still there")
+	}
+	for _, st := range h.snapshot() {
+		if st.Clients != 0 {
+			t.Errorf("%s keeps %d clients", st.ID, st.Clients)
+		}
+	}
+	for path, want := range map[string]int{"/v1/sessions/done-soon": 404, "/v1/sessions/bad%20id": 400} {
+		r := h.do("DELETE", path, nil)
+		var ae apiError
+		_ = json.NewDecoder(r.Body).Decode(&ae)
+		if r.StatusCode != want || ae.Error.Type == "" {
+			t.Errorf("DELETE %s = %d %+v, want %d", path, r.StatusCode, ae, want)
+		}
+	}
+}
+
+func TestReady(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	if r := h.do("GET", "/ready", nil); r.StatusCode != 200 {
+		t.Errorf("/ready = %d", r.StatusCode)
+	}
+	// A Redis that lost the scripts and the pool (restart without
+	// persistence) is resynced by the probe.
+	h.tg.Mini.FlushAll()
+	h.tg.Client.ScriptFlush(context.Background())
+	if r := h.do("GET", "/ready", nil); r.StatusCode != 200 {
+		t.Errorf("/ready after a flush = %d", r.StatusCode)
+	}
+	if r, _, ae := h.chat(map[string]any{"session_id": "s", "messages": msgs(user("x"))}); r.StatusCode != 200 {
+		t.Errorf("chat after the resync = %d %+v", r.StatusCode, ae)
+	}
+}

@@ -1,0 +1,168 @@
+package gateway
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/authpool/authpool/pkg/lua"
+)
+
+// Context keys set by the middleware.
+const (
+	ctxRequestID = "authpool.requestID"
+	ctxSubject   = "authpool.subject"
+	ctxError     = "authpool.error"
+	ctxAlloc     = "authpool.allocation"
+	ctxSub       = "authpool.subscription"
+)
+
+// HeaderRequestID is accepted from clients (validated) or generated, and
+// echoed on every answer.
+const HeaderRequestID = "X-Request-ID"
+
+// newRequestID returns a random UUID (version 4).
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// requestID accepts a valid X-Request-ID (it becomes the settlement id, so a
+// retried request is counted once) or generates one, and echoes it.
+func requestID(c *gin.Context) {
+	id := c.GetHeader(HeaderRequestID)
+	if id == "" {
+		id = newRequestID()
+	}
+	if !lua.ValidID(id) {
+		id = newRequestID()
+		c.Header(HeaderRequestID, id)
+		c.Set(ctxRequestID, id)
+		writeError(c, badField("X-Request-ID", "must match ^[A-Za-z0-9_-]{1,128}$"))
+		return
+	}
+	c.Header(HeaderRequestID, id)
+	c.Set(ctxRequestID, id)
+	c.Next()
+}
+
+// keyring holds the SHA-256 of each client key: comparisons are constant-time
+// over equal-length digests, and the keys themselves are not kept.
+type keyring struct {
+	digests [][sha256.Size]byte
+}
+
+func newKeyring(keys []string) *keyring {
+	k := &keyring{}
+	for _, key := range keys {
+		if key = strings.TrimSpace(key); key != "" {
+			k.digests = append(k.digests, sha256.Sum256([]byte(key)))
+		}
+	}
+	return k
+}
+
+// enabled reports whether any key is configured.
+func (k *keyring) enabled() bool { return len(k.digests) > 0 }
+
+// match compares presented against every key, without stopping early.
+func (k *keyring) match(presented string) bool {
+	d := sha256.Sum256([]byte(presented))
+	ok := 0
+	for i := range k.digests {
+		ok |= subtle.ConstantTimeCompare(d[:], k.digests[i][:])
+	}
+	return ok == 1
+}
+
+// presentedKey reads a client key from Authorization: Bearer or X-API-Key.
+func presentedKey(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		if scheme, tok, ok := strings.Cut(h, " "); ok && strings.EqualFold(scheme, "Bearer") {
+			return strings.TrimSpace(tok)
+		}
+	}
+	return strings.TrimSpace(r.Header.Get("X-API-Key"))
+}
+
+// subjectOf names a rate-limit subject without the secret: a hex SHA-256
+// prefix of the key, or of the client IP when keys are off.
+func subjectOf(prefix, v string) string {
+	d := sha256.Sum256([]byte(v))
+	return prefix + hex.EncodeToString(d[:12])
+}
+
+// apiAuth checks the client key when keys are configured and records the
+// rate-limit subject.
+func (s *Server) apiAuth(c *gin.Context) {
+	if !s.keys.enabled() {
+		c.Set(ctxSubject, subjectOf("ip-", remoteIP(c.Request)))
+		c.Next()
+		return
+	}
+	key := presentedKey(c.Request)
+	if key == "" || !s.keys.match(key) {
+		writeError(c, ErrUnauthorized)
+		return
+	}
+	c.Set(ctxSubject, subjectOf("key-", key))
+	c.Next()
+}
+
+// adminAuth guards /debug/*: the admin token when one is configured, else
+// loopback clients only.
+func (s *Server) adminAuth(c *gin.Context) {
+	if s.admin == nil {
+		if !loopback(remoteIP(c.Request)) {
+			writeError(c, ErrForbidden)
+			return
+		}
+		c.Next()
+		return
+	}
+	tok := presentedKey(c.Request)
+	if tok == "" {
+		tok = strings.TrimSpace(c.GetHeader("X-Admin-Token"))
+	}
+	if tok == "" || !s.admin.match(tok) {
+		writeError(c, ErrForbidden)
+		return
+	}
+	c.Next()
+}
+
+// remoteIP is the peer address. Forwarding headers are not trusted: a client
+// could name any address in them.
+func remoteIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func loopback(ip string) bool {
+	p := net.ParseIP(ip)
+	return p != nil && p.IsLoopback()
+}
+
+// limitBody refuses a body over the limit: at once when Content-Length says
+// so, else when reading passes the limit (decodeChat reports it).
+func (s *Server) limitBody(c *gin.Context) {
+	if c.Request.ContentLength > s.maxBody {
+		writeError(c, ErrBodyTooLarge)
+		return
+	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.maxBody)
+	c.Next()
+}

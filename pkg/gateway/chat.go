@@ -1,0 +1,215 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/authpool/authpool/pkg/backend"
+	"github.com/authpool/authpool/pkg/pool"
+)
+
+// HeaderSessionID carries the session id when the body has none.
+const HeaderSessionID = "X-Session-Id"
+
+// HeaderAllocation says where a request ran: subscription or fallback.
+const HeaderAllocation = "X-AuthPool-Allocation"
+
+// bodyReadTimeout bounds reading a request body.
+const bodyReadTimeout = 30 * time.Second
+
+// oneShotPrefix marks the session a request without a session id runs as.
+const oneShotPrefix = "oneshot-"
+
+// sessionOf returns the request's session id, or a one-shot id (oneShot
+// true) to release when the request ends.
+func sessionOf(c *gin.Context, req *ChatRequest) (sid string, oneShot bool, err error) {
+	body, header := req.SessionID, c.GetHeader(HeaderSessionID)
+	if body != "" && header != "" && body != header {
+		return "", false, badField("session_id", "session_id and the X-Session-Id header differ")
+	}
+	sid = body
+	if sid == "" {
+		sid = header
+	}
+	if sid == "" {
+		return oneShotPrefix + newRequestID(), true, nil
+	}
+	if !pool.ValidSessionID(sid) {
+		return "", false, pool.ErrInvalidSession
+	}
+	return sid, false, nil
+}
+
+// chatCompletions serves POST /v1/chat/completions.
+func (s *Server) chatCompletions(c *gin.Context) {
+	// A slow sender gets bodyReadTimeout for the body; the deadline is lifted
+	// before the turn runs, since that may take minutes.
+	rc := http.NewResponseController(c.Writer)
+	_ = rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	req, err := decodeChat(c.Request.Body)
+	_ = rc.SetReadDeadline(time.Time{})
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	t, err := validate(req)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	sid, oneShot, err := sessionOf(c, req)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	if oneShot {
+		defer s.release(c.Request.Context(), sid)
+	}
+	a := answer{id: "chatcmpl-" + c.GetString(ctxRequestID), created: time.Now().Unix(), model: t.model}
+	if !oneShot {
+		a.session = sid
+	}
+	if t.stream {
+		s.streamChat(c, t, sid, a)
+		return
+	}
+	var pl placement
+	res, err := s.serve(c.Request.Context(), t, sid, c.GetString(ctxRequestID), &pl, nil, nil)
+	c.Set(ctxAlloc, pl.kind)
+	c.Set(ctxSub, pl.sub)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	c.Header(HeaderAllocation, pl.kind)
+	c.JSON(http.StatusOK, a.completion(res))
+}
+
+// streamChat serves a streaming request: the role chunk and text deltas as
+// the backend produces them, the finish chunk, a usage chunk when asked,
+// then [DONE]. Nothing is sent before the first delta, so a failure before
+// it is a plain JSON error (and a limit answer can still be retried).
+func (s *Server) streamChat(c *gin.Context, t *turn, sid string, a answer) {
+	ctx, cancel := context.WithCancel(c.Request.Context())
+	defer cancel()
+	var pl placement
+	w := newSSEWriter(c.Writer, func(h http.Header) { h.Set(HeaderAllocation, pl.kind) })
+	var texted atomic.Bool
+	onDelta := func(text string) {
+		if text == "" {
+			return
+		}
+		if !w.Started() {
+			_ = w.Event(a.chunk(Delta{Role: "assistant"}, nil))
+		}
+		texted.Store(true)
+		if err := w.Event(a.chunk(Delta{Content: text}, nil)); err != nil {
+			cancel() // the client is gone: stop the backend
+		}
+	}
+	res, err := s.serve(ctx, t, sid, c.GetString(ctxRequestID), &pl, onDelta, w.Started)
+	c.Set(ctxAlloc, pl.kind)
+	c.Set(ctxSub, pl.sub)
+	if err != nil {
+		if !w.Started() {
+			writeError(c, err)
+			return
+		}
+		c.Set(ctxError, err)
+		p := classify(err)
+		_ = w.Event(apiError{Error: p.body})
+		return
+	}
+	if !w.Started() {
+		_ = w.Event(a.chunk(Delta{Role: "assistant"}, nil))
+	}
+	if !texted.Load() && res.Text != "" {
+		// A backend that could not stream still gives the whole answer.
+		_ = w.Event(a.chunk(Delta{Content: res.Text}, nil))
+	}
+	a.model = modelOf(res, a.model)
+	fr := finishReason(res.StopReason)
+	last := a.chunk(Delta{}, &fr)
+	md := metadata(res)
+	last.ClaudeMetadata = &md
+	_ = w.Event(last)
+	if t.usage {
+		u := usageOf(res)
+		uc := a.chunk(Delta{}, nil)
+		uc.Choices = []ChunkChoice{}
+		uc.Usage = &u
+		_ = w.Event(uc)
+	}
+	_ = w.Done()
+}
+
+// answer holds what every chunk and the completion repeat.
+type answer struct {
+	id      string
+	created int64
+	model   string
+	session string
+}
+
+func (a answer) chunk(d Delta, finish *string) ChatCompletionChunk {
+	return ChatCompletionChunk{ID: a.id, Object: "chat.completion.chunk", Created: a.created,
+		Model: a.modelName(), SessionID: a.session,
+		Choices: []ChunkChoice{{Index: 0, Delta: d, FinishReason: finish}}}
+}
+
+func (a answer) modelName() string {
+	if a.model == "" {
+		return "claude"
+	}
+	return a.model
+}
+
+func (a answer) completion(res *backend.Result) ChatCompletion {
+	a.model = modelOf(res, a.model)
+	return ChatCompletion{ID: a.id, Object: "chat.completion", Created: a.created, Model: a.modelName(),
+		Choices: []Choice{{Index: 0, Message: AssistantMessage{Role: "assistant", Content: res.Text},
+			FinishReason: finishReason(res.StopReason)}},
+		Usage: usageOf(res), SessionID: a.session, ClaudeMetadata: metadata(res)}
+}
+
+func modelOf(res *backend.Result, requested string) string {
+	if res.Model != "" {
+		return res.Model
+	}
+	return requested
+}
+
+// finishReason maps the model's stop reason to OpenAI's.
+func finishReason(stop string) string {
+	switch stop {
+	case "max_tokens":
+		return "length"
+	case "refusal":
+		return "content_filter"
+	}
+	return "stop"
+}
+
+// usageOf counts every input token (uncached, cache writes, cache reads) as
+// a prompt token.
+func usageOf(res *backend.Result) CompletionUsage {
+	u := res.Usage
+	prompt := u.InputTokens + u.CacheCreationInputTokens + u.CacheReadInputTokens
+	return CompletionUsage{PromptTokens: prompt, CompletionTokens: u.OutputTokens,
+		TotalTokens: prompt + u.OutputTokens, PromptTokensDetails: &PromptTokensDetails{CachedTokens: u.CacheReadInputTokens}}
+}
+
+func metadata(res *backend.Result) ClaudeMetadata {
+	mu := json.RawMessage("{}")
+	if len(res.ModelUsage) > 0 {
+		if b, err := json.Marshal(res.ModelUsage); err == nil {
+			mu = b
+		}
+	}
+	return ClaudeMetadata{CostUSD: res.CostUSD, DurationMS: res.DurationMS, NumTurns: res.NumTurns, ModelUsage: mu}
+}

@@ -1,0 +1,211 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/authpool/authpool/pkg/backend"
+	"github.com/authpool/authpool/pkg/pool"
+)
+
+// Allocation header values.
+const (
+	AllocSubscription = "subscription"
+	AllocFallback     = "fallback"
+)
+
+// bookkeepingTimeout bounds a settle, mark or release that runs after the
+// client may have gone: the backend has already spent, so it must be counted.
+const bookkeepingTimeout = 5 * time.Second
+
+// placement is where the current attempt runs; the stream's headers read it
+// when the first event goes out.
+type placement struct {
+	kind string // AllocSubscription or AllocFallback
+	sub  string // subscription id ("" for the fallback)
+}
+
+// maxRetries bounds how often one request is re-allocated after limit or
+// auth answers. Each such answer makes its subscription unusable, so every
+// retry lands elsewhere; a pool whose subscriptions all turn out limited
+// still reaches the fallback within the request.
+const maxRetries = 3
+
+// serve runs one turn through the pool: allocate, run, settle. A subscription
+// that answers with a usage limit is marked limited and one that refuses its
+// credentials is put in cooldown; then the turn is allocated again and run
+// on another subscription or the fallback (up to maxRetries times), unless
+// text has already been relayed to the client. relayed may be nil (no
+// streaming).
+func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *placement,
+	onDelta func(string), relayed func() bool) (*backend.Result, error) {
+	if s.pool == nil {
+		pl.kind = AllocFallback
+		if s.backends.Fallback == nil {
+			return nil, ErrNoFallback
+		}
+		return s.backends.Fallback.Run(ctx, backend.Target{}, t.request(""), onDelta)
+	}
+	var lastErr error
+	for attempt := 0; attempt <= s.retries; attempt++ {
+		alloc, err := s.pool.Allocate(ctx, sid, t.priority)
+		if err != nil {
+			return nil, poolErr(err)
+		}
+		if alloc.Kind == pool.Fallback {
+			*pl = placement{kind: AllocFallback}
+			if s.backends.Fallback == nil {
+				return nil, &RetryError{Err: ErrNoFallback, After: alloc.RetryAfter}
+			}
+			res, err := s.backends.Fallback.Run(ctx, backend.Target{}, t.request(""), onDelta)
+			if err != nil {
+				return nil, err
+			}
+			s.settle(ctx, reqID, "", sid, res)
+			return res, nil
+		}
+		sub := alloc.Subscription
+		*pl = placement{kind: AllocSubscription, sub: sub.ID}
+		res, err := s.runOn(ctx, alloc, t, onDelta)
+		if err == nil {
+			s.succeeded(sub.ID)
+			s.settle(ctx, reqID, sub.ID, sid, res)
+			return res, nil
+		}
+		lastErr = err
+		if !s.judge(ctx, sub.ID, err) || ctx.Err() != nil || (relayed != nil && relayed()) {
+			return nil, err
+		}
+	}
+	return nil, lastErr
+}
+
+// judge acts on a subscription's failed turn and reports whether the turn
+// may run again elsewhere: a usage limit marks it limited until the reset it
+// gave, refused credentials put it in cooldown ("auth"), and crashes or
+// timeouts count towards a cooldown ("failures") without a retry.
+func (s *Server) judge(ctx context.Context, subID string, err error) (retry bool) {
+	var le *backend.LimitError
+	switch {
+	case errors.As(err, &le):
+		s.mark(ctx, subID, pool.StatusLimited, "limit", le.ResetAt)
+		return true
+	case errors.Is(err, backend.ErrLimited):
+		s.mark(ctx, subID, pool.StatusLimited, "limit", time.Time{})
+		return true
+	case errors.Is(err, backend.ErrAuth):
+		s.mark(ctx, subID, pool.StatusCooldown, "auth", time.Time{})
+		return true
+	case errors.Is(err, backend.ErrTimeout), errors.Is(err, backend.ErrBackend):
+		if ctx.Err() == nil {
+			s.failed(ctx, subID)
+		}
+	}
+	return false
+}
+
+// runOn runs the turn on the allocated subscription, continuing its CLI
+// session when it stayed there. A CLI that does not hold that session (it
+// ran on another replica's config dir) gets the turn again, once, as a full
+// transcript in a new session.
+func (s *Server) runOn(ctx context.Context, alloc pool.Allocation, t *turn, onDelta func(string)) (*backend.Result, error) {
+	sub := alloc.Subscription
+	b := s.backends.Subscriptions[sub.ID]
+	if b == nil {
+		return nil, fmt.Errorf("%w: %s", ErrNoBackend, sub.ID)
+	}
+	tgt := backend.Target{ConfigDir: sub.ConfigDir, OAuthToken: s.tokens[sub.ID]}
+	resume := ""
+	if alloc.Kind == pool.Resumed && alloc.CLISession != "" && t.canResume() {
+		resume = alloc.CLISession
+	}
+	res, err := b.Run(ctx, tgt, t.request(resume), onDelta)
+	if resume != "" && errors.Is(err, backend.ErrSessionNotFound) {
+		s.log.InfoContext(ctx, "cli session not in this config dir; running the full transcript",
+			"subscription", sub.ID)
+		res, err = b.Run(ctx, tgt, t.request(""), onDelta)
+	}
+	return res, err
+}
+
+// poolErr keeps the pool's own answers and reads anything else (a network
+// error, a timeout) as Redis being unreachable.
+func poolErr(err error) error {
+	switch {
+	case errors.Is(err, pool.ErrInvalidSession), errors.Is(err, pool.ErrInvalidPriority),
+		errors.Is(err, pool.ErrPoolExhausted), errors.Is(err, pool.ErrUnknownSubscription),
+		errors.Is(err, context.Canceled):
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// settle records the answer's usage; a failure is logged, not returned: the
+// answer exists and the client should have it.
+func (s *Server) settle(ctx context.Context, reqID, subID, sid string, res *backend.Result) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	u := pool.Usage{RequestID: reqID, SubscriptionID: subID, SessionID: sid, CostUSD: res.CostUSD,
+		InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens,
+		CacheCreationTokens: res.Usage.CacheCreationInputTokens, CacheReadTokens: res.Usage.CacheReadInputTokens,
+		Model: res.Model, CLISession: res.CLISessionID}
+	if len(res.ModelUsage) > 0 {
+		if mu, err := json.Marshal(res.ModelUsage); err == nil {
+			u.ModelUsage = mu
+		}
+	}
+	if _, err := s.pool.Settle(ctx, u); err != nil {
+		s.log.ErrorContext(ctx, "settle failed: usage not recorded", "request_id", reqID,
+			"subscription", subID, "cost_usd", res.CostUSD, "error", err)
+	}
+}
+
+// mark changes a subscription's status after what its backend answered.
+func (s *Server) mark(ctx context.Context, subID, status, reason string, until time.Time) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	r, err := s.pool.Mark(ctx, subID, status, reason, until)
+	if err != nil {
+		s.log.ErrorContext(ctx, "mark failed", "subscription", subID, "status", status, "error", err)
+		return
+	}
+	s.log.WarnContext(ctx, "subscription marked", "subscription", subID, "status", r.Status,
+		"reason", reason, "until", r.Until, "changed", r.Changed)
+}
+
+// failed counts a crash or timeout; FailureThreshold in a row put the
+// subscription in cooldown.
+func (s *Server) failed(ctx context.Context, subID string) {
+	s.mu.Lock()
+	s.failures[subID]++
+	trip := s.failures[subID] >= s.threshold
+	if trip {
+		s.failures[subID] = 0
+	}
+	s.mu.Unlock()
+	if trip {
+		s.mark(ctx, subID, pool.StatusCooldown, "failures", time.Time{})
+	}
+}
+
+// succeeded resets the failure count.
+func (s *Server) succeeded(subID string) {
+	s.mu.Lock()
+	delete(s.failures, subID)
+	s.mu.Unlock()
+}
+
+// release ends a one-shot session after its request.
+func (s *Server) release(ctx context.Context, sid string) {
+	if s.pool == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	if _, err := s.pool.Release(ctx, sid); err != nil && !errors.Is(err, pool.ErrSessionNotFound) {
+		s.log.WarnContext(ctx, "release of one-shot session failed", "error", err)
+	}
+}

@@ -1,0 +1,224 @@
+// Package gateway is the HTTP edge of authpool: an OpenAI-compatible chat
+// completions API that allocates each request to a subscription of the pool,
+// runs it on that subscription's backend (the Claude CLI) or on the fallback
+// backend, settles its usage and answers in OpenAI's shape (DESIGN §7). It
+// also serves the operator endpoints: health, readiness, models, session
+// release and the /debug views.
+//
+// As an HTTP edge it logs (one line per request and the failures it handles);
+// prompts, answers, tokens and keys never reach a log line.
+package gateway
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/authpool/authpool/pkg/backend"
+	"github.com/authpool/authpool/pkg/lua"
+	"github.com/authpool/authpool/pkg/pool"
+)
+
+// Defaults of Options.
+const (
+	// DefaultMaxBodyBytes is the request body limit (1 MiB).
+	DefaultMaxBodyBytes = 1 << 20
+	// DefaultFailureThreshold is how many crashes or timeouts in a row put a
+	// subscription in cooldown.
+	DefaultFailureThreshold = 3
+)
+
+// Backends says where allocations run.
+type Backends struct {
+	// Subscriptions maps a subscription id to the backend that runs its
+	// turns (claude-cli under the subscription's config dir).
+	Subscriptions map[string]backend.Backend
+	// Fallback serves fallback allocations (anthropic-api); nil when none is
+	// configured, and then a fallback allocation answers 503 pool_exhausted.
+	Fallback backend.Backend
+}
+
+// Options configure a Server.
+type Options struct {
+	// Pool is the subscription pool. Nil turns the pool off
+	// (AUTH_POOL_ENABLED=false): every request goes to Backends.Fallback.
+	Pool *pool.Pool
+	// Redis is used for rate limits and readiness. Default Pool.Client();
+	// required when Pool is nil.
+	Redis redis.UniversalClient
+	// PoolName names the rate-limit keys when Pool is nil. Default "default".
+	PoolName string
+	// Backends run the turns.
+	Backends Backends
+	// APIKeys are the accepted client keys (API_KEYS). Empty: no client
+	// authentication; the caller must then listen on loopback only.
+	APIKeys []string
+	// AdminToken guards /debug/* (ADMIN_TOKEN). Empty: loopback clients only.
+	AdminToken string
+	// RateLimitPerMinute is each client key's (or IP's) limit, with a burst
+	// of the same size; 0 turns it off. RATE_LIMIT_PER_MINUTE, default 60
+	// (applied by the caller: the zero value here means off).
+	RateLimitPerMinute int
+	// MaxBodyBytes is the request body limit. Default 1 MiB.
+	MaxBodyBytes int64
+	// FailureThreshold is how many crashes or timeouts in a row, counted in
+	// this process, put a subscription in cooldown (reason "failures").
+	// Default 3.
+	FailureThreshold int
+	// Getenv reads the variables named by subscriptions' oauthTokenEnv.
+	// Default os.Getenv.
+	Getenv func(string) string
+	// Logger receives the request log. Default: discard.
+	Logger *slog.Logger
+}
+
+// Server is the gateway. Create it with New and serve Handler.
+type Server struct {
+	pool      *pool.Pool
+	rdb       redis.UniversalClient
+	backends  Backends
+	tokens    map[string]string // subscription id → OAuth token (never logged)
+	keys      *keyring
+	admin     *keyring // nil: loopback only
+	limiter   *RateLimiter
+	maxBody   int64
+	threshold int
+	retries   int // re-allocations after limit/auth answers: min(subscriptions, maxRetries)
+	log       *slog.Logger
+	engine    *gin.Engine
+
+	mu       sync.Mutex
+	failures map[string]int // subscription id → crashes/timeouts in a row
+}
+
+// ErrInvalidOptions is returned by New for options it cannot serve with.
+var ErrInvalidOptions = errors.New("gateway: invalid options")
+
+// New builds a Server.
+func New(opts Options) (*Server, error) {
+	s := &Server{pool: opts.Pool, rdb: opts.Redis, backends: opts.Backends, tokens: map[string]string{},
+		keys: newKeyring(opts.APIKeys), maxBody: opts.MaxBodyBytes, threshold: opts.FailureThreshold,
+		log: opts.Logger, failures: map[string]int{}}
+	if s.rdb == nil && s.pool != nil {
+		s.rdb = s.pool.Client()
+	}
+	if s.rdb == nil {
+		return nil, errors.Join(ErrInvalidOptions, errors.New("gateway: a Redis client is required"))
+	}
+	if s.maxBody <= 0 {
+		s.maxBody = DefaultMaxBodyBytes
+	}
+	if s.threshold <= 0 {
+		s.threshold = DefaultFailureThreshold
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.AdminToken != "" {
+		s.admin = newKeyring([]string{opts.AdminToken})
+	}
+	getenv := opts.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	keys := lua.NewKeys(pool.DefaultPoolName)
+	if opts.PoolName != "" {
+		keys = lua.NewKeys(opts.PoolName)
+	}
+	if s.pool != nil {
+		keys = s.pool.Keys()
+		s.retries = min(len(s.pool.Config().Subscriptions), maxRetries)
+		for _, sub := range s.pool.Config().Subscriptions {
+			if s.backends.Subscriptions[sub.ID] == nil {
+				return nil, errors.Join(ErrInvalidOptions, errors.New("gateway: subscription "+sub.ID+" has no backend"))
+			}
+			if sub.OAuthTokenEnv != "" {
+				if tok := getenv(sub.OAuthTokenEnv); tok != "" {
+					s.tokens[sub.ID] = tok
+				}
+			}
+		}
+	}
+	s.limiter = NewRateLimiter(s.rdb, keys, opts.RateLimitPerMinute)
+	s.engine = s.routes()
+	return s, nil
+}
+
+// Handler is the gateway's HTTP handler.
+func (s *Server) Handler() *gin.Engine { return s.engine }
+
+func (s *Server) routes() *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.ContextWithFallback = true
+	e.HandleMethodNotAllowed = true
+	_ = e.SetTrustedProxies(nil)
+	e.Use(s.recover, requestID, s.accessLog)
+	e.NoRoute(func(c *gin.Context) { writeError(c, ErrNotFound) })
+	e.NoMethod(func(c *gin.Context) { writeError(c, ErrMethodNotAllowed) })
+
+	e.GET("/health", s.health)
+	e.GET("/ready", s.ready)
+
+	v1 := e.Group("/v1", s.limitBody, s.apiAuth, s.rateLimit)
+	v1.POST("/chat/completions", s.chatCompletions)
+	v1.GET("/models", s.models)
+	v1.DELETE("/sessions/:id", s.deleteSession)
+
+	dbg := e.Group("/debug", s.adminAuth)
+	dbg.GET("/auth-pool", s.debugPool)
+	dbg.GET("/memory", s.debugMemory)
+	return e
+}
+
+// recover turns a panic into a 500 in OpenAI's shape and logs it.
+func (s *Server) recover(c *gin.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.ErrorContext(c.Request.Context(), "panic in handler",
+				"request_id", c.GetString(ctxRequestID), "path", c.FullPath(), "panic", r)
+			if !c.Writer.Written() {
+				writeError(c, errors.New("gateway: internal error"))
+			}
+			c.Abort()
+		}
+	}()
+	c.Next()
+}
+
+// accessLog writes one line per request: no bodies, no keys, no prompts.
+func (s *Server) accessLog(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	status := c.Writer.Status()
+	level := slog.LevelInfo
+	if c.Request.URL.Path == "/health" || c.Request.URL.Path == "/ready" {
+		level = slog.LevelDebug
+	}
+	attrs := []slog.Attr{
+		slog.String("request_id", c.GetString(ctxRequestID)),
+		slog.String("method", c.Request.Method),
+		slog.String("path", c.Request.URL.Path),
+		slog.Int("status", status),
+		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+	}
+	if a := c.GetString(ctxAlloc); a != "" {
+		attrs = append(attrs, slog.String("allocation", a))
+	}
+	if sub := c.GetString(ctxSub); sub != "" {
+		attrs = append(attrs, slog.String("subscription", sub))
+	}
+	if v, ok := c.Get(ctxError); ok {
+		if err, ok := v.(error); ok && status >= 500 {
+			level = slog.LevelWarn
+			attrs = append(attrs, slog.String("error", err.Error()))
+		}
+	}
+	s.log.LogAttrs(c.Request.Context(), level, "request", attrs...)
+}
