@@ -1,0 +1,382 @@
+package tests
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/openai/openai-go"
+	"github.com/openai/openai-go/option"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/pkg/lua"
+)
+
+// Credentials the replicas are started with.
+const (
+	clientKey   = "test-key"
+	otherKey    = "other-key"
+	tokenVar    = "CLAUDE_TOKEN_SUB1" // sub1's oauthTokenEnv
+	tokenValue  = "sk-ant-oat01-e2e-token-of-sub1"
+	fallbackKey = "sk-ant-api03-e2e-fallback"
+)
+
+// clusterOpts shape one test's deployment.
+type clusterOpts struct {
+	replicas    int               // default 2
+	subs        int               // default 2
+	fallbackOff bool              // fallbackWhenExhausted: false
+	fallbackURL string            // ANTHROPIC_BASE_URL; "" means no fallback backend
+	rateLimit   int               // RATE_LIMIT_PER_MINUTE (0: off)
+	modes       map[string]string // subscription id → fake-mode
+	env         []string          // more environment for the replicas
+}
+
+// sub is one subscription and its config dir.
+type sub struct{ id, dir string }
+
+// cluster is a pool on the shared redis-server, served by replicas.
+type cluster struct {
+	t        *testing.T
+	dir      string
+	subs     []sub
+	replicas []*replica
+	rdb      *redis.Client
+	keys     lua.Keys
+}
+
+var poolSeq atomic.Int64
+
+var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9]`)
+
+// startCluster writes the config files and starts the replicas; each test
+// gets a pool name of its own on the shared redis-server.
+func startCluster(t *testing.T, o clusterOpts) *cluster {
+	t.Helper()
+	needRedis(t)
+	if o.replicas == 0 {
+		o.replicas = 2
+	}
+	if o.subs == 0 {
+		o.subs = 2
+	}
+	name := unsafeChars.ReplaceAllString(t.Name(), "")
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	poolName := fmt.Sprintf("%s%d", name, poolSeq.Add(1))
+	c := &cluster{t: t, dir: t.TempDir(), keys: lua.NewKeys(poolName)}
+	c.rdb = redis.NewClient(&redis.Options{Addr: redisAddr})
+	t.Cleanup(func() { _ = c.rdb.Close() })
+
+	var subsJSON, backendsJSON []map[string]any
+	for i := 1; i <= o.subs; i++ {
+		s := sub{id: fmt.Sprintf("sub%d", i), dir: filepath.Join(c.dir, fmt.Sprintf("claude-sub%d", i))}
+		if err := os.MkdirAll(s.dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if m := o.modes[s.id]; m != "" {
+			c.setMode(s, m)
+		}
+		c.subs = append(c.subs, s)
+		sj := map[string]any{"id": s.id, "email": s.id + "@example.com", "type": "claude-max",
+			"configDir": s.dir, "weeklyBudget": 100}
+		if i == 1 {
+			sj["oauthTokenEnv"] = tokenVar
+		}
+		subsJSON = append(subsJSON, sj)
+		backendsJSON = append(backendsJSON, map[string]any{"name": "claude-cli-" + s.id, "type": "claude-cli",
+			"configDir": s.dir, "accountId": s.id, "maxConcurrent": 8, "supportsTools": true, "timeoutSeconds": 30})
+	}
+	cfg := map[string]any{"subscriptions": subsJSON, "maxClientsPerSubscription": 15, "weeklyBudgetThreshold": 0.85,
+		"fallbackWhenExhausted": !o.fallbackOff, "pool": poolName,
+		"notifications": map[string]any{"rules": []map[string]any{
+			{"type": "limit_reached", "channels": []string{"log"}, "enabled": true}}}}
+	cfgPath, backendsPath := filepath.Join(c.dir, "auth-pool.json"), filepath.Join(c.dir, "backends.json")
+	writeJSON(t, cfgPath, cfg)
+	writeJSON(t, backendsPath, map[string]any{"backends": backendsJSON})
+
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + c.dir, "REDIS_URL=redis://" + redisAddr + "/0",
+		"AUTH_POOL_CONFIG=" + cfgPath, "BACKENDS_CONFIG=" + backendsPath, "CLAUDE_BIN=" + fakeBin,
+		"API_KEYS=" + clientKey + "," + otherKey, "RATE_LIMIT_PER_MINUTE=" + strconv.Itoa(o.rateLimit),
+		"LOG_FORMAT=json", "LOG_LEVEL=debug", "SHUTDOWN_TIMEOUT=10s", tokenVar + "=" + tokenValue}
+	if o.fallbackURL != "" {
+		env = append(env, "ANTHROPIC_API_KEY="+fallbackKey, "ANTHROPIC_BASE_URL="+o.fallbackURL)
+	}
+	env = append(env, o.env...)
+	for i := 0; i < o.replicas; i++ {
+		c.replicas = append(c.replicas, startReplica(t, c.dir, env))
+	}
+	return c
+}
+
+func writeJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// setMode tells the fake CLI of s how to answer from now on.
+func (c *cluster) setMode(s sub, mode string) {
+	c.t.Helper()
+	if err := os.WriteFile(filepath.Join(s.dir, "fake-mode"), []byte(mode), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *cluster) sub(id string) sub {
+	for _, s := range c.subs {
+		if s.id == id {
+			return s
+		}
+	}
+	c.t.Fatalf("no subscription %q", id)
+	return sub{}
+}
+
+// replica is one running cmd/api.
+type replica struct {
+	url  string
+	cmd  *exec.Cmd
+	logs *lockedBuffer
+	done chan error
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startReplica runs cmd/api in dir with env plus a free PORT, waits until
+// /ready answers, and stops it (SIGTERM) when the test ends; its log is
+// printed when the test failed.
+func startReplica(t *testing.T, dir string, env []string) *replica {
+	t.Helper()
+	port, err := redistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &replica{url: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &lockedBuffer{}, done: make(chan error, 1)}
+	r.cmd = exec.Command(apiBin)
+	r.cmd.Dir = dir
+	r.cmd.Env = append(append([]string{}, env...), "PORT="+strconv.Itoa(port))
+	r.cmd.Stdout, r.cmd.Stderr = r.logs, r.logs
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.done <- r.cmd.Wait() }()
+	t.Cleanup(func() {
+		r.stop(t)
+		if t.Failed() {
+			t.Logf("replica %s log:\n%s", r.url, r.logs)
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(r.url + "/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return r
+			}
+		}
+		select {
+		case err := <-r.done:
+			r.done <- err
+			t.Fatalf("replica exited before ready: %v\n%s", err, r.logs)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica %s not ready: %v\n%s", r.url, err, r.logs)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// stop sends SIGTERM and waits for the exit (SIGKILL after 15 s).
+func (r *replica) stop(t *testing.T) error {
+	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-r.done:
+		r.done <- err
+		return err
+	case <-time.After(15 * time.Second):
+		_ = r.cmd.Process.Kill()
+		t.Errorf("replica %s ignored SIGTERM for 15 s", r.url)
+		return <-r.done
+	}
+}
+
+// client is the official OpenAI client pointed at the replica.
+func (r *replica) client(key string) openai.Client {
+	return openai.NewClient(option.WithBaseURL(r.url+"/v1/"), option.WithAPIKey(key),
+		option.WithMaxRetries(0), option.WithRequestTimeout(60*time.Second))
+}
+
+// fakeCall is one line of fake-calls.jsonl: what the fake CLI saw.
+type fakeCall struct {
+	Args             []string `json:"args"`
+	ConfigDir        string   `json:"configDir"`
+	OAuthTokenSet    bool     `json:"oauthTokenSet"`
+	OAuthTokenSHA256 string   `json:"oauthTokenSHA256"`
+	APIKeySet        bool     `json:"anthropicApiKeySet"`
+	EnvNames         []string `json:"envNames"`
+	Prompt           string   `json:"prompt"`
+	Pid              int      `json:"pid"`
+	ChildPid         int      `json:"childPid"`
+	Mode             string   `json:"mode"`
+}
+
+// flag returns the value after name in the call's argv, or "".
+func (f fakeCall) flag(name string) string {
+	for i, a := range f.Args {
+		if a == name && i+1 < len(f.Args) {
+			return f.Args[i+1]
+		}
+	}
+	return ""
+}
+
+func (f fakeCall) has(name string) bool {
+	for _, a := range f.Args {
+		if a == name {
+			return true
+		}
+	}
+	return false
+}
+
+// calls reads the fake CLI's call log in a subscription's config dir.
+func (c *cluster) calls(id string) []fakeCall {
+	c.t.Helper()
+	f, err := os.Open(filepath.Join(c.sub(id).dir, "fake-calls.jsonl"))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer f.Close()
+	var out []fakeCall
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var fc fakeCall
+		if err := json.Unmarshal(sc.Bytes(), &fc); err != nil {
+			c.t.Fatalf("fake-calls.jsonl: %v", err)
+		}
+		out = append(out, fc)
+	}
+	return out
+}
+
+// session reads a session hash straight from Redis.
+func (c *cluster) session(sid string) map[string]string {
+	c.t.Helper()
+	h, err := c.rdb.HGetAll(context.Background(), c.keys.Session(sid)).Result()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return h
+}
+
+// debugStatus reads /debug/auth-pool of replica i, keyed by subscription id.
+func (c *cluster) debugStatus(i int) map[string]map[string]any {
+	c.t.Helper()
+	resp, err := http.Get(c.replicas[i].url + "/debug/auth-pool")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status []map[string]any `json:"status"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != 200 {
+		c.t.Fatalf("/debug/auth-pool: %d %v", resp.StatusCode, err)
+	}
+	out := map[string]map[string]any{}
+	for _, s := range body.Status {
+		out[s["id"].(string)] = s
+	}
+	return out
+}
+
+// events returns the pool's events of one type.
+func (c *cluster) events(typ string) []map[string]any {
+	c.t.Helper()
+	msgs, err := c.rdb.XRange(context.Background(), c.keys.Events(), "-", "+").Result()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, m := range msgs {
+		if m.Values["type"] == typ {
+			out = append(out, m.Values)
+		}
+	}
+	return out
+}
+
+// sessionCount counts the pool's session hashes.
+func (c *cluster) sessionCount() int {
+	c.t.Helper()
+	keys, err := c.rdb.Keys(context.Background(), c.keys.Base()+":session:*").Result()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return len(keys)
+}
+
+// post sends a raw request to replica i.
+func (c *cluster) post(i int, body string, headers ...string) (*http.Response, []byte) {
+	c.t.Helper()
+	req, err := http.NewRequest("POST", c.replicas[i].url+"/v1/chat/completions", strings.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for j := 0; j+1 < len(headers); j += 2 {
+		req.Header.Set(headers[j], headers[j+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(resp.Body)
+	return resp, buf.Bytes()
+}

@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/authpool/authpool/internal/redistest"
+)
+
+const benchKey = "bench-key"
+
+// env is the running deployment and the two ways to reach the CLI.
+type env struct {
+	dir      string
+	fake     string
+	subDirs  []string
+	urls     []string
+	procs    []*exec.Cmd
+	redis    *redistest.Server
+	client   *http.Client
+	sessions int
+}
+
+// setup builds cmd/api and the fake CLI, starts redis-server and two
+// replicas, and waits until both are ready.
+func setup(o options) (*env, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "gatewaybench-")
+	if err != nil {
+		return nil, err
+	}
+	e := &env{dir: dir, fake: filepath.Join(dir, "claude"), sessions: o.sessions,
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.conc, MaxConnsPerHost: o.conc}}}
+	api := filepath.Join(dir, "api")
+	for out, pkg := range map[string]string{api: "./cmd/api", e.fake: "./tests/fakeclaude"} {
+		cmd := exec.Command("go", "build", "-o", out, pkg)
+		cmd.Dir = root
+		if b, err := cmd.CombinedOutput(); err != nil {
+			e.close()
+			return nil, fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+		}
+	}
+	if e.redis, err = redistest.StartServer(); err != nil {
+		e.close()
+		return nil, err
+	}
+	cfgPath, backendsPath, err := e.writeConfig(o)
+	if err != nil {
+		e.close()
+		return nil, err
+	}
+	for i := 0; i < 2; i++ {
+		if err := e.startReplica(api, cfgPath, backendsPath, i); err != nil {
+			e.close()
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("run gatewaybench inside the repository")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// writeConfig writes a pool of o.subs subscriptions with room for every
+// session and budgets no run can reach, and one claude-cli backend each.
+func (e *env) writeConfig(o options) (string, string, error) {
+	var subs, backends []map[string]any
+	for i := 1; i <= o.subs; i++ {
+		d := filepath.Join(e.dir, fmt.Sprintf("claude-sub%d", i))
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return "", "", err
+		}
+		e.subDirs = append(e.subDirs, d)
+		id := fmt.Sprintf("sub%d", i)
+		subs = append(subs, map[string]any{"id": id, "email": id + "@example.com", "type": "claude-max",
+			"configDir": d, "weeklyBudget": 100000})
+		backends = append(backends, map[string]any{"name": "claude-cli-" + id, "type": "claude-cli",
+			"configDir": d, "accountId": id, "maxConcurrent": o.conc, "timeoutSeconds": 60})
+	}
+	cfg := map[string]any{"subscriptions": subs, "maxClientsPerSubscription": max(15, o.sessions), "pool": "bench"}
+	cfgPath, backendsPath := filepath.Join(e.dir, "auth-pool.json"), filepath.Join(e.dir, "backends.json")
+	for path, v := range map[string]any{cfgPath: cfg, backendsPath: map[string]any{"backends": backends}} {
+		b, _ := json.Marshal(v)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return "", "", err
+		}
+	}
+	return cfgPath, backendsPath, nil
+}
+
+func (e *env) startReplica(api, cfgPath, backendsPath string, i int) error {
+	port, err := redistest.FreePort()
+	if err != nil {
+		return err
+	}
+	logf, err := os.Create(filepath.Join(e.dir, fmt.Sprintf("api-%d.log", i)))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(api)
+	cmd.Dir = e.dir
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir, "PORT=" + strconv.Itoa(port),
+		"REDIS_URL=redis://" + e.redis.Addr + "/0", "AUTH_POOL_CONFIG=" + cfgPath, "BACKENDS_CONFIG=" + backendsPath,
+		"CLAUDE_BIN=" + e.fake, "API_KEYS=" + benchKey, "RATE_LIMIT_PER_MINUTE=0", "LOG_FORMAT=json",
+		"LOG_LEVEL=info", "FAKECLAUDE_COST=0.0001"}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	e.procs = append(e.procs, cmd)
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if r, err := http.Get(url + "/ready"); err == nil {
+			r.Body.Close()
+			if r.StatusCode == 200 {
+				e.urls = append(e.urls, url)
+				return nil
+			}
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	return fmt.Errorf("replica %d not ready (log in %s)", i, logf.Name())
+}
+
+func (e *env) close() {
+	for _, p := range e.procs {
+		_ = p.Process.Signal(syscall.SIGTERM)
+		_ = p.Wait()
+	}
+	if e.redis != nil {
+		e.redis.Stop()
+	}
+	_ = os.RemoveAll(e.dir)
+}
+
+func prompt(i int) string { return "ping " + strconv.Itoa(i) }
+
+// direct runs the fake CLI as the gateway does for a new session: prompt on
+// stdin, the subscription's config dir, the JSON result parsed.
+func (e *env) direct(i int) error {
+	cmd := exec.Command(e.fake, "-p", "--output-format", "json", "--model", "sonnet")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir, "CLAUDE_CONFIG_DIR=" + e.subDirs[i%len(e.subDirs)],
+		"FAKECLAUDE_COST=0.0001"}
+	cmd.Stdin = strings.NewReader(prompt(i))
+	out, err := cmd.Output()
+	if err != nil {
+		return err
+	}
+	var r struct {
+		Type    string `json:"type"`
+		IsError bool   `json:"is_error"`
+		Result  string `json:"result"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil || r.Type != "result" || r.IsError {
+		return fmt.Errorf("bad CLI output %q (%v)", out, err)
+	}
+	return nil
+}
+
+// gateway sends the same turn through a replica (alternating).
+func (e *env) gateway(i int) error {
+	body, _ := json.Marshal(map[string]any{"model": "sonnet",
+		"messages": []map[string]string{{"role": "user", "content": prompt(i)}}})
+	req, err := http.NewRequest("POST", e.urls[i%len(e.urls)]+"/v1/chat/completions", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+benchKey)
+	req.Header.Set("Content-Type", "application/json")
+	if e.sessions > 0 {
+		req.Header.Set("X-Session-Id", "bench-"+strconv.Itoa(i%e.sessions))
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("status %d: %s", resp.StatusCode, data)
+	}
+	var cc struct {
+		Choices []struct {
+			Message struct{ Content string } `json:"message"`
+		} `json:"choices"`
+	}
+	if err := json.Unmarshal(data, &cc); err != nil || len(cc.Choices) != 1 || cc.Choices[0].Message.Content != "echo: "+prompt(i) {
+		return fmt.Errorf("bad answer %s (%v)", data, err)
+	}
+	return nil
+}
