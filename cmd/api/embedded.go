@@ -20,16 +20,17 @@ import (
 // With the embedded Redis this process is the only replica, so there is no
 // election. The returned function stops it.
 func startEmbeddedRebalancer(ctx context.Context, p *pool.Pool, rdb redis.UniversalClient,
-	webhookSecret string, log *slog.Logger) (func(), error) {
+	webhookSecret string, log *slog.Logger, metrics *telemetry.Metrics) (func(), error) {
 	host, _ := os.Hostname()
 	d, err := notify.New(notify.Options{Client: rdb, Pool: p.Config().Pool, Consumer: fmt.Sprintf("api-%s-%d", host, os.Getpid()),
 		Config: p.Config().Notifications, WebhookSecret: []byte(webhookSecret),
-		Logger: notify.SlogLogger(telemetry.Module(log, "notify"))})
+		Logger: notify.SlogLogger(telemetry.Module(log, "notify")), Metrics: metrics})
 	if err != nil {
 		return nil, fmt.Errorf("embedded notifier: %w", err)
 	}
 	comp, err := rebalance.New(rebalance.Params{Pool: p, InProcess: true, Deliverer: d,
-		Reporter: rebalance.SlogReporter(telemetry.Module(log, "rebalancer"))})
+		Reporter: rebalance.Reporters(rebalance.SlogReporter(telemetry.Module(log, "rebalancer")),
+			rebalance.MetricsReporter(metrics))})
 	if err != nil {
 		return nil, fmt.Errorf("embedded rebalancer: %w", err)
 	}

@@ -32,6 +32,10 @@
 //	WEBHOOK_SECRET        signs webhooks sent by the embedded notifier
 //	SHUTDOWN_TIMEOUT      wait for in-flight requests on SIGTERM (default 30s)
 //	LOG_LEVEL, LOG_FORMAT debug|info|warn|error (info); json|text (text)
+//	OTEL_EXPORTER_OTLP_ENDPOINT  export traces over OTLP (none exported without it)
+//	SENTRY_DSN            report errors and recovered panics to Sentry
+//
+// Metrics are served at /metrics on the same port.
 package main
 
 import (
@@ -54,6 +58,10 @@ import (
 	"github.com/authpool/authpool/pkg/telemetry"
 )
 
+// version is the release reported to Sentry and in the start-up line; the
+// build sets it with -ldflags "-X main.version=…".
+var version = "dev"
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -75,7 +83,24 @@ func run(ctx context.Context, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	log.Info("starting", "config", cfg.String())
+	log.Info("starting", "version", version, "config", cfg.String())
+	telemetry.SetOTelErrorLogger(log)
+	stopTracing, err := telemetry.SetupTracing(ctx, getenv, gateway.ServiceName)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stopTracing(context.Background()) }()
+	flush, sentryOn, err := telemetry.SetupSentry(getenv, version)
+	if err != nil {
+		return err
+	}
+	defer flush(2 * time.Second)
+	metrics, err := telemetry.NewMetrics(telemetry.MetricsOptions{})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = metrics.Shutdown(context.Background()) }()
+	log.Info("telemetry", "sentry", sentryOn)
 	if len(cfg.APIKeys) == 0 {
 		log.Warn("API_KEYS is not set: client authentication is off, listening on loopback only", "addr", cfg.Addr)
 	}
@@ -85,6 +110,9 @@ func run(ctx context.Context, getenv func(string) string) error {
 		return err
 	}
 	defer func() { _ = rdb.Close() }()
+	if err := telemetry.InstrumentRedis(rdb); err != nil {
+		return err
+	}
 	if embedded != nil {
 		defer func() { _ = embedded.Close() }()
 		log.Warn("REDIS_URL and REDIS_ADDRS are not set: using an embedded in-memory Redis; state is lost on exit and only one replica may run",
@@ -99,6 +127,9 @@ func run(ctx context.Context, getenv func(string) string) error {
 		}
 		p = pool.New(rdb, pcfg, pool.Options{})
 		if err := syncPool(ctx, p, log); err != nil {
+			return err
+		}
+		if err := metrics.ObservePool(p.Status); err != nil {
 			return err
 		}
 		log.Info("pool synced", "pool", p.Keys().Base(), "subscriptions", len(pcfg.Subscriptions),
@@ -117,7 +148,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 
 	srv, err := gateway.New(gateway.Options{Pool: p, Redis: rdb, Backends: backends, APIKeys: cfg.APIKeys,
 		AdminToken: cfg.AdminToken, RateLimitPerMinute: cfg.RateLimitPerMinute, Getenv: getenv,
-		Logger: telemetry.Module(log, "gateway")})
+		Logger: telemetry.Module(log, "gateway"), Metrics: metrics})
 	if err != nil {
 		return err
 	}
@@ -128,7 +159,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 	defer cancelBase()
 	stopBG := func() {}
 	if embedded != nil && p != nil {
-		stop, err := startEmbeddedRebalancer(base, p, rdb, cfg.WebhookSecret, log)
+		stop, err := startEmbeddedRebalancer(base, p, rdb, cfg.WebhookSecret, log, metrics)
 		if err != nil {
 			return err
 		}

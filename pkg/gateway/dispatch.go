@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/codes"
+
 	"github.com/authpool/authpool/pkg/backend"
 	"github.com/authpool/authpool/pkg/pool"
+	"github.com/authpool/authpool/pkg/telemetry"
 )
 
 // Allocation header values.
@@ -47,11 +50,11 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 		if s.backends.Fallback == nil {
 			return nil, ErrNoFallback
 		}
-		return s.backends.Fallback.Run(ctx, backend.Target{}, t.request(""), onDelta)
+		return s.run(ctx, s.backends.Fallback, "", backend.Target{}, t.request(""), onDelta)
 	}
 	var lastErr error
 	for attempt := 0; attempt <= s.retries; attempt++ {
-		alloc, err := s.pool.Allocate(ctx, sid, t.priority)
+		alloc, err := s.allocate(ctx, sid, t.priority)
 		if err != nil {
 			return nil, poolErr(err)
 		}
@@ -60,7 +63,7 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 			if s.backends.Fallback == nil {
 				return nil, &RetryError{Err: ErrNoFallback, After: alloc.RetryAfter}
 			}
-			res, err := s.backends.Fallback.Run(ctx, backend.Target{}, t.request(""), onDelta)
+			res, err := s.run(ctx, s.backends.Fallback, "", backend.Target{}, t.request(""), onDelta)
 			if err != nil {
 				return nil, err
 			}
@@ -122,11 +125,11 @@ func (s *Server) runOn(ctx context.Context, alloc pool.Allocation, t *turn, onDe
 	if alloc.Kind == pool.Resumed && alloc.CLISession != "" && t.canResume() {
 		resume = alloc.CLISession
 	}
-	res, err := b.Run(ctx, tgt, t.request(resume), onDelta)
+	res, err := s.run(ctx, b, sub.ID, tgt, t.request(resume), onDelta)
 	if resume != "" && errors.Is(err, backend.ErrSessionNotFound) {
 		s.log.InfoContext(ctx, "cli session not in this config dir; running the full transcript",
 			"subscription", sub.ID)
-		res, err = b.Run(ctx, tgt, t.request(""), onDelta)
+		res, err = s.run(ctx, b, sub.ID, tgt, t.request(""), onDelta)
 	}
 	return res, err
 }
@@ -148,6 +151,8 @@ func poolErr(err error) error {
 func (s *Server) settle(ctx context.Context, reqID, subID, sid string, res *backend.Result) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
+	ctx, span := s.tracer.Start(ctx, "pool.settle")
+	defer span.End()
 	u := pool.Usage{RequestID: reqID, SubscriptionID: subID, SessionID: sid, CostUSD: res.CostUSD,
 		InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens,
 		CacheCreationTokens: res.Usage.CacheCreationInputTokens, CacheReadTokens: res.Usage.CacheReadInputTokens,
@@ -157,10 +162,17 @@ func (s *Server) settle(ctx context.Context, reqID, subID, sid string, res *back
 			u.ModelUsage = mu
 		}
 	}
-	if _, err := s.pool.Settle(ctx, u); err != nil {
+	st, err := s.pool.Settle(ctx, u)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "settle failed")
 		s.log.ErrorContext(ctx, "settle failed: usage not recorded", "request_id", reqID,
 			"subscription", subID, "cost_usd", res.CostUSD, "error", err)
+		telemetry.CaptureError(ctx, err, map[string]string{telemetry.TagRequestID: reqID,
+			telemetry.TagSubscriptionID: subID})
+		return
 	}
+	s.settled(ctx, span, st)
 }
 
 // mark changes a subscription's status after what its backend answered.

@@ -19,10 +19,13 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/authpool/authpool/pkg/backend"
 	"github.com/authpool/authpool/pkg/lua"
 	"github.com/authpool/authpool/pkg/pool"
+	"github.com/authpool/authpool/pkg/telemetry"
 )
 
 // Defaults of Options.
@@ -76,6 +79,15 @@ type Options struct {
 	Getenv func(string) string
 	// Logger receives the request log. Default: discard.
 	Logger *slog.Logger
+	// Metrics records HTTP requests, allocations, failovers, rotations,
+	// settlements and backend calls, and is served at /metrics. Nil: no
+	// metrics and no /metrics route.
+	Metrics *telemetry.Metrics
+	// TracerProvider makes the gateway's spans: the HTTP server span, then
+	// pool.allocate, backend.run and pool.settle under it. Default: the
+	// global one (a no-op unless telemetry.SetupTracing installed an
+	// exporter).
+	TracerProvider trace.TracerProvider
 }
 
 // Server is the gateway. Create it with New and serve Handler.
@@ -91,6 +103,9 @@ type Server struct {
 	threshold int
 	retries   int // re-allocations after limit/auth answers: min(subscriptions, maxRetries)
 	log       *slog.Logger
+	metrics   *telemetry.Metrics // nil: not recorded
+	tp        trace.TracerProvider
+	tracer    trace.Tracer
 	engine    *gin.Engine
 
 	mu       sync.Mutex
@@ -104,7 +119,11 @@ var ErrInvalidOptions = errors.New("gateway: invalid options")
 func New(opts Options) (*Server, error) {
 	s := &Server{pool: opts.Pool, rdb: opts.Redis, backends: opts.Backends, tokens: map[string]string{},
 		keys: newKeyring(opts.APIKeys), maxBody: opts.MaxBodyBytes, threshold: opts.FailureThreshold,
-		log: opts.Logger, failures: map[string]int{}}
+		log: opts.Logger, metrics: opts.Metrics, tp: opts.TracerProvider, failures: map[string]int{}}
+	if s.tp == nil {
+		s.tp = otel.GetTracerProvider()
+	}
+	s.tracer = s.tp.Tracer(TracerName)
 	if s.rdb == nil && s.pool != nil {
 		s.rdb = s.pool.Client()
 	}
@@ -159,12 +178,15 @@ func (s *Server) routes() *gin.Engine {
 	e.ContextWithFallback = true
 	e.HandleMethodNotAllowed = true
 	_ = e.SetTrustedProxies(nil)
-	e.Use(s.recover, requestID, s.accessLog)
+	e.Use(s.traceHTTP(), requestID, s.observe, s.recover, s.accessLog)
 	e.NoRoute(func(c *gin.Context) { writeError(c, ErrNotFound) })
 	e.NoMethod(func(c *gin.Context) { writeError(c, ErrMethodNotAllowed) })
 
 	e.GET("/health", s.health)
 	e.GET("/ready", s.ready)
+	if s.metrics != nil {
+		e.GET("/metrics", gin.WrapH(s.metrics.Handler()))
+	}
 
 	v1 := e.Group("/v1", s.limitBody, s.apiAuth, s.rateLimit)
 	v1.POST("/chat/completions", s.chatCompletions)
@@ -177,12 +199,15 @@ func (s *Server) routes() *gin.Engine {
 	return e
 }
 
-// recover turns a panic into a 500 in OpenAI's shape and logs it.
+// recover turns a panic into a 500 in OpenAI's shape, logs it and reports
+// it to Sentry (when enabled) with the request and subscription ids.
 func (s *Server) recover(c *gin.Context) {
 	defer func() {
 		if r := recover(); r != nil {
 			s.log.ErrorContext(c.Request.Context(), "panic in handler",
 				"request_id", c.GetString(ctxRequestID), "path", c.FullPath(), "panic", r)
+			telemetry.CapturePanic(c.Request.Context(), r, s.tags(c))
+			c.Set(ctxReported, true)
 			if !c.Writer.Written() {
 				writeError(c, errors.New("gateway: internal error"))
 			}

@@ -199,3 +199,7 @@ func scrubQuery(q string) string {
 	}
 	return strings.Join(parts, "&")
 }
+
+// SentryEnabled reports whether SetupSentry enabled reporting (SENTRY_DSN
+// was set), so callers can skip per-request work that only Sentry needs.
+func SentryEnabled() bool { return sentry.CurrentHub().Client() != nil }
