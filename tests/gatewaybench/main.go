@@ -1,12 +1,12 @@
 // Command gatewaybench measures the gateway's own overhead: it starts a
 // redis-server, two cmd/api replicas and the fake claude CLI, then drives the
-// same paced load (default 200 requests/s for 10 s, at most -c in flight)
+// same paced load (default 50 requests/s for 10 s, at most -c in flight)
 // first straight at the fake CLI — one process per request, as the gateway
 // runs it — and then through the gateway, alternating replicas. It prints a
 // Markdown table with p50/p99 of both, the latency the gateway adds and the
 // throughput ratio. Run it from the repository root:
 //
-//	go run ./tests/gatewaybench
+//	go run ./tests/gatewaybench -out BENCHMARKS.md
 //	go run ./tests/gatewaybench -rate 100 -d 5s -sessions 0
 package main
 
@@ -17,15 +17,18 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/authpool/authpool/internal/benchdoc"
 )
 
 func main() {
 	var o options
-	flag.IntVar(&o.rate, "rate", 200, "requests per second, across both replicas")
+	flag.IntVar(&o.rate, "rate", 50, "requests per second, across both replicas")
 	flag.DurationVar(&o.duration, "d", 10*time.Second, "duration of each measured phase")
 	flag.IntVar(&o.conc, "c", 64, "most requests in flight at once (same for both phases)")
 	flag.IntVar(&o.sessions, "sessions", 100, "client sessions the requests rotate over (0: a one-shot session each)")
 	flag.IntVar(&o.subs, "subs", 4, "subscriptions in the pool")
+	flag.StringVar(&o.out, "out", "", "also write the report into this Markdown file (replacing its gateway section)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "gatewaybench:", err)
@@ -36,6 +39,7 @@ func main() {
 type options struct {
 	rate, conc, sessions, subs int
 	duration                   time.Duration
+	out                        string
 }
 
 func run(o options) error {
@@ -64,7 +68,11 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
-	fmt.Print(report(o, direct, gw))
+	r := report(o, direct, gw)
+	fmt.Print(r)
+	if o.out != "" {
+		return benchdoc.WriteSection(o.out, "gatewaybench", r)
+	}
 	return nil
 }
 
@@ -74,8 +82,8 @@ func report(o options, direct, gw stats) string {
 	if o.sessions == 0 {
 		sessions = "a one-shot session per request"
 	}
-	fmt.Fprintf(&b, "### Gateway overhead\n\n")
-	fmt.Fprintf(&b, "`go run ./tests/gatewaybench` — %d requests/s for %s per phase, at most %d in flight, %s, "+
+	b.WriteString("## Gateway overhead\n\n")
+	fmt.Fprintf(&b, "Command: `go run ./tests/gatewaybench -out BENCHMARKS.md` — %d requests/s for %s per phase, at most %d in flight, %s, "+
 		"%d subscriptions, two `cmd/api` replicas on one redis-server, the fake CLI (`tests/fakeclaude`) as `CLAUDE_BIN`; "+
 		"%d CPUs, %s.\n\n", o.rate, o.duration, o.conc, sessions, o.subs, runtime.NumCPU(), runtime.Version())
 	b.WriteString("| path | requests | errors | throughput (req/s) | p50 | p90 | p99 | max |\n")
