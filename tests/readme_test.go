@@ -18,7 +18,7 @@ func TestReadmeEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	var src strings.Builder
-	for _, dir := range []string{"cmd", "pkg"} {
+	for _, dir := range []string{"cmd", "internal", "pkg"} {
 		err := filepath.WalkDir(filepath.Join(repoRoot, dir), func(path string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
 				return err

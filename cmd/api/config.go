@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authpool/authpool/internal/runenv"
 	"github.com/authpool/authpool/pkg/backend"
 	"github.com/authpool/authpool/pkg/pool"
 )
@@ -26,13 +27,9 @@ type config struct {
 	Production bool
 	// RateLimitPerMinute (RATE_LIMIT_PER_MINUTE) per client key. Default 60; 0 is off.
 	RateLimitPerMinute int
-	// RedisURL (REDIS_URL), RedisAddrs (REDIS_ADDRS), RedisMasterName
-	// (REDIS_MASTER_NAME) and RedisPassword (REDIS_PASSWORD) choose Redis;
-	// none: the embedded one.
-	RedisURL        string
-	RedisAddrs      []string
-	RedisMasterName string
-	RedisPassword   string
+	// Redis (REDIS_URL, or REDIS_ADDRS + REDIS_MASTER_NAME, REDIS_PASSWORD)
+	// chooses Redis; none: the embedded one.
+	Redis runenv.Redis
 	// PoolEnabled is AUTH_POOL_ENABLED (default true).
 	PoolEnabled bool
 	// BackendsPath (BACKENDS_CONFIG, default config/backends.json) is
@@ -62,22 +59,20 @@ const (
 
 // loadEnv reads the environment, listing every problem at once.
 func loadEnv(getenv func(string) string) (*config, error) {
-	c := &config{AdminToken: getenv("ADMIN_TOKEN"), RedisURL: getenv("REDIS_URL"),
-		RedisMasterName: getenv("REDIS_MASTER_NAME"), RedisPassword: getenv("REDIS_PASSWORD"),
+	c := &config{AdminToken: getenv("ADMIN_TOKEN"), Redis: runenv.RedisFromEnv(getenv),
 		ClaudeBin: getenv("CLAUDE_BIN"), AnthropicAPIKey: getenv("ANTHROPIC_API_KEY"),
 		AnthropicBaseURL: getenv("ANTHROPIC_BASE_URL"), WebhookSecret: getenv("WEBHOOK_SECRET"),
 		RateLimitPerMinute: defaultRateLimit, ShutdownTimeout: defaultShutdownTimeout}
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 
-	c.APIKeys = splitList(getenv("API_KEYS"))
-	c.RedisAddrs = splitList(getenv("REDIS_ADDRS"))
+	c.APIKeys = runenv.List(getenv("API_KEYS"))
 	c.Production = strings.EqualFold(getenv("APP_ENV"), "production") || strings.EqualFold(getenv("NODE_ENV"), "production")
 	if c.Production && len(c.APIKeys) == 0 {
 		bad("APP_ENV/NODE_ENV=production requires API_KEYS")
 	}
-	if c.RedisURL != "" && len(c.RedisAddrs) > 0 {
-		bad("set REDIS_URL or REDIS_ADDRS, not both")
+	if p := c.Redis.Check(); p != "" {
+		bad("%s", p)
 	}
 	if c.ClaudeBin == "" {
 		c.ClaudeBin = backend.DefaultCLIBin
@@ -95,7 +90,7 @@ func loadEnv(getenv func(string) string) (*config, error) {
 		c.RateLimitPerMinute = n
 	}
 	if v := getenv("SHUTDOWN_TIMEOUT"); v != "" {
-		d, err := parseDuration(v)
+		d, err := runenv.Duration(v)
 		if err != nil || d <= 0 {
 			bad("SHUTDOWN_TIMEOUT: want a duration such as 30s, got %q", v)
 		}
@@ -146,33 +141,11 @@ func listenAddr(listen, port string, keys bool) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
-func parseDuration(v string) (time.Duration, error) {
-	if n, err := strconv.Atoi(v); err == nil {
-		return time.Duration(n) * time.Second, nil
-	}
-	return time.ParseDuration(v)
-}
-
-func splitList(v string) []string {
-	var out []string
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 // String describes the configuration with every secret masked.
 func (c *config) String() string {
 	redisMode := "embedded"
-	switch {
-	case c.RedisURL != "":
-		redisMode = "REDIS_URL"
-	case len(c.RedisAddrs) > 0 && c.RedisMasterName != "":
-		redisMode = "sentinel " + c.RedisMasterName + " " + strings.Join(c.RedisAddrs, ",")
-	case len(c.RedisAddrs) > 0:
-		redisMode = "REDIS_ADDRS " + strings.Join(c.RedisAddrs, ",")
+	if c.Redis.Configured() {
+		redisMode = c.Redis.Describe()
 	}
 	return fmt.Sprintf("addr=%s apiKeys=%d adminToken=%s production=%t rateLimitPerMinute=%d redis=%s pool=%t backends=%s claudeBin=%s fallbackKey=%s shutdownTimeout=%s",
 		c.Addr, len(c.APIKeys), mask(c.AdminToken), c.Production, c.RateLimitPerMinute, redisMode,

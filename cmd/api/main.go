@@ -84,23 +84,12 @@ func run(ctx context.Context, getenv func(string) string) error {
 		return err
 	}
 	log.Info("starting", "version", version, "config", cfg.String())
-	telemetry.SetOTelErrorLogger(log)
-	stopTracing, err := telemetry.SetupTracing(ctx, getenv, gateway.ServiceName)
+	tel, err := telemetry.Start(ctx, getenv, gateway.ServiceName, version, log)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = stopTracing(context.Background()) }()
-	flush, sentryOn, err := telemetry.SetupSentry(getenv, version)
-	if err != nil {
-		return err
-	}
-	defer flush(2 * time.Second)
-	metrics, err := telemetry.NewMetrics(telemetry.MetricsOptions{})
-	if err != nil {
-		return err
-	}
-	defer func() { _ = metrics.Shutdown(context.Background()) }()
-	log.Info("telemetry", "sentry", sentryOn)
+	defer tel.Close()
+	metrics := tel.Metrics
 	if len(cfg.APIKeys) == 0 {
 		log.Warn("API_KEYS is not set: client authentication is off, listening on loopback only", "addr", cfg.Addr)
 	}
@@ -226,16 +215,9 @@ func syncPool(ctx context.Context, p *pool.Pool, log *slog.Logger) error {
 // Sentinel; several addresses without it for Cluster), or starts the
 // embedded Redis when neither is set.
 func openRedis(cfg *config) (redis.UniversalClient, *pool.Embedded, error) {
-	switch {
-	case cfg.RedisURL != "":
-		opts, err := redis.ParseURL(cfg.RedisURL)
-		if err != nil {
-			return nil, nil, errors.New("REDIS_URL: not a redis:// or rediss:// URL") // the URL may hold a password
-		}
-		return redis.NewClient(opts), nil, nil
-	case len(cfg.RedisAddrs) > 0:
-		return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: cfg.RedisAddrs,
-			MasterName: cfg.RedisMasterName, Password: cfg.RedisPassword}), nil, nil
+	if cfg.Redis.Configured() {
+		rdb, err := cfg.Redis.Open()
+		return rdb, nil, err
 	}
 	e, err := pool.NewEmbedded(time.Second)
 	if err != nil {

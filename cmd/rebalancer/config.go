@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/authpool/authpool/internal/runenv"
 	"github.com/authpool/authpool/pkg/pool"
 	"github.com/authpool/authpool/pkg/rebalance"
 	"github.com/authpool/authpool/pkg/telemetry"
@@ -23,14 +24,9 @@ type config struct {
 	// Addr is where /health, /ready and /leader listen: ":PORT"
 	// (PORT, -port; default 3001).
 	Addr string
-	// RedisURL (REDIS_URL), or RedisAddrs (REDIS_ADDRS, comma-separated) with
-	// RedisMasterName (REDIS_MASTER_NAME) for Sentinel, choose Redis; one of
-	// them is required. RedisPassword (REDIS_PASSWORD) is used when the URL
-	// carries none.
-	RedisURL        string
-	RedisAddrs      []string
-	RedisMasterName string
-	RedisPassword   string
+	// Redis (REDIS_URL, or REDIS_ADDRS + REDIS_MASTER_NAME for Sentinel;
+	// REDIS_PASSWORD when the URL carries none) is required.
+	Redis runenv.Redis
 	// ConfigPath (AUTH_POOL_CONFIG, -config; default config/auth-pool.json).
 	ConfigPath string
 	// WebhookSecret (WEBHOOK_SECRET) keys the X-AuthPool-Signature HMAC.
@@ -66,8 +62,7 @@ const (
 // loadConfig reads the environment, then the flags in args, and lists every
 // problem at once. A -h yields flag.ErrHelp after the usage went to out.
 func loadConfig(args []string, getenv func(string) string, out io.Writer) (*config, error) {
-	c := &config{RedisURL: getenv("REDIS_URL"), RedisAddrs: splitList(getenv("REDIS_ADDRS")),
-		RedisMasterName: getenv("REDIS_MASTER_NAME"), RedisPassword: getenv("REDIS_PASSWORD"),
+	c := &config{Redis: runenv.RedisFromEnv(getenv),
 		ConfigPath: getenv(pool.EnvConfigPath), WebhookSecret: getenv("WEBHOOK_SECRET"),
 		ReplicaID: getenv("REPLICA_ID"), LogLevel: getenv("LOG_LEVEL"), LogFormat: getenv("LOG_FORMAT")}
 	var problems []string
@@ -77,7 +72,7 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (*conf
 		if v == "" {
 			return def
 		}
-		d, err := parseDuration(v)
+		d, err := runenv.Duration(v)
 		if err != nil {
 			bad("%s: want a duration such as 10s, got %q", name, v)
 			return def
@@ -117,11 +112,10 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (*conf
 		bad("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 
-	switch {
-	case c.RedisURL == "" && len(c.RedisAddrs) == 0:
+	if !c.Redis.Configured() {
 		bad("REDIS_URL or REDIS_ADDRS is required: the rebalancer coordinates replicas through Redis (the embedded single-process mode is cmd/api's)")
-	case c.RedisURL != "" && len(c.RedisAddrs) > 0:
-		bad("set REDIS_URL or REDIS_ADDRS, not both")
+	} else if p := c.Redis.Check(); p != "" {
+		bad("%s", p)
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		bad("PORT: want 0 to 65535, got %q", port)
@@ -187,33 +181,10 @@ func defaultReplicaID() string {
 	return id
 }
 
-func parseDuration(v string) (time.Duration, error) {
-	if n, err := strconv.Atoi(v); err == nil {
-		return time.Duration(n) * time.Second, nil
-	}
-	return time.ParseDuration(v)
-}
-
-func splitList(v string) []string {
-	var out []string
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 // String describes the configuration with every secret masked; a Redis URL
 // may carry a password, so only its presence shows.
 func (c *config) String() string {
-	redisMode := "REDIS_URL"
-	switch {
-	case len(c.RedisAddrs) > 0 && c.RedisMasterName != "":
-		redisMode = "sentinel " + c.RedisMasterName + " " + strings.Join(c.RedisAddrs, ",")
-	case len(c.RedisAddrs) > 0:
-		redisMode = "REDIS_ADDRS " + strings.Join(c.RedisAddrs, ",")
-	}
+	redisMode := c.Redis.Describe()
 	path := c.ConfigPath
 	if path == "" {
 		path = pool.DefaultConfigPath
@@ -223,7 +194,7 @@ func (c *config) String() string {
 		claim = c.ClaimIdle.String()
 	}
 	return fmt.Sprintf("addr=%s replica=%s redis=%s redisPassword=%s config=%s webhookSecret=%s lockTTL=%s notifyClaimIdle=%s shutdownTimeout=%s",
-		c.Addr, c.ReplicaID, redisMode, mask(c.RedisPassword), path, mask(c.WebhookSecret),
+		c.Addr, c.ReplicaID, redisMode, mask(c.Redis.Password), path, mask(c.WebhookSecret),
 		c.LockTTL, claim, c.ShutdownTimeout)
 }
 

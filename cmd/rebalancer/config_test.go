@@ -33,7 +33,7 @@ func TestLoadConfig(t *testing.T) {
 			"AUTH_POOL_CONFIG": "/etc/p.json", "LOG_LEVEL": "debug", "LOG_FORMAT": "json"},
 			check: func(t *testing.T, c *config) {
 				if c.Addr != ":4000" || c.LockTTL != 2*time.Second || c.ClaimIdle != 3*time.Second ||
-					c.ReplicaID != "pod-1" || len(c.RedisAddrs) != 2 || c.RedisAddrs[1] != "b:2" ||
+					c.ReplicaID != "pod-1" || len(c.Redis.Addrs) != 2 || c.Redis.Addrs[1] != "b:2" ||
 					c.ConfigPath != "/etc/p.json" {
 					t.Fatalf("env: %+v", c)
 				}

@@ -32,8 +32,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/authpool/authpool/pkg/notify"
 	"github.com/authpool/authpool/pkg/pool"
 	"github.com/authpool/authpool/pkg/rebalance"
@@ -71,7 +69,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	log = log.With("replica", cfg.ReplicaID)
-	telemetry.SetOTelErrorLogger(log)
 	switch enabled, err := pool.PoolEnabled(env); {
 	case err != nil:
 		return err
@@ -86,24 +83,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		"subscriptions", len(pcfg.Subscriptions), "rebalancingEnabled", pcfg.RebalancingEnabled(),
 		"intervalSeconds", pcfg.Rebalancing.IntervalSeconds)
 
-	stopTracing, err := telemetry.SetupTracing(ctx, env, "authpool-rebalancer")
+	tel, err := telemetry.Start(ctx, env, "authpool-rebalancer", version, log)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = stopTracing(context.Background()) }()
-	flush, sentryOn, err := telemetry.SetupSentry(env, version)
-	if err != nil {
-		return err
-	}
-	defer flush(2 * time.Second)
-	metrics, err := telemetry.NewMetrics(telemetry.MetricsOptions{})
-	if err != nil {
-		return err
-	}
-	defer func() { _ = metrics.Shutdown(context.Background()) }()
-	log.Info("telemetry", "sentry", sentryOn)
+	defer tel.Close()
+	metrics := tel.Metrics
 
-	rdb, err := openRedis(cfg)
+	rdb, err := cfg.Redis.Open()
 	if err != nil {
 		return err
 	}
@@ -196,24 +183,4 @@ func syncPool(ctx context.Context, p *pool.Pool, log *slog.Logger) error {
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
-}
-
-// openRedis connects to REDIS_URL, or REDIS_ADDRS (+ REDIS_MASTER_NAME for
-// Sentinel; several addresses without it for Cluster). Context deadlines
-// bound every command, so a Redis that stops answering cannot hold the
-// leader past its lock.
-func openRedis(cfg *config) (redis.UniversalClient, error) {
-	if cfg.RedisURL != "" {
-		opts, err := redis.ParseURL(cfg.RedisURL)
-		if err != nil {
-			return nil, errors.New("REDIS_URL: not a redis:// or rediss:// URL") // the URL may hold a password
-		}
-		if opts.Password == "" {
-			opts.Password = cfg.RedisPassword
-		}
-		opts.ContextTimeoutEnabled = true
-		return redis.NewClient(opts), nil
-	}
-	return redis.NewUniversalClient(&redis.UniversalOptions{Addrs: cfg.RedisAddrs,
-		MasterName: cfg.RedisMasterName, Password: cfg.RedisPassword, ContextTimeoutEnabled: true}), nil
 }
