@@ -73,20 +73,32 @@ local function touch(ck, sub)
   redis.call('ZADD', ck, now, sid)
 end
 
+-- live_in says whether the session holds a live entry in a client set: one
+-- whose entry went stale was not counted against the cap, so it must take
+-- the capacity-checked path to come back.
+local function live_in(ck)
+  local score = redis.call('ZSCORE', ck, sid)
+  return score ~= false and tonumber(score) > now - stale_ms
+end
+
 -- Sticky resume: the session stays while its subscription can still serve it.
 local cur = redis.call('HMGET', sess_key, 'sub', 'cliSession')
 local old = cur[1]
 if old == false then old = '' end
 local leave_reason = ''
+local old_live = false
 if old ~= '' then
   local i = idx[old]
   if i then
     local s = state(i)
-    if usable(s.status) and s.frac < resume_limit then
+    old_live = live_in(s.ck)
+    if usable(s.status) and s.frac < resume_limit and old_live then
       touch(s.ck, old)
       return { 0, old, 'resumed', cur[2] or '', '', '', 0 }
     end
-    if usable(s.status) then leave_reason = 'budget' else leave_reason = s.status end
+    if not usable(s.status) then leave_reason = s.status
+    elseif s.frac >= resume_limit then leave_reason = 'budget'
+    else leave_reason = 'stale' end
   else
     leave_reason = 'removed'
   end
@@ -106,7 +118,7 @@ for i = 1, n do
   else
     -- Live clients only; stale entries are pruned by maintain.
     local clients = redis.call('ZCOUNT', s.ck, '(' .. ms(now - stale_ms), '+inf')
-    if s.id == old and redis.call('ZSCORE', s.ck, sid) then clients = clients - 1 end
+    if s.id == old and old_live then clients = clients - 1 end
     if clients >= s.max then
       reasons.capacity = reasons.capacity + 1
     elseif s.frac >= admit then
@@ -158,6 +170,12 @@ if old ~= '' and old ~= best.id then
   emit(events_key, 'rotation', 'info', old,
     'Session moved from ' .. old .. ' to ' .. best.id .. ' (' .. leave_reason .. ')',
     { sessionId = sid, from = old, to = best.id, reason = leave_reason }, now)
+end
+if old == best.id then
+  -- Its entry had gone stale; it passed the cap check again and comes back
+  -- to the same subscription, CLI session and all.
+  touch(best.ck, old)
+  return { 0, old, 'resumed', cur[2] or '', '', '', 0 }
 end
 redis.call('HSET', sess_key, 'sub', best.id, 'priority', priority, 'allocatedAt', ms(now),
   'lastActive', ms(now))

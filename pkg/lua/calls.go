@@ -170,8 +170,11 @@ func Release(ctx context.Context, c Scripter, k Keys, subs *SubSet, sessionID st
 	if len(v) != 2 {
 		return "", fmt.Errorf("lua: release: %w", ErrReply)
 	}
-	if toInt(v[0]) == CodeNotFound {
+	switch toInt(v[0]) {
+	case CodeNotFound:
 		return "", fmt.Errorf("lua: release: %w", ErrNotFound)
+	case CodeStaleSubs:
+		return "", fmt.Errorf("lua: release: %w", ErrStaleSubscriptions)
 	}
 	return toStr(v[1]), nil
 }

@@ -53,7 +53,9 @@ local function weekly_micros(sub_key, hourly_key, stored, stored_hour, now, writ
     local h = tonumber(flat[i])
     if h and h >= oldest and h <= cur then
       sum = sum + to_micros(flat[i + 1])
-    else
+    elseif not h or h < oldest then
+      -- Out of the window. A bucket after cur (the clock stepped back, e.g.
+      -- after a failover) is kept: it counts once its hour comes.
       old[#old + 1] = flat[i]
     end
   end

@@ -13,7 +13,8 @@
 -- ARGV[6] -> approaching threshold (weekly fraction)
 -- Returns {code, status, until}
 --   code 0: changed; code 6: unknown subscription; code 8: unchanged (already
---   in that state; a later until was kept)
+--   in that state, a later until was kept; or removed; or disabled and asked
+--   for limited/cooldown)
 
 local id = ARGV[1]
 local want = ARGV[2]
@@ -26,7 +27,11 @@ local sub_key, hourly_key, events_key = KEYS[1], KEYS[2], KEYS[3]
 local f = redis.call('HMGET', sub_key, 'status', 'until', 'blockStart', 'weeklyUsed', 'weeklyHour', 'weeklyBudget')
 local status = f[1]
 if not status then return { 6, '', '0' } end
-if status == 'removed' then return { 8, status, f[2] or '0' } end
+-- removed is the config's to change; disabled the operator's: a backend's
+-- limit or failure does not override it (and its expiry would re-enable it).
+if status == 'removed' or (status == 'disabled' and want ~= 'available' and want ~= 'disabled') then
+  return { 8, status, f[2] or '0' }
+end
 local now = now_ms()
 
 if want == 'limited' or want == 'cooldown' then

@@ -112,13 +112,20 @@ if sid ~= '' then
   if bound ~= false then
     redis.call('HINCRBY', sess_key, 'requests', 1)
     redis.call('HINCRBY', sess_key, 'tokens', tokens)
-    redis.call('HSET', sess_key, 'cost', usd(to_micros(redis.call('HGET', sess_key, 'cost')) + cost),
-      'lastActive', ms(now))
+    redis.call('HSET', sess_key, 'cost', usd(to_micros(redis.call('HGET', sess_key, 'cost')) + cost))
+    -- Activity is refreshed only where the hash and its client-set entry
+    -- move together: on the subscription it is bound to, or on the
+    -- fallback (no entry). A late settle from a subscription the session
+    -- has left must not keep the hash alive past its entry.
     if bound == id and not fallback then
       if cli_session ~= '' then redis.call('HSET', sess_key, 'cliSession', cli_session) end
       redis.call('ZADD', clients_key, 'XX', now, sid)
+      redis.call('HSET', sess_key, 'lastActive', ms(now))
+      redis.call('PEXPIRE', sess_key, stale_ms)
+    elseif bound == '' then
+      redis.call('HSET', sess_key, 'lastActive', ms(now))
+      redis.call('PEXPIRE', sess_key, stale_ms)
     end
-    redis.call('PEXPIRE', sess_key, stale_ms)
   end
 end
 

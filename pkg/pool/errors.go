@@ -19,7 +19,8 @@ var (
 	ErrInvalidPriority = errors.New("pool: invalid priority")
 	// ErrInvalidStatus: a status Mark does not set.
 	ErrInvalidStatus = errors.New("pool: invalid status")
-	// ErrInvalidUsage: negative or non-finite cost or tokens.
+	// ErrInvalidUsage: negative, non-finite or out-of-bounds cost or tokens
+	// (see MaxCostUSD, MaxRequestTokens).
 	ErrInvalidUsage = errors.New("pool: invalid usage")
 	// ErrUnknownSubscription: no subscription with that id.
 	ErrUnknownSubscription = errors.New("pool: unknown subscription")

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"strconv"
 	"time"
 
@@ -132,6 +131,15 @@ type Settlement struct {
 	Status     string
 }
 
+// Bounds of one settled request: far above any real answer, low enough that
+// the scripts' sums stay exact (integers below 2^53).
+const (
+	MaxCostUSD       = 1_000_000.0
+	MaxRequestTokens = int64(1) << 40
+)
+
+func tokensOK(n int64) bool { return n >= 0 && n <= MaxRequestTokens }
+
 // Settle records one request's usage exactly once per request id.
 func (p *Pool) Settle(ctx context.Context, u Usage) (Settlement, error) {
 	if !lua.ValidID(u.RequestID) {
@@ -145,8 +153,10 @@ func (p *Pool) Settle(ctx context.Context, u Usage) (Settlement, error) {
 			return Settlement{}, fmt.Errorf("pool: settle %q: %w", u.SubscriptionID, ErrUnknownSubscription)
 		}
 	}
-	if u.CostUSD < 0 || math.IsNaN(u.CostUSD) || math.IsInf(u.CostUSD, 0) ||
-		u.InputTokens < 0 || u.OutputTokens < 0 || u.CacheCreationTokens < 0 || u.CacheReadTokens < 0 {
+	// Bounded before the script runs: a script that failed half-way would
+	// keep its request-id marker, and the retry would count as a duplicate.
+	if !(u.CostUSD >= 0 && u.CostUSD <= MaxCostUSD) || !tokensOK(u.InputTokens) || !tokensOK(u.OutputTokens) ||
+		!tokensOK(u.CacheCreationTokens) || !tokensOK(u.CacheReadTokens) {
 		return Settlement{}, ErrInvalidUsage
 	}
 	mu := ""
