@@ -45,6 +45,7 @@ type clusterOpts struct {
 	rateLimit   int               // RATE_LIMIT_PER_MINUTE (0: off)
 	modes       map[string]string // subscription id → fake-mode
 	env         []string          // more environment for the replicas
+	redisAddr   string            // a redis-server of the test's own; default the shared one
 }
 
 // sub is one subscription and its config dir.
@@ -81,7 +82,11 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 	}
 	poolName := fmt.Sprintf("%s%d", name, poolSeq.Add(1))
 	c := &cluster{t: t, dir: t.TempDir(), keys: lua.NewKeys(poolName)}
-	c.rdb = redis.NewClient(&redis.Options{Addr: redisAddr})
+	addr := redisAddr
+	if o.redisAddr != "" {
+		addr = o.redisAddr
+	}
+	c.rdb = redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { _ = c.rdb.Close() })
 
 	var subsJSON, backendsJSON []map[string]any
@@ -111,7 +116,7 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 	writeJSON(t, cfgPath, cfg)
 	writeJSON(t, backendsPath, map[string]any{"backends": backendsJSON})
 
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + c.dir, "REDIS_URL=redis://" + redisAddr + "/0",
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + c.dir, "REDIS_URL=redis://" + addr + "/0",
 		"AUTH_POOL_CONFIG=" + cfgPath, "BACKENDS_CONFIG=" + backendsPath, "CLAUDE_BIN=" + fakeBin,
 		"API_KEYS=" + clientKey + "," + otherKey, "RATE_LIMIT_PER_MINUTE=" + strconv.Itoa(o.rateLimit),
 		"LOG_FORMAT=json", "LOG_LEVEL=debug", "SHUTDOWN_TIMEOUT=10s", tokenVar + "=" + tokenValue}

@@ -244,8 +244,12 @@ func (p *Pool) refreshSubs(ctx context.Context) error {
 	return nil
 }
 
-// withSubs runs fn with the current subscription list, reloading it once
-// when a script reports it stale.
+// withSubs runs fn with the current subscription list, reloading it when a
+// script reports it stale. An empty list means Redis lost the pool (a
+// restart without persistence, a flush): the config is written again, so
+// replicas carry on without a restart of their own. (Only then: a replica
+// must not re-sync a list that merely differs, or an old config would mark
+// a newer one's subscriptions removed during a rollout.)
 func (p *Pool) withSubs(ctx context.Context, fn func(*lua.SubSet) error) error {
 	for attempt := 0; ; attempt++ {
 		err := fn(p.subs.Load())
@@ -254,6 +258,11 @@ func (p *Pool) withSubs(ctx context.Context, fn func(*lua.SubSet) error) error {
 		}
 		if rerr := p.refreshSubs(ctx); rerr != nil {
 			return rerr
+		}
+		if len(p.subs.Load().IDs) == 0 && len(p.cfg.Subscriptions) > 0 {
+			if rerr := p.Sync(ctx); rerr != nil {
+				return rerr
+			}
 		}
 	}
 }

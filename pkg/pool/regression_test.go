@@ -164,3 +164,36 @@ func TestClockStepBackKeepsUsage(t *testing.T) {
 }
 
 func redisZ(score float64, member string) redis.Z { return redis.Z{Score: score, Member: member} }
+
+// TestPoolSurvivesRedisDataLoss: after Redis lost everything (a restart
+// without persistence), the next allocation writes the config again and
+// binds to a subscription instead of reporting an empty pool.
+func TestPoolSurvivesRedisDataLoss(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		ctx := context.Background()
+		p := newPool(t, tg, testConfig(2, 100, 5))
+		mustAllocate(t, p, "before", PriorityNormal)
+		if err := tg.Client.FlushAll(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := tg.Client.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		a := mustAllocate(t, p, "after", PriorityNormal)
+		if a.Kind != Bound {
+			t.Fatalf("allocation after the data loss = %+v, want bound", a)
+		}
+		if n := len(subStatusAll(t, p)); n != 2 {
+			t.Errorf("status lists %d subscriptions after the re-sync, want 2", n)
+		}
+	})
+}
+
+func subStatusAll(t *testing.T, p *Pool) []SubscriptionStatus {
+	t.Helper()
+	snap, err := p.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snap.Subscriptions
+}
