@@ -178,7 +178,9 @@ func (s *Server) routes() *gin.Engine {
 	e.ContextWithFallback = true
 	e.HandleMethodNotAllowed = true
 	_ = e.SetTrustedProxies(nil)
-	e.Use(s.traceHTTP(), requestID, s.observe, s.recover, s.accessLog)
+	// requestID may refuse a bad X-Request-ID: it runs after observe and
+	// accessLog, so that refusal is counted and logged too.
+	e.Use(s.traceHTTP(), s.observe, s.recover, s.accessLog, requestID)
 	e.NoRoute(func(c *gin.Context) { writeError(c, ErrNotFound) })
 	e.NoMethod(func(c *gin.Context) { writeError(c, ErrMethodNotAllowed) })
 

@@ -59,6 +59,11 @@ func (s *Server) traceHTTP() gin.HandlerFunc {
 // the request and subscription ids.
 func (s *Server) observe(c *gin.Context) {
 	start := time.Now()
+	// The server span names the route pattern; its url.path would carry a
+	// session id (DELETE /v1/sessions/:id), so it is the pattern too.
+	if r := c.FullPath(); r != "" {
+		trace.SpanFromContext(c.Request.Context()).SetAttributes(attribute.String("url.path", r))
+	}
 	if telemetry.SentryEnabled() {
 		c.Request = c.Request.WithContext(telemetry.WithRequest(c.Request.Context(), c.Request))
 	}
@@ -70,6 +75,11 @@ func (s *Server) observe(c *gin.Context) {
 	status := c.Writer.Status()
 	s.metrics.HTTP(c.Request.Context(), route, status, time.Since(start))
 	if v, ok := c.Get(ctxError); ok && !c.GetBool(ctxReported) {
+		// A stream that failed after its first chunk was sent with 200:
+		// judge the error by the status it would have had.
+		if err, ok := v.(error); ok && c.Writer.Written() && status < 400 {
+			status = classify(err).status
+		}
 		if err, ok := v.(error); ok && reportable(status, err) {
 			telemetry.CaptureError(c.Request.Context(), err, s.tags(c))
 		}
@@ -125,10 +135,10 @@ func (s *Server) allocate(ctx context.Context, sid string, pr pool.Priority) (po
 			span.SetAttributes(attrReason.String(alloc.Reason))
 		} else {
 			span.SetAttributes(attrSubscription.String(alloc.Subscription.ID))
-		}
-		if alloc.From != "" {
-			s.metrics.Rotation(ctx, alloc.Reason)
-			span.SetAttributes(attrReason.String(alloc.Reason))
+			if alloc.From != "" { // moved to another subscription
+				s.metrics.Rotation(ctx, alloc.Reason)
+				span.SetAttributes(attrReason.String(alloc.Reason))
+			}
 		}
 	}
 	return alloc, err

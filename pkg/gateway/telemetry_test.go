@@ -45,6 +45,9 @@ func TestSpanTree(t *testing.T) {
 	}
 	probe := h.do("GET", "/health", nil)
 	_ = probe.Body.Close()
+	// The session id in a path stays out of the span (url.path is the route).
+	del := h.do("DELETE", "/v1/sessions/traced", nil, "traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	_ = del.Body.Close()
 
 	spans := exp.GetSpans()
 	byID := map[trace.SpanID]tracetest.SpanStub{}
@@ -130,6 +133,12 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	r := h.do("DELETE", "/v1/sessions/m1", nil)
 	_ = r.Body.Close()
+	// A refused X-Request-ID is a request too.
+	r = h.do("POST", "/v1/chat/completions", map[string]any{"messages": msgs(user("hi"))}, "X-Request-ID", "bad id!")
+	_ = r.Body.Close()
+	if r.StatusCode != 400 {
+		t.Fatalf("bad X-Request-ID status = %d", r.StatusCode)
+	}
 
 	resp := h.do("GET", "/metrics", nil)
 	defer resp.Body.Close()
@@ -157,6 +166,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		`authpool_settlements_total{result="settled"}`:                          3,
 		`authpool_settlements_total{result="duplicate"}`:                        1,
 		`authpool_http_requests_total{code="200",route="/v1/chat/completions"}`: 4,
+		`authpool_http_requests_total{code="400",route="/v1/chat/completions"}`: 1,
 		`authpool_http_requests_total{code="200",route="/v1/sessions/:id"}`:     1,
 	}
 	for k, v := range want {

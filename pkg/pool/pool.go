@@ -89,6 +89,7 @@ type Pool struct {
 	thresholds []string
 	subs       atomic.Pointer[lua.SubSet]
 	reload     sync.Mutex
+	resync     sync.Mutex // one re-sync after a data loss at a time
 	hints      *hints
 }
 
@@ -260,11 +261,26 @@ func (p *Pool) withSubs(ctx context.Context, fn func(*lua.SubSet) error) error {
 			return rerr
 		}
 		if len(p.subs.Load().IDs) == 0 && len(p.cfg.Subscriptions) > 0 {
-			if rerr := p.Sync(ctx); rerr != nil {
+			if rerr := p.resyncEmpty(ctx); rerr != nil {
 				return rerr
 			}
 		}
 	}
+}
+
+// resyncEmpty writes the config again when the subscription set is still
+// empty once this caller holds the lock: of the requests that found it
+// empty at once, one syncs and the others reuse its work.
+func (p *Pool) resyncEmpty(ctx context.Context) error {
+	p.resync.Lock()
+	defer p.resync.Unlock()
+	if err := p.refreshSubs(ctx); err != nil {
+		return err
+	}
+	if len(p.subs.Load().IDs) > 0 {
+		return nil
+	}
+	return p.Sync(ctx)
 }
 
 func (p *Pool) admit(pr Priority) float64 {
