@@ -1,77 +1,16 @@
 package telemetry
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/authpool/authpool/internal/sentrytest"
 )
-
-// sentrySink is a local Sentry: it keeps the event items of the envelopes
-// the SDK posts.
-type sentrySink struct {
-	srv    *httptest.Server
-	mu     sync.Mutex
-	raw    []string
-	events []map[string]any
-}
-
-func newSentrySink(t *testing.T) *sentrySink {
-	s := &sentrySink{}
-	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var body io.Reader = r.Body
-		if r.Header.Get("Content-Encoding") == "gzip" {
-			zr, err := gzip.NewReader(r.Body)
-			if err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			body = zr
-		}
-		b, _ := io.ReadAll(body)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.raw = append(s.raw, string(b))
-		// An envelope is newline-separated JSON: a header, then item
-		// header / payload pairs.
-		lines := bytes.Split(b, []byte("\n"))
-		for i := 1; i+1 < len(lines); i += 2 {
-			var ih struct {
-				Type string `json:"type"`
-			}
-			_ = json.Unmarshal(lines[i], &ih)
-			if ih.Type != "event" {
-				continue
-			}
-			var ev map[string]any
-			if err := json.Unmarshal(lines[i+1], &ev); err == nil {
-				s.events = append(s.events, ev)
-			}
-		}
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write([]byte(`{}`))
-	}))
-	t.Cleanup(s.srv.Close)
-	return s
-}
-
-func (s *sentrySink) dsn() string {
-	return "http://public@" + strings.TrimPrefix(s.srv.URL, "http://") + "/1"
-}
-
-func (s *sentrySink) snapshot() (raw string, events []map[string]any) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Join(s.raw, "\n"), append([]map[string]any(nil), s.events...)
-}
 
 func setupSentry(t *testing.T, getenv func(string) string) func(time.Duration) bool {
 	t.Helper()
@@ -94,8 +33,8 @@ func failedRequest() *http.Request {
 }
 
 func TestCaptureErrorSendsTagsAndNoCredentials(t *testing.T) {
-	sink := newSentrySink(t)
-	flush := setupSentry(t, env("SENTRY_DSN", sink.dsn(), "NODE_ENV", "production"))
+	sink := sentrytest.New(t)
+	flush := setupSentry(t, env("SENTRY_DSN", sink.DSN(), "NODE_ENV", "production"))
 
 	ctx := WithRequest(context.Background(), failedRequest())
 	CaptureError(ctx, errors.New("backend: claude exited 1 (key "+oauthToken+")"),
@@ -104,7 +43,7 @@ func TestCaptureErrorSendsTagsAndNoCredentials(t *testing.T) {
 		t.Fatal("flush timed out")
 	}
 
-	raw, events := sink.snapshot()
+	raw, events := sink.Snapshot()
 	if len(events) != 1 {
 		t.Fatalf("%d events received, want 1:\n%s", len(events), raw)
 	}
@@ -135,8 +74,8 @@ func TestCaptureErrorSendsTagsAndNoCredentials(t *testing.T) {
 }
 
 func TestCapturePanicIsReported(t *testing.T) {
-	sink := newSentrySink(t)
-	flush := setupSentry(t, env("SENTRY_DSN", sink.dsn()))
+	sink := sentrytest.New(t)
+	flush := setupSentry(t, env("SENTRY_DSN", sink.DSN()))
 
 	func() {
 		defer func() {
@@ -147,7 +86,7 @@ func TestCapturePanicIsReported(t *testing.T) {
 	if !flush(5 * time.Second) {
 		t.Fatal("flush timed out")
 	}
-	raw, events := sink.snapshot()
+	raw, events := sink.Snapshot()
 	if len(events) != 1 || !strings.Contains(raw, "index out of range") {
 		t.Fatalf("want one event with the panic value:\n%s", raw)
 	}
@@ -157,9 +96,9 @@ func TestCapturePanicIsReported(t *testing.T) {
 }
 
 func TestWithoutDSNNothingIsSent(t *testing.T) {
-	sink := newSentrySink(t)
+	sink := sentrytest.New(t)
 	// Enabled first, then configured without SENTRY_DSN: silence wins.
-	setupSentry(t, env("SENTRY_DSN", sink.dsn()))
+	setupSentry(t, env("SENTRY_DSN", sink.DSN()))
 	flush, enabled, err := SetupSentry(env(), "authpool@test")
 	if err != nil || enabled {
 		t.Fatalf("SetupSentry without DSN: enabled %v, err %v", enabled, err)
@@ -169,7 +108,7 @@ func TestWithoutDSNNothingIsSent(t *testing.T) {
 	CapturePanic(context.Background(), "boom", nil)
 	flush(time.Second)
 	time.Sleep(200 * time.Millisecond) // an asynchronous send would land by now
-	if raw, _ := sink.snapshot(); raw != "" {
+	if raw, _ := sink.Snapshot(); raw != "" {
 		t.Fatalf("sent without SENTRY_DSN:\n%s", raw)
 	}
 }
