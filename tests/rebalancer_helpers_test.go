@@ -4,7 +4,6 @@ package tests
 // they never collide with the gateway tests' helpers in this package.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -91,30 +89,12 @@ func rbConfig(t *testing.T, webhookURL string, thresholds ...float64) string {
 	return path
 }
 
-// rbLog collects a process's output.
-type rbLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *rbLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *rbLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // rbProc is one rebalancer process.
 type rbProc struct {
 	id   string
 	port int
 	cmd  *exec.Cmd
-	log  *rbLog
+	log  *lockedBuffer
 	done chan struct{} // closed when the process has exited
 }
 
@@ -125,7 +105,7 @@ func rbStart(t *testing.T, bin, id, redisAddr, cfgPath string) *rbProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &rbProc{id: id, port: port, log: &rbLog{}, done: make(chan struct{})}
+	p := &rbProc{id: id, port: port, log: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin)
 	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 		"REDIS_URL=redis://" + redisAddr, "AUTH_POOL_CONFIG=" + cfgPath, "WEBHOOK_SECRET=" + rbSecret,
