@@ -61,7 +61,7 @@ func TestConversationAcrossReplicas(t *testing.T) {
 	}
 	first := calls[0]
 	if first.ConfigDir != c.sub(subID).dir || first.flag("--model") != "sonnet" ||
-		first.flag("--system-prompt") != "Answer briefly." || first.flag("--output-format") != "json" || first.has("--resume") {
+		first.flag("--system-prompt") != "Answer briefly." || first.flag("--output-format") != "stream-json" || first.has("--resume") {
 		t.Errorf("turn 1 CLI call = %+v", first)
 	}
 	cliSession := c.session(sid)["cliSession"]

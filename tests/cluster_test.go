@@ -46,6 +46,7 @@ type clusterOpts struct {
 	modes       map[string]string // subscription id → fake-mode
 	env         []string          // more environment for the replicas
 	redisAddr   string            // a redis-server of the test's own; default the shared one
+	redisPass   string            // its password (REDIS_PASSWORD)
 }
 
 // sub is one subscription and its config dir.
@@ -86,7 +87,7 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 	if o.redisAddr != "" {
 		addr = o.redisAddr
 	}
-	c.rdb = redis.NewClient(&redis.Options{Addr: addr})
+	c.rdb = redis.NewClient(&redis.Options{Addr: addr, Password: o.redisPass})
 	t.Cleanup(func() { _ = c.rdb.Close() })
 
 	var subsJSON, backendsJSON []map[string]any
@@ -119,7 +120,11 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + c.dir, "REDIS_URL=redis://" + addr + "/0",
 		"AUTH_POOL_CONFIG=" + cfgPath, "BACKENDS_CONFIG=" + backendsPath, "CLAUDE_BIN=" + fakeBin,
 		"API_KEYS=" + clientKey + "," + otherKey, "RATE_LIMIT_PER_MINUTE=" + strconv.Itoa(o.rateLimit),
-		"LOG_FORMAT=json", "LOG_LEVEL=debug", "SHUTDOWN_TIMEOUT=10s", tokenVar + "=" + tokenValue}
+		"LOG_FORMAT=json", "LOG_LEVEL=debug", "SHUTDOWN_TIMEOUT=10s", tokenVar + "=" + tokenValue,
+		"AUTHPOOL_STATE_DIR=" + filepath.Join(c.dir, "state")}
+	if o.redisPass != "" {
+		env = append(env, "REDIS_PASSWORD="+o.redisPass)
+	}
 	if o.fallbackURL != "" {
 		env = append(env, "ANTHROPIC_API_KEY="+fallbackKey, "ANTHROPIC_BASE_URL="+o.fallbackURL)
 	}
@@ -255,6 +260,8 @@ func (r *replica) client(key string) openai.Client {
 type fakeCall struct {
 	Args             []string `json:"args"`
 	ConfigDir        string   `json:"configDir"`
+	Cwd              string   `json:"cwd"`
+	CwdEntries       int      `json:"cwdEntries"`
 	OAuthTokenSet    bool     `json:"oauthTokenSet"`
 	OAuthTokenSHA256 string   `json:"oauthTokenSHA256"`
 	APIKeySet        bool     `json:"anthropicApiKeySet"`

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/authpool/authpool/pkg/backend"
 	"github.com/authpool/authpool/pkg/gateway"
@@ -27,16 +28,7 @@ func buildBackends(cfg *config, p *pool.Pool, log *slog.Logger) (gateway.Backend
 
 	out := gateway.Backends{Subscriptions: map[string]backend.Backend{}}
 	if p != nil {
-		subs := p.Config().Subscriptions
-		// The CLI runs a model that can run tools: it must not inherit
-		// another subscription's token.
-		var tokenVars []string
-		for _, s := range subs {
-			if s.OAuthTokenEnv != "" {
-				tokenVars = append(tokenVars, s.OAuthTokenEnv)
-			}
-		}
-		for _, s := range subs {
+		for _, s := range p.Config().Subscriptions {
 			opts := backend.CLIOptions{Name: "claude-cli-" + s.ID, Bin: cfg.ClaudeBin}
 			if file != nil {
 				if bc, ok := file.ForAccount(s.ID); ok {
@@ -47,7 +39,9 @@ func buildBackends(cfg *config, p *pool.Pool, log *slog.Logger) (gateway.Backend
 					}
 				}
 			}
-			opts.DropEnv = tokenVars
+			// One working directory per subscription, stable across runs
+			// (the CLI files its sessions by working directory).
+			opts.WorkDir = filepath.Join(cfg.StateDir, "cli", s.ID)
 			b, err := backend.NewClaudeCLI(opts)
 			if err != nil {
 				return gateway.Backends{}, fmt.Errorf("subscription %s: %w", s.ID, err)

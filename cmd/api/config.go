@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +39,9 @@ type config struct {
 	BackendsExplicit bool
 	// ClaudeBin (CLAUDE_BIN, default claude) is the CLI executable.
 	ClaudeBin string
+	// StateDir (AUTHPOOL_STATE_DIR, default authpool under the OS temp dir)
+	// holds the CLI's working directories, cli/<subscription id>.
+	StateDir string
 	// AnthropicAPIKey (ANTHROPIC_API_KEY) enables the fallback backend;
 	// AnthropicBaseURL (ANTHROPIC_BASE_URL) overrides its base URL.
 	AnthropicAPIKey  string
@@ -76,6 +80,13 @@ func loadEnv(getenv func(string) string) (*config, error) {
 	}
 	if c.ClaudeBin == "" {
 		c.ClaudeBin = backend.DefaultCLIBin
+	}
+	c.StateDir = getenv("AUTHPOOL_STATE_DIR")
+	switch {
+	case c.StateDir == "":
+		c.StateDir = backend.DefaultStateDir()
+	case !filepath.IsAbs(c.StateDir):
+		bad("AUTHPOOL_STATE_DIR: want an absolute path, got %q", c.StateDir)
 	}
 	if c.BackendsPath = getenv("BACKENDS_CONFIG"); c.BackendsPath != "" {
 		c.BackendsExplicit = true

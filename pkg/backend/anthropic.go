@@ -278,9 +278,12 @@ func (a *AnthropicAPI) body(req Request) ([]byte, error) {
 		Messages: msgs, Stream: req.Stream})
 }
 
+// maxResponse bounds a Messages API response body.
+const maxResponse = 64 << 20
+
 func (a *AnthropicAPI) readMessage(r io.Reader) (*Result, error) {
 	var m apiResponse
-	if err := json.NewDecoder(io.LimitReader(r, maxJSONOutput)).Decode(&m); err != nil {
+	if err := json.NewDecoder(io.LimitReader(r, maxResponse)).Decode(&m); err != nil {
 		return nil, fmt.Errorf("%w: %s: bad response: %s", ErrBackend, a.opts.Name, excerpt(err.Error()))
 	}
 	var text strings.Builder

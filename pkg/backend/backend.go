@@ -93,6 +93,9 @@ type Result struct {
 	IsError bool
 	// Subtype is the CLI's result subtype (success, error_during_execution, …).
 	Subtype string
+	// RateLimits are the CLI's rate_limit_event readings of the turn, oldest
+	// first: where the subscription's usage windows stood.
+	RateLimits []RateLimit
 }
 
 // Usage has token counts in the Messages API's names.

@@ -37,22 +37,34 @@ type CLIOptions struct {
 	// KillGrace is the wait between SIGTERM and SIGKILL of a process group
 	// that must stop. Default 5 s.
 	KillGrace time.Duration
-	// ExtraEnv adds KEY=VALUE entries to the CLI's environment. It may not
-	// set the credential variables the backend controls.
+	// ExtraEnv adds KEY=VALUE entries to the CLI's environment, the only
+	// variables it gets besides the allow-list (see env). It may not set the
+	// variables the backend controls.
 	ExtraEnv []string
-	// DropEnv names further variables of the gateway's environment that the
-	// CLI must not inherit: the oauthTokenEnv variables of the subscriptions.
-	DropEnv []string
+	// WorkDir is the CLI's working directory: an empty directory the
+	// gateway owns, one per subscription, never the gateway's own working
+	// directory nor a config dir. Created (mode 0700) when missing; a run
+	// refuses one that is not empty. Stable across runs, since the CLI files
+	// its sessions (--resume) by working directory. Default
+	// <DefaultStateDir>/cli/<Name>.
+	WorkDir string
 }
 
-// controlledEnv are set by the backend from the Target only, never
-// inherited: an inherited ANTHROPIC_API_KEY would bill the API instead of
-// the subscription, an inherited token would log in as another one.
-var controlledEnv = []string{"CLAUDE_CONFIG_DIR", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"}
+// inheritedEnv are the only variables of the gateway's environment the CLI
+// inherits (and LC_*): everything else — REDIS_PASSWORD, SENTRY_DSN,
+// OTEL_EXPORTER_OTLP_HEADERS, API_KEYS, another subscription's token — stays
+// out, whatever new secret an operator adds.
+var inheritedEnv = []string{"PATH", "HOME", "LANG", "TZ", "TMPDIR"}
 
-// gatewaySecretEnv are the gateway's own secrets (DESIGN §3): the CLI runs a
-// model that can run tools, so it does not get them.
-var gatewaySecretEnv = []string{"API_KEYS", "ADMIN_TOKEN", "WEBHOOK_SECRET", "REDIS_URL"}
+// controlledEnv are set by the backend only, never inherited nor given in
+// ExtraEnv: the credentials come from the Target (an ANTHROPIC_API_KEY would
+// bill the API instead of the subscription), and background traffic is off.
+var controlledEnv = []string{"CLAUDE_CONFIG_DIR", "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_API_KEY",
+	"ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"}
+
+// DefaultStateDir is where the gateway keeps the CLI's working directories
+// unless told otherwise (AUTHPOOL_STATE_DIR): authpool under the OS temp dir.
+func DefaultStateDir() string { return filepath.Join(os.TempDir(), "authpool") }
 
 var (
 	namePattern    = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -115,11 +127,10 @@ func NewClaudeCLI(o CLIOptions) (*ClaudeCLI, error) {
 			ps = append(ps, fmt.Sprintf("extraEnv[%d]: %s is set from the subscription only", i, k))
 		}
 	}
-	for i, k := range o.DropEnv {
-		if !envNamePattern.MatchString(k) {
-			ps = append(ps, fmt.Sprintf("dropEnv[%d]: want a variable name", i))
-		}
+	if o.WorkDir == "" {
+		o.WorkDir = filepath.Join(DefaultStateDir(), "cli", o.Name)
 	}
+	ps = append(ps, checkWorkDir(o.WorkDir)...)
 	if len(ps) > 0 {
 		return nil, fmt.Errorf("%w: claude-cli %s: %s", ErrInvalidConfig, o.Name, strings.Join(ps, "; "))
 	}
@@ -147,12 +158,15 @@ func (c *ClaudeCLI) Name() string { return c.opts.Name }
 // Load reports the turns running and waiting.
 func (c *ClaudeCLI) Load() Load { return c.gate.load() }
 
-// Run runs one turn: `Bin -p --output-format json` (or stream-json when
-// req.Stream), the prompt on stdin, CLAUDE_CONFIG_DIR and
-// CLAUDE_CODE_OAUTH_TOKEN from tgt. The process runs in its own process
-// group; when ctx ends or the timeout passes, the group gets SIGTERM, then
-// SIGKILL after KillGrace. A turn that finished is returned even if ctx
-// ended meanwhile: its cost was incurred and must be settled.
+// Run runs one turn as a sandboxed text engine: `Bin -p --output-format
+// stream-json --verbose --tools "" --strict-mcp-config` (a non-streaming
+// turn collects the stream), the prompt on stdin, in WorkDir, with the
+// allow-listed environment plus CLAUDE_CONFIG_DIR and
+// CLAUDE_CODE_OAUTH_TOKEN from tgt. A run whose init line lists any tool is
+// killed (ErrSandbox). The process runs in its own process group; when ctx
+// ends or the timeout passes, the group gets SIGTERM, then SIGKILL after
+// KillGrace. A turn that finished is returned even if ctx ended meanwhile:
+// its cost was incurred and must be settled.
 func (c *ClaudeCLI) Run(ctx context.Context, tgt Target, req Request, onDelta func(text string)) (*Result, error) {
 	args, err := cliArgs(req)
 	if err != nil {
@@ -166,6 +180,9 @@ func (c *ClaudeCLI) Run(ctx context.Context, tgt Target, req Request, onDelta fu
 		return nil, err
 	}
 	defer release()
+	if !req.Stream {
+		onDelta = nil // the stream is collected, not relayed
+	}
 	return c.run(ctx, tgt, req, args, onDelta)
 }
 
@@ -178,10 +195,10 @@ func cliArgs(req Request) ([]string, error) {
 	if strings.TrimSpace(req.Prompt) == "" {
 		return nil, bad("empty prompt")
 	}
-	args := []string{"-p", "--output-format", "json"}
-	if req.Stream {
-		args = []string{"-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages"}
-	}
+	// No tools (--tools "") and no MCP server, not even the config dir's
+	// settings' (--strict-mcp-config with no --mcp-config): both are needed.
+	args := []string{"-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages",
+		"--tools", "", "--strict-mcp-config"}
 	if req.Model != "" {
 		if !modelPattern.MatchString(req.Model) {
 			return nil, bad("model name %q: want an alias or a claude-* name", excerpt(req.Model))
@@ -216,19 +233,18 @@ func checkTarget(t Target) error {
 	return nil
 }
 
-// env is the gateway's environment without credentials and the gateway's
-// secrets, plus the subscription's.
+// env is the allow-listed part of the gateway's environment, ExtraEnv, and
+// the subscription's config dir and token.
 func (c *ClaudeCLI) env(t Target) []string {
-	parent := os.Environ()
-	env := make([]string, 0, len(parent)+len(c.opts.ExtraEnv)+2)
-	for _, kv := range parent {
+	env := make([]string, 0, len(inheritedEnv)+len(c.opts.ExtraEnv)+4)
+	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
-		if slices.Contains(controlledEnv, k) || slices.Contains(gatewaySecretEnv, k) || slices.Contains(c.opts.DropEnv, k) {
-			continue
+		if slices.Contains(inheritedEnv, k) || strings.HasPrefix(k, "LC_") {
+			env = append(env, kv)
 		}
-		env = append(env, kv)
 	}
 	env = append(env, c.opts.ExtraEnv...)
+	env = append(env, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1")
 	if t.ConfigDir != "" {
 		env = append(env, "CLAUDE_CONFIG_DIR="+t.ConfigDir)
 	}
@@ -236,20 +252,6 @@ func (c *ClaudeCLI) env(t Target) []string {
 		env = append(env, "CLAUDE_CODE_OAUTH_TOKEN="+t.OAuthToken)
 	}
 	return env
-}
-
-// limitAnswerPrefixes start a successful-looking answer that is in fact a
-// limit message; only a whole short answer counts, so that a model talking
-// about limits is not taken for one.
-var limitAnswerPrefixes = []string{"claude ai usage limit reached", "claude usage limit reached",
-	"you've hit your", "you’ve hit your", "api error: 429"}
-
-func limitAnswer(text string, now time.Time) (*LimitError, bool) {
-	t := strings.ToLower(strings.TrimSpace(text))
-	if len(t) > 300 || !slices.ContainsFunc(limitAnswerPrefixes, func(p string) bool { return strings.HasPrefix(t, p) }) {
-		return nil, false
-	}
-	return DetectLimit(strings.TrimSpace(text), now)
 }
 
 // classify turns a failed turn's words (is_error result, stderr, stray

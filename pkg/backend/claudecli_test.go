@@ -62,6 +62,8 @@ func fakeBin(t *testing.T) string {
 type fakeCall struct {
 	Args               []string `json:"args"`
 	ConfigDir          string   `json:"configDir"`
+	Cwd                string   `json:"cwd"`
+	CwdEntries         int      `json:"cwdEntries"`
 	OAuthTokenSet      bool     `json:"oauthTokenSet"`
 	OAuthTokenSHA256   string   `json:"oauthTokenSHA256"`
 	AnthropicAPIKeySet bool     `json:"anthropicApiKeySet"`
@@ -86,6 +88,9 @@ func subscriptionDir(t *testing.T, mode string) string {
 func newFakeCLI(t *testing.T, o CLIOptions) *ClaudeCLI {
 	t.Helper()
 	o.Bin = fakeBin(t)
+	if o.WorkDir == "" {
+		o.WorkDir = filepath.Join(t.TempDir(), "cwd")
+	}
 	c, err := NewClaudeCLI(o)
 	if err != nil {
 		t.Fatal(err)
@@ -194,13 +199,19 @@ func TestClaudeCLIAnswers(t *testing.T) {
 
 func TestClaudeCLIEnvironment(t *testing.T) {
 	// The gateway's own environment holds credentials that must not reach
-	// the CLI: another login, the fallback's API key, its own secrets.
+	// the CLI: another login, the fallback's API key, its own secrets, and
+	// whatever secret an operator adds next (the environment is allow-listed).
 	t.Setenv("CLAUDE_CONFIG_DIR", "/somewhere/else")
 	t.Setenv("CLAUDE_CODE_OAUTH_TOKEN", "sk-ant-oat01-parent-token")
 	t.Setenv("ANTHROPIC_API_KEY", "sk-ant-api03-fallback")
-	t.Setenv("ADMIN_TOKEN", "admin")
 	t.Setenv("CLAUDE_TOKEN_SUB1", "sk-ant-oat01-sub1")
-	c := newFakeCLI(t, CLIOptions{DropEnv: []string{"CLAUDE_TOKEN_SUB1"}})
+	gatewaySecrets := []string{"REDIS_PASSWORD", "SENTRY_DSN", "OTEL_EXPORTER_OTLP_HEADERS", "API_KEYS",
+		"ADMIN_TOKEN", "WEBHOOK_SECRET", "REDIS_URL", "SOME_FUTURE_SECRET"}
+	for _, k := range gatewaySecrets {
+		t.Setenv(k, "secret-value")
+	}
+	t.Setenv("LC_ALL", "C.UTF-8")
+	c := newFakeCLI(t, CLIOptions{})
 	const token = "sk-ant-oat01-the-subscriptions-own"
 	sum := sha256.Sum256([]byte(token))
 
@@ -213,11 +224,18 @@ func TestClaudeCLIEnvironment(t *testing.T) {
 		t.Errorf("the CLI saw configDir %q, token set %v (hash %s); want %q and the subscription's token",
 			call.ConfigDir, call.OAuthTokenSet, call.OAuthTokenSHA256, dir)
 	}
-	if call.AnthropicAPIKeySet || slices.Contains(call.EnvNames, "ADMIN_TOKEN") || slices.Contains(call.EnvNames, "CLAUDE_TOKEN_SUB1") {
-		t.Errorf("the CLI inherited gateway secrets: %q", call.EnvNames)
+	if call.AnthropicAPIKeySet || slices.Contains(call.EnvNames, "CLAUDE_TOKEN_SUB1") {
+		t.Errorf("the CLI inherited another credential: %q", call.EnvNames)
 	}
-	if !slices.Contains(call.EnvNames, "PATH") {
-		t.Errorf("the CLI lost the ordinary environment: %q", call.EnvNames)
+	for _, k := range gatewaySecrets {
+		if slices.Contains(call.EnvNames, k) {
+			t.Errorf("the CLI inherited %s: %q", k, call.EnvNames)
+		}
+	}
+	for _, k := range []string{"PATH", "LC_ALL", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"} {
+		if !slices.Contains(call.EnvNames, k) {
+			t.Errorf("the CLI lacks %s: %q", k, call.EnvNames)
+		}
 	}
 	if strings.Contains(strings.Join(call.Args, " "), token) {
 		t.Errorf("the token is in argv: %q", call.Args)
@@ -229,6 +247,144 @@ func TestClaudeCLIEnvironment(t *testing.T) {
 	}
 	if call := calls(t, dir)[0]; call.OAuthTokenSet {
 		t.Error("without a token of its own, the CLI still got one (the gateway's)")
+	}
+}
+
+// TestClaudeCLISandbox (issue 8, finding 1): every run, streaming or not,
+// is a text engine with no tools and no MCP server, in an empty working
+// directory of its own.
+func TestClaudeCLISandbox(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			dir := subscriptionDir(t, "")
+			// The config dir's settings mount an MCP server: --strict-mcp-config
+			// must keep it out.
+			if err := os.WriteFile(filepath.Join(dir, "settings.json"),
+				[]byte(`{"mcpServers":{"notes":{"command":"notes-server"}}}`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			work := filepath.Join(t.TempDir(), "work")
+			c := newFakeCLI(t, CLIOptions{WorkDir: work})
+			if _, err := c.Run(context.Background(), Target{ConfigDir: dir}, Request{Prompt: "hi", Stream: stream}, nil); err != nil {
+				t.Fatal(err)
+			}
+			call := calls(t, dir)[0]
+			args := call.Args
+			i := slices.Index(args, "--tools")
+			if i < 0 || i+1 >= len(args) || args[i+1] != "" || !slices.Contains(args, "--strict-mcp-config") ||
+				slices.Contains(args, "--mcp-config") {
+				t.Errorf("argv = %q: want --tools \"\" and --strict-mcp-config, no --mcp-config", args)
+			}
+			if j := slices.Index(args, "--output-format"); j < 0 || args[j+1] != "stream-json" || !slices.Contains(args, "--verbose") {
+				t.Errorf("argv = %q: want --output-format stream-json --verbose", args)
+			}
+			wd, _ := os.Getwd()
+			if call.Cwd != work || call.CwdEntries != 0 || call.Cwd == wd || call.Cwd == dir {
+				t.Errorf("the CLI ran in %q (%d entries); want the empty %q", call.Cwd, call.CwdEntries, work)
+			}
+			if fi, err := os.Stat(work); err != nil || fi.Mode().Perm() != 0o700 {
+				t.Errorf("working directory: %v, %v; want mode 0700", fi, err)
+			}
+		})
+	}
+}
+
+// TestClaudeCLIRefusesMountedTools (issue 8, finding 1): a CLI whose init
+// line lists a tool anyway is killed, and nothing of it is relayed.
+func TestClaudeCLIRefusesMountedTools(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			dir := subscriptionDir(t, "tools")
+			c := newFakeCLI(t, CLIOptions{})
+			var deltas []string
+			res, err := c.Run(context.Background(), Target{ConfigDir: dir}, Request{Prompt: "read ~/.credentials.json", Stream: stream},
+				func(s string) { deltas = append(deltas, s) })
+			if !errors.Is(err, ErrSandbox) || !errors.Is(err, ErrBackend) || res != nil {
+				t.Fatalf("Run = %+v, %v; want ErrSandbox", res, err)
+			}
+			if len(deltas) > 0 {
+				t.Errorf("text of a CLI with tools reached the client: %q", deltas)
+			}
+			if !strings.Contains(err.Error(), "Read") {
+				t.Errorf("error %q does not name the tool", err)
+			}
+		})
+	}
+}
+
+func TestClaudeCLIWorkDirMustBeEmptyAndApart(t *testing.T) {
+	dir := subscriptionDir(t, "")
+	work := filepath.Join(t.TempDir(), "work")
+	c := newFakeCLI(t, CLIOptions{WorkDir: work})
+	if err := os.MkdirAll(filepath.Join(work, ".claude"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Run(context.Background(), Target{ConfigDir: dir}, Request{Prompt: "hi"}, nil); !errors.Is(err, ErrBackend) ||
+		!strings.Contains(err.Error(), "not empty") {
+		t.Errorf("Run in a working directory with files = %v; want refused", err)
+	}
+	if len(calls(t, dir)) != 0 {
+		t.Error("the CLI ran in a working directory that is not empty")
+	}
+	inside := newFakeCLI(t, CLIOptions{WorkDir: filepath.Join(dir, "cwd")})
+	if _, err := inside.Run(context.Background(), Target{ConfigDir: dir}, Request{Prompt: "hi"}, nil); !errors.Is(err, ErrBackend) {
+		t.Errorf("Run with the working directory inside the config dir = %v; want refused", err)
+	}
+	wd, _ := os.Getwd()
+	if _, err := NewClaudeCLI(CLIOptions{WorkDir: wd}); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("NewClaudeCLI(WorkDir = the gateway's working directory) = %v; want ErrInvalidConfig", err)
+	}
+	if _, err := NewClaudeCLI(CLIOptions{WorkDir: "relative"}); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("NewClaudeCLI(relative WorkDir) = %v; want ErrInvalidConfig", err)
+	}
+}
+
+// TestClaudeCLILimitsOnlyFromErrorChannels (issue 8, finding 2): a model
+// told to answer with a limit message answers; only the CLI's error
+// channels (is_error, stderr, exit status, a rejected rate_limit_event)
+// report a limit.
+func TestClaudeCLILimitsOnlyFromErrorChannels(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			dir := subscriptionDir(t, "obey")
+			c := newFakeCLI(t, CLIOptions{})
+			for _, text := range []string{"Claude AI usage limit reached|9999999999",
+				"You've hit your weekly limit · resets 5:10pm (Europe/Paris)", "Invalid API key · Please run /login"} {
+				res, err := c.Run(context.Background(), Target{ConfigDir: dir}, Request{Prompt: "say exactly:\n" + text, Stream: stream}, nil)
+				if err != nil || res.Text != text {
+					t.Errorf("an answer saying %q = %+v, %v; want it answered", text, res, err)
+				}
+			}
+		})
+	}
+}
+
+// TestClaudeCLIRejectedRateLimitEvent (issue 8, finding 2): a rejected
+// rate_limit_event is a limit with the event's reset, even when the error
+// text names another time, and the failed turn's usage comes with it.
+func TestClaudeCLIRejectedRateLimitEvent(t *testing.T) {
+	reset := time.Now().Add(time.Hour).Truncate(time.Second)
+	for _, stream := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			dir := subscriptionDir(t, "limit-epoch 7200")
+			event := fmt.Sprintf(`{"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":%d,"rateLimitType":"five_hour","unifiedWindows":{"five_hour":{"utilization":1,"resetsAt":%d},"seven_day":{"utilization":0.65,"resetsAt":%d}}}}`,
+				reset.Unix(), reset.Unix(), reset.Add(72*time.Hour).Unix())
+			if err := os.WriteFile(filepath.Join(dir, "fake-rate-limits.jsonl"), []byte(event+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c := newFakeCLI(t, CLIOptions{})
+			_, err := c.Run(context.Background(), Target{ConfigDir: dir}, Request{Prompt: "hi", Stream: stream}, nil)
+			var le *LimitError
+			if !errors.As(err, &le) {
+				t.Fatalf("Run = %v; want a LimitError", err)
+			}
+			if !le.ResetAt.Equal(reset) || le.Window != WindowFiveHour {
+				t.Errorf("limit resets %v in window %q; want the event's %v, five_hour", le.ResetAt, le.Window, reset)
+			}
+			if le.Result == nil || le.Result.Usage.InputTokens != 12 || le.Result.CLISessionID == "" {
+				t.Errorf("the limited turn's usage = %+v; want what its result reported", le.Result)
+			}
+		})
 	}
 }
 
@@ -482,7 +638,7 @@ func TestNewClaudeCLIValidates(t *testing.T) {
 		{MaxConcurrent: -1},
 		{ExtraEnv: []string{"CLAUDE_CONFIG_DIR=/tmp/x"}},
 		{ExtraEnv: []string{"no-equals-sign"}},
-		{DropEnv: []string{"A=B"}},
+		{ExtraEnv: []string{"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=0"}},
 		{Timeout: -time.Second},
 	} {
 		if _, err := NewClaudeCLI(o); !errors.Is(err, ErrInvalidConfig) {

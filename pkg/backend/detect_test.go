@@ -102,15 +102,6 @@ func TestDetectAuth(t *testing.T) {
 	}
 }
 
-func TestLimitAnswerNeedsTheWholeAnswer(t *testing.T) {
-	if _, ok := limitAnswer("Claude AI usage limit reached|1766502000", fixedNow); !ok {
-		t.Error("a success result that is only a limit message is a limit")
-	}
-	if _, ok := limitAnswer("echo: Claude AI usage limit reached|1766502000", fixedNow); ok {
-		t.Error("an answer quoting a limit message is an answer")
-	}
-}
-
 func FuzzDetectLimit(f *testing.F) {
 	for _, s := range []string{
 		"Claude AI usage limit reached|1766502000",

@@ -35,6 +35,11 @@ var (
 	// ErrInvalidRequest means the request cannot be run as given (a bad
 	// resume id, an empty prompt, a model name of the wrong shape, …).
 	ErrInvalidRequest = errors.New("backend: invalid request")
+	// ErrSandbox means the CLI ran with more than a text engine needs: its
+	// init line listed tools or MCP servers (or it printed text before
+	// any init line). The run was killed and nothing of it was relayed.
+	// Such an error also wraps ErrBackend.
+	ErrSandbox = errors.New("backend: the CLI mounted tools")
 )
 
 // LimitError is a usage-limit answer. errors.Is(err, ErrLimited) holds.
@@ -44,6 +49,12 @@ type LimitError struct {
 	ResetAt time.Time
 	// Message is the provider's message, clipped.
 	Message string
+	// Window is the usage window that was spent (five_hour, seven_day), when
+	// the CLI said so in a rate_limit_event.
+	Window string
+	// Result is what the failed turn reported (cost, tokens), to be settled
+	// like any other turn; nil when it printed no result.
+	Result *Result
 }
 
 // Error says that the limit was reached and when it resets.

@@ -7,8 +7,9 @@ import (
 	"strings"
 )
 
-// cliResult is the `result` object the CLI prints: the whole output of
-// --output-format json, the last line of stream-json.
+// cliResult is the `result` object the CLI prints: the last line of
+// stream-json (and the whole output of --output-format json, which the
+// gateway does not use: one parser serves streaming and non-streaming turns).
 type cliResult struct {
 	Type         string                `json:"type"`
 	Subtype      string                `json:"subtype"`
@@ -21,33 +22,6 @@ type cliResult struct {
 	Usage        Usage                 `json:"usage"`
 	ModelUsage   map[string]ModelUsage `json:"modelUsage"`
 	StopReason   string                `json:"stop_reason"`
-}
-
-// ParseResult decodes the output of `claude -p --output-format json`. An
-// is_error result is decoded too, with IsError set: classifying it is the
-// caller's business (DetectLimit, DetectAuth). Output that is not a result
-// object yields an error wrapping ErrBackend.
-func ParseResult(out []byte) (*Result, error) {
-	var r cliResult
-	if err := json.Unmarshal(out, &r); err != nil {
-		// A warning printed ahead of the object must not lose the answer:
-		// fall back to the last line that looks like an object.
-		line := lastObjectLine(out)
-		if line == nil || json.Unmarshal(line, &r) != nil {
-			return nil, fmt.Errorf("%w: output is not a JSON result: %s", ErrBackend, excerpt(string(out)))
-		}
-	}
-	return r.toResult()
-}
-
-func lastObjectLine(out []byte) []byte {
-	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
-	for i := len(lines) - 1; i >= 0; i-- {
-		if l := bytes.TrimSpace(lines[i]); len(l) > 0 && l[0] == '{' {
-			return l
-		}
-	}
-	return nil
 }
 
 func (r *cliResult) toResult() (*Result, error) {
@@ -116,15 +90,22 @@ func mainModel(mu map[string]ModelUsage) string {
 // StreamDecoder decodes the lines of `claude -p --output-format stream-json
 // --verbose --include-partial-messages`, one Line call per line, and relays
 // text deltas as they come.
+//
+// It is also the sandbox's last check: the first line that carries text
+// must follow a system/init line that lists no tools and no MCP servers
+// (ErrSandbox otherwise), so a CLI that mounted tools — a changed flag, a
+// new CLI version — is stopped before any of its output is relayed.
 type StreamDecoder struct {
-	onDelta   func(string)
-	model     string
-	session   string
-	stop      string
-	result    *cliResult
-	stray     []string // non-JSON lines, kept (bounded) for error classification
-	strayLen  int
-	assistant strings.Builder // assistant text, for classifying a failure
+	onDelta    func(string)
+	initSeen   bool
+	model      string
+	session    string
+	stop       string
+	result     *cliResult
+	rateLimits []RateLimit
+	stray      []string // non-JSON lines, kept (bounded) for error classification
+	strayLen   int
+	synthetic  strings.Builder // the CLI's own assistant messages, for classifying a failure
 }
 
 // NewStreamDecoder returns a decoder that calls onDelta (nil allowed) with
@@ -138,12 +119,15 @@ func NewStreamDecoder(onDelta func(text string)) *StreamDecoder {
 
 // streamLine is the union of the stream-json line shapes this package reads.
 type streamLine struct {
-	Type      string          `json:"type"`
-	Subtype   string          `json:"subtype"`
-	SessionID string          `json:"session_id"`
-	Model     string          `json:"model"`
-	Event     json.RawMessage `json:"event"`
-	Message   *apiMessage     `json:"message"`
+	Type          string            `json:"type"`
+	Subtype       string            `json:"subtype"`
+	SessionID     string            `json:"session_id"`
+	Model         string            `json:"model"`
+	Tools         []json.RawMessage `json:"tools"`
+	MCPServers    []json.RawMessage `json:"mcp_servers"`
+	Event         json.RawMessage   `json:"event"`
+	Message       *apiMessage       `json:"message"`
+	RateLimitInfo *rateLimitInfo    `json:"rate_limit_info"`
 }
 
 // apiMessage is a Messages API message, as the CLI wraps it.
@@ -156,6 +140,10 @@ type apiMessage struct {
 	} `json:"content"`
 }
 
+// syntheticModel is the model the CLI names on the assistant messages it
+// writes itself (a limit, a refused login), as opposed to the model's.
+const syntheticModel = "<synthetic>"
+
 // apiEvent is a Messages API stream event.
 type apiEvent struct {
 	Type    string      `json:"type"`
@@ -167,12 +155,16 @@ type apiEvent struct {
 	} `json:"delta"`
 }
 
-// maxStray bounds the non-JSON output kept for classification.
-const maxStray = 4 << 10
+// Bounds on what the decoder keeps besides the answer.
+const (
+	maxStray      = 4 << 10 // non-JSON output kept for classification
+	maxRateLimits = 16      // rate_limit_event lines kept (the newest win)
+)
 
 // Line decodes one line. Lines that are not JSON are kept for error
-// classification, not refused: the CLI may print warnings. It fails only on
-// a result line that does not decode.
+// classification, not refused: the CLI may print warnings. It fails on a
+// result line that does not decode, and with ErrSandbox on an init line
+// that lists tools or MCP servers or on text that comes before any init.
 func (d *StreamDecoder) Line(line []byte) error {
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 {
@@ -189,8 +181,28 @@ func (d *StreamDecoder) Line(line []byte) error {
 	switch l.Type {
 	case "system":
 		if l.Subtype == "init" {
+			if len(l.Tools) > 0 || len(l.MCPServers) > 0 {
+				return fmt.Errorf("%w: %w: init lists %d tools and %d MCP servers (%s)", ErrBackend, ErrSandbox,
+					len(l.Tools), len(l.MCPServers), excerpt(string(bytes.Join(rawStrings(l.Tools), []byte(",")))))
+			}
+			d.initSeen = true
 			d.model, d.session = l.Model, l.SessionID
 		}
+		return nil
+	case "rate_limit_event":
+		if l.RateLimitInfo != nil {
+			if len(d.rateLimits) == maxRateLimits {
+				d.rateLimits = d.rateLimits[1:]
+			}
+			d.rateLimits = append(d.rateLimits, l.RateLimitInfo.reading())
+		}
+		return nil
+	case "stream_event", "assistant", "result":
+		if !d.initSeen {
+			return fmt.Errorf("%w: %w: %s line before the init line", ErrBackend, ErrSandbox, l.Type)
+		}
+	}
+	switch l.Type {
 	case "stream_event":
 		d.event(l.Event)
 	case "assistant":
@@ -200,9 +212,12 @@ func (d *StreamDecoder) Line(line []byte) error {
 		if l.Message.StopReason != "" {
 			d.stop = l.Message.StopReason
 		}
+		if l.Message.Model != syntheticModel {
+			return nil // the model's own words never classify a failure
+		}
 		for _, c := range l.Message.Content {
-			if c.Type == "text" && d.assistant.Len() < maxStray {
-				d.assistant.WriteString(c.Text)
+			if c.Type == "text" && d.synthetic.Len() < maxStray {
+				d.synthetic.WriteString(c.Text)
 			}
 		}
 	case "result":
@@ -213,6 +228,15 @@ func (d *StreamDecoder) Line(line []byte) error {
 		d.result = &r
 	}
 	return nil
+}
+
+// rawStrings are the JSON values of vs, for naming them in an error.
+func rawStrings(vs []json.RawMessage) [][]byte {
+	out := make([][]byte, len(vs))
+	for i, v := range vs {
+		out[i] = v
+	}
+	return out
 }
 
 func (d *StreamDecoder) event(raw json.RawMessage) {
@@ -258,11 +282,18 @@ func (d *StreamDecoder) Result() (*Result, error) {
 	if res.CLISessionID == "" {
 		res.CLISessionID = d.session
 	}
+	res.RateLimits = d.rateLimits
 	return res, nil
 }
 
 // text is everything the stream said besides deltas that may explain a
-// failure: stray lines and the assistant's text.
+// failure: stray lines and the CLI's own (synthetic) assistant messages.
+// The model's text is never part of it: a prompt can make the model say
+// anything, a limit message included.
 func (d *StreamDecoder) text() string {
-	return strings.Join(append(d.stray, d.assistant.String()), "\n")
+	return strings.Join(append(d.stray, d.synthetic.String()), "\n")
 }
+
+// RateLimits are the rate_limit_event lines decoded so far, oldest first
+// (at most the newest 16).
+func (d *StreamDecoder) RateLimits() []RateLimit { return d.rateLimits }

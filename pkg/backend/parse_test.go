@@ -26,8 +26,31 @@ func fixture(t testing.TB, name string) []byte {
 	return b
 }
 
-func TestParseResultFixtures(t *testing.T) {
-	res, err := ParseResult(fixture(t, "result-success.json"))
+// initLine is the init line of a sandboxed run: no tools, no MCP servers.
+const initLine = `{"type":"system","subtype":"init","session_id":"s0","tools":[],"mcp_servers":[],"model":"claude-sonnet-4-5"}`
+
+// parseResult decodes a result object (the json format's whole output, on
+// one line or many) as the last line of a stream that began with initLine.
+func parseResult(out []byte) (*Result, error) {
+	d := NewStreamDecoder(nil)
+	if err := d.Line([]byte(initLine)); err != nil {
+		return nil, err
+	}
+	var obj bytes.Buffer
+	if json.Compact(&obj, out) != nil {
+		obj.Reset()
+		obj.Write(out)
+	}
+	for _, line := range bytes.Split(obj.Bytes(), []byte("\n")) {
+		if err := d.Line(line); err != nil {
+			return nil, err
+		}
+	}
+	return d.Result()
+}
+
+func TestResultFixtures(t *testing.T) {
+	res, err := parseResult(fixture(t, "result-success.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +66,7 @@ func TestParseResultFixtures(t *testing.T) {
 		t.Errorf("modelUsage (an object keyed by model) = %+v, want %+v", mu, want)
 	}
 
-	res, err = ParseResult(fixture(t, "result-usage-limit.json"))
+	res, err = parseResult(fixture(t, "result-usage-limit.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +79,7 @@ func TestParseResultFixtures(t *testing.T) {
 	}
 }
 
-func TestParseResultRejects(t *testing.T) {
+func TestResultRejects(t *testing.T) {
 	for _, tc := range []struct{ name, out string }{
 		{"empty", ""},
 		{"not json", "Error: something went wrong"},
@@ -67,26 +90,32 @@ func TestParseResultRejects(t *testing.T) {
 		{"modelUsage as array (the old bug)", `{"type":"result","modelUsage":[{"model":"x"}]}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if res, err := ParseResult([]byte(tc.out)); !errors.Is(err, ErrBackend) {
-				t.Errorf("ParseResult(%q) = %+v, %v; want ErrBackend", tc.out, res, err)
+			if res, err := parseResult([]byte(tc.out)); !errors.Is(err, ErrBackend) {
+				t.Errorf("parseResult(%q) = %+v, %v; want ErrBackend", tc.out, res, err)
 			}
 		})
 	}
 }
 
-func TestParseResultSkipsLeadingWarnings(t *testing.T) {
+func TestStreamDecoderSkipsWarnings(t *testing.T) {
 	var obj bytes.Buffer // the object on one line, as the CLI prints it
 	if err := json.Compact(&obj, fixture(t, "result-success.json")); err != nil {
 		t.Fatal(err)
 	}
-	res, err := ParseResult(append([]byte("Warning: config dir is world-readable\n"), obj.Bytes()...))
+	d := NewStreamDecoder(nil)
+	for _, line := range []string{"Warning: config dir is world-readable", initLine, obj.String()} {
+		if err := d.Line([]byte(line)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := d.Result()
 	if err != nil || res.Text != "Hello! How can I help you today?" {
-		t.Fatalf("ParseResult(warning + result) = %+v, %v", res, err)
+		t.Fatalf("warning + result = %+v, %v", res, err)
 	}
 }
 
 func TestMainModelIsTheCostliest(t *testing.T) {
-	res, err := ParseResult([]byte(`{"type":"result","modelUsage":{
+	res, err := parseResult([]byte(`{"type":"result","modelUsage":{
 		"claude-haiku-4-5":{"costUSD":0.001,"outputTokens":900},
 		"claude-opus-4-1":{"costUSD":0.2,"outputTokens":100}}}`))
 	if err != nil || res.Model != "claude-opus-4-1" {
@@ -166,7 +195,7 @@ func TestReadLinesLongLines(t *testing.T) {
 	}
 }
 
-func FuzzParseResult(f *testing.F) {
+func FuzzStreamDecoder(f *testing.F) {
 	for _, name := range []string{"result-success.json", "result-usage-limit.json", "stream-success.jsonl"} {
 		if b, err := os.ReadFile(filepath.Join(fixtureDir, name)); err == nil {
 			f.Add(b)
@@ -175,16 +204,22 @@ func FuzzParseResult(f *testing.F) {
 	f.Add([]byte(`{"type":"result","modelUsage":{"a":{},"b":{"costUSD":1}}}`))
 	f.Add([]byte("warning\n{\"type\":\"result\"}"))
 	f.Fuzz(func(t *testing.T, out []byte) {
-		res, err := ParseResult(out)
+		res, err := parseResult(out)
 		if (res == nil) == (err == nil) {
-			t.Fatalf("ParseResult: result %v with error %v", res, err)
+			t.Fatalf("parseResult: result %v with error %v", res, err)
 		}
 		if err != nil && !errors.Is(err, ErrBackend) {
 			t.Fatalf("error %v does not wrap ErrBackend", err)
 		}
-		d := NewStreamDecoder(func(string) {})
+		relayed := false
+		d := NewStreamDecoder(func(string) { relayed = true })
 		for _, line := range bytes.Split(out, []byte("\n")) {
-			_ = d.Line(line)
+			if err := d.Line(line); errors.Is(err, ErrSandbox) {
+				break
+			}
+		}
+		if relayed && !d.initSeen {
+			t.Fatal("text was relayed before a clean init line")
 		}
 		_, _ = d.Result()
 	})

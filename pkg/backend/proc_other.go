@@ -15,3 +15,6 @@ func terminateTree(p *os.Process) { _ = p.Kill() }
 
 // killTree stops p.
 func killTree(p *os.Process) { _ = p.Kill() }
+
+// ownedByUs cannot tell owners apart here; the mode check still applies.
+func ownedByUs(os.FileInfo) bool { return true }

@@ -14,7 +14,6 @@ import (
 
 // Bounds on what a CLI process may print.
 const (
-	maxJSONOutput = 64 << 20 // the json result object
 	maxStreamLine = 16 << 20 // one stream-json line (an assistant message can be long)
 	maxStderr     = 16 << 10 // enough for any message worth classifying
 )
@@ -22,29 +21,28 @@ const (
 // errLineTooLong is a stream-json line over maxStreamLine.
 var errLineTooLong = errors.New("stream-json line too long")
 
-// run starts the process, feeds it, reads it, stops it when it must, and
-// classifies the outcome.
+// run starts the process in its working directory, feeds it, reads its
+// stream-json, stops it when it must, and classifies the outcome.
 func (c *ClaudeCLI) run(ctx context.Context, tgt Target, req Request, args []string, onDelta func(string)) (*Result, error) {
+	dir, err := c.workDir(tgt)
+	if err != nil {
+		return nil, err
+	}
 	runCtx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 
 	cmd := exec.Command(c.opts.Bin, args...)
 	cmd.Env = c.env(tgt)
+	cmd.Dir = dir
 	cmd.Stdin = strings.NewReader(req.Prompt)
 	// A grandchild holding stdout open must not keep Wait waiting.
 	cmd.WaitDelay = c.opts.KillGrace
 	setProcessGroup(cmd)
 	stderr := &cappedBuffer{max: maxStderr}
 	cmd.Stderr = stderr
-	stdout := &cappedBuffer{max: maxJSONOutput}
-	var pipe io.ReadCloser
-	if req.Stream {
-		var err error
-		if pipe, err = cmd.StdoutPipe(); err != nil {
-			return nil, fmt.Errorf("%w: %s: stdout pipe: %w", ErrBackend, c.opts.Name, err)
-		}
-	} else {
-		cmd.Stdout = stdout
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: stdout pipe: %w", ErrBackend, c.opts.Name, err)
 	}
 
 	start := time.Now()
@@ -54,34 +52,21 @@ func (c *ClaudeCLI) run(ctx context.Context, tgt Target, req Request, args []str
 	exited := make(chan struct{})
 	go c.stopOnDone(runCtx, cmd.Process, exited)
 
-	var dec *StreamDecoder
-	var readErr error
-	if req.Stream {
-		dec = NewStreamDecoder(onDelta)
-		if readErr = readLines(pipe, dec.Line); readErr != nil {
-			killTree(cmd.Process) // nobody reads its output any more
-		}
+	dec := NewStreamDecoder(onDelta)
+	readErr := readLines(pipe, dec.Line)
+	if readErr != nil {
+		killTree(cmd.Process) // nobody reads its output any more
 	}
 	waitErr := cmd.Wait()
 	close(exited)
 	killTree(cmd.Process) // whatever is left of the group is an orphan
-
-	var res *Result
-	var parseErr error
-	var stray string
-	if req.Stream {
-		res, parseErr = dec.Result()
-		stray = dec.text()
-	} else {
-		res, parseErr = ParseResult(stdout.Bytes())
-		if parseErr != nil {
-			stray = string(stdout.Bytes()[:min(stdout.Len(), 4<<10)])
-		}
+	if errors.Is(readErr, ErrSandbox) {
+		return nil, fmt.Errorf("%s: %w", c.opts.Name, readErr)
 	}
-	if readErr == nil && parseErr == nil && !res.IsError {
-		if le, ok := limitAnswer(res.Text, time.Now()); ok {
-			return nil, le
-		}
+
+	res, parseErr := dec.Result()
+	rejected, isRejected := rejection(dec.RateLimits())
+	if readErr == nil && parseErr == nil && !res.IsError && !isRejected {
 		if res.DurationMS == 0 {
 			res.DurationMS = time.Since(start).Milliseconds()
 		}
@@ -94,25 +79,56 @@ func (c *ClaudeCLI) run(ctx context.Context, tgt Target, req Request, args []str
 		return nil, fmt.Errorf("%w: %s after %s", ErrTimeout, c.opts.Name, c.opts.Timeout)
 	}
 
+	// Only the CLI's error channels speak of limits and logins: an is_error
+	// result, stderr, its stray lines and synthetic messages, a rejected
+	// rate_limit_event. Never the text of an answer.
 	var text []string
 	if res != nil && res.IsError {
 		text = append(text, res.Text)
 	}
-	text = append(text, string(stderr.Bytes()), stray)
+	text = append(text, string(stderr.Bytes()), dec.text())
 	reason := "no result"
 	switch {
 	case readErr != nil:
 		reason = "reading output: " + readErr.Error()
-	case stdout.truncated:
-		reason = fmt.Sprintf("output over %d bytes", maxJSONOutput)
 	case waitErr != nil:
 		reason = waitErr.Error() // "exit status 2", "signal: killed"
 	case res != nil && res.IsError:
 		reason = "error result (" + excerpt(res.Subtype) + ")"
+	case isRejected:
+		reason = "rate limit rejected"
 	case parseErr != nil:
 		reason = "unparsable output"
 	}
-	return nil, c.classify(strings.Join(text, "\n"), reason, tgt.OAuthToken)
+	err = c.classify(strings.Join(text, "\n"), reason, tgt.OAuthToken)
+	if isRejected {
+		err = rejectedLimit(rejected, err)
+	}
+	var le *LimitError
+	if errors.As(err, &le) && res != nil {
+		res.IsError = true
+		le.Result = res
+	}
+	return nil, err
+}
+
+// rejectedLimit is the limit a rejected rate_limit_event reports. Its reset
+// wins over one parsed from the error's text; the text's message is kept.
+func rejectedLimit(r RateLimit, classified error) *LimitError {
+	le := &LimitError{Window: r.Window, ResetAt: r.ResetsAt, Message: "rate_limit_event: " + r.Window + " rejected"}
+	if w, ok := r.Windows[r.Window]; ok && le.ResetAt.IsZero() {
+		le.ResetAt = w.ResetsAt
+	}
+	var text *LimitError
+	if errors.As(classified, &text) {
+		if le.ResetAt.IsZero() {
+			le.ResetAt = text.ResetAt
+		}
+		if text.Message != "" {
+			le.Message = text.Message
+		}
+	}
+	return le
 }
 
 // stopOnDone stops the process group once ctx ends: SIGTERM, then SIGKILL

@@ -165,6 +165,11 @@ func (s *Server) run(ctx context.Context, b backend.Backend, sub string, tgt bac
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "backend failed")
 	}
+	if errors.Is(err, backend.ErrSandbox) {
+		// The CLI could have read the subscription's login: never routine.
+		s.log.ErrorContext(ctx, "the CLI mounted tools; its run was killed and nothing of it was sent",
+			"backend", b.Name(), "subscription", sub, "error", err)
+	}
 	return res, err
 }
 

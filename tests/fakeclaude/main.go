@@ -6,16 +6,23 @@
 // State lives in $CLAUDE_CONFIG_DIR, like the real CLI's:
 //   - fake-sessions/<id>: sessions it answered; --resume of another id fails
 //     with "No conversation found with session ID: <id>", exit 1.
-//   - fake-calls.jsonl: one line per call {args, configDir, oauthTokenSet,
-//     oauthTokenSHA256, anthropicApiKeySet, envNames, prompt, pid, childPid,
-//     mode}, so tests can assert what the CLI saw (never the token itself,
-//     nor any variable's value).
+//   - fake-calls.jsonl: one line per call {args, configDir, cwd, cwdEntries,
+//     oauthTokenSet, oauthTokenSHA256, anthropicApiKeySet, envNames, prompt,
+//     pid, childPid, mode}, so tests can assert what the CLI saw (never the
+//     token itself, nor any variable's value).
 //   - fake-mode: how to behave (else $FAKECLAUDE_MODE, else ok):
-//     ok | slow <ms> | stream-slow <ms> | hang | crash | auth | stderr <text> |
-//     limit-epoch [<seconds from now>] | limit-9am | limit-hit | limit-session |
-//     limit-weekly | limit-429.
-//
-// $FAKECLAUDE_COST is the total_cost_usd of an answer (default 0.0123).
+//     ok | obey | slow <ms> | stream-slow <ms> | hang | crash | auth |
+//     stderr <text> | tools | limit-epoch [<seconds from now>] | limit-9am |
+//     limit-hit | limit-session | limit-weekly | limit-429.
+//     obey answers with the prompt's last line itself, as a model that does
+//     what the prompt says; tools lists a tool in the init line whatever the
+//     flags say, as a CLI version that ignored them would.
+//   - fake-cost: the total_cost_usd of an answer (else $FAKECLAUDE_COST,
+//     else 0.0123).
+//   - fake-rate-limits.jsonl: rate_limit_event lines printed after the init
+//     line (stream-json).
+//   - settings.json: its mcpServers are listed in the init line, unless
+//     --strict-mcp-config; every built-in tool is, unless --tools "".
 package main
 
 import (
@@ -42,6 +49,8 @@ type flags struct {
 	print, verbose, partial    bool
 	format, model, system, arg string
 	resume                     string
+	tools                      *string // --tools, when given
+	strictMCP                  bool
 }
 
 func main() {
@@ -80,7 +89,7 @@ func run() int {
 		return 1
 	}
 
-	out := newOutput(f)
+	out := newOutput(f, dir, mode == "tools")
 	switch mode {
 	case "hang":
 		sleepForever()
@@ -113,6 +122,9 @@ func run() int {
 		return out.fail(`API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":"This request would exceed your account's rate limit. Please try again later."}}`)
 	case "stream-slow":
 		out.delay = millis(modeArg, 200)
+	case "obey":
+		out.succeed(dir, lastLine(prompt))
+		return 0
 	}
 	out.succeed(dir, "echo: "+lastLine(prompt))
 	return 0
@@ -151,6 +163,12 @@ func parseFlags(args []string) (flags, error) {
 			f.system, err = value()
 		case name == "--resume" || name == "-r":
 			f.resume, err = value()
+		case name == "--tools":
+			var v string
+			v, err = value()
+			f.tools = &v
+		case a == "--strict-mcp-config":
+			f.strictMCP = true
 		case strings.HasPrefix(a, "-"):
 			return f, fmt.Errorf("error: unknown option '%s'", a)
 		default:
@@ -211,13 +229,15 @@ func logCall(dir, prompt, mode string, childPid int) {
 		sum = hex.EncodeToString(h[:])
 	}
 	_, apiKeySet := os.LookupEnv("ANTHROPIC_API_KEY")
+	cwd, _ := os.Getwd()
+	entries, _ := os.ReadDir(cwd)
 	var names []string
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		names = append(names, k)
 	}
 	line, _ := json.Marshal(map[string]any{
-		"args": os.Args[1:], "configDir": dir, "oauthTokenSet": tokenSet, "oauthTokenSHA256": sum,
+		"args": os.Args[1:], "configDir": dir, "cwd": cwd, "cwdEntries": len(entries), "oauthTokenSet": tokenSet, "oauthTokenSHA256": sum,
 		"anthropicApiKeySet": apiKeySet, "envNames": names, "prompt": prompt, "pid": os.Getpid(),
 		"childPid": childPid, "mode": mode,
 	})

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -17,9 +18,17 @@ type output struct {
 	session string
 	start   time.Time
 	delay   time.Duration // between stream deltas
+	dir     string        // the config dir
+	tools   []string      // what the init line lists
+	mcp     []any
 }
 
-func newOutput(f flags) *output {
+// builtinTools are the tools a run mounts by default
+// (fixtures/claude-cli/init-default-tools.json).
+var builtinTools = []string{"Task", "Bash", "Glob", "Grep", "LS", "ExitPlanMode", "Read", "Edit", "MultiEdit",
+	"Write", "NotebookEdit", "WebFetch", "TodoWrite", "WebSearch"}
+
+func newOutput(f flags, dir string, forceTools bool) *output {
 	model := f.model
 	switch model {
 	case "":
@@ -31,8 +40,40 @@ func newOutput(f flags) *output {
 	case "haiku":
 		model = "claude-haiku-4-5"
 	}
-	return &output{format: f.format, partial: f.partial, model: model, session: newUUID(),
-		start: time.Now(), delay: 10 * time.Millisecond}
+	o := &output{format: f.format, partial: f.partial, model: model, session: newUUID(),
+		start: time.Now(), delay: 10 * time.Millisecond, dir: dir, tools: []string{}, mcp: []any{}}
+	switch {
+	case forceTools:
+		o.tools = []string{"Read"}
+	case f.tools == nil:
+		o.tools = builtinTools
+	case *f.tools != "":
+		o.tools = strings.Split(*f.tools, ",")
+	}
+	if !f.strictMCP {
+		for _, name := range settingsMCPServers(dir) {
+			o.mcp = append(o.mcp, map[string]any{"name": name, "status": "connected"})
+			o.tools = append(o.tools, "mcp__"+name+"__search")
+		}
+	}
+	return o
+}
+
+// settingsMCPServers are the names of the MCP servers of dir/settings.json.
+func settingsMCPServers(dir string) []string {
+	b, err := os.ReadFile(filepath.Join(dir, "settings.json"))
+	if err != nil {
+		return nil
+	}
+	var s struct {
+		MCPServers map[string]any `json:"mcpServers"`
+	}
+	_ = json.Unmarshal(b, &s)
+	var names []string
+	for name := range s.MCPServers {
+		names = append(names, name)
+	}
+	return names
 }
 
 // result is the CLI's result object, field for field as
@@ -93,7 +134,11 @@ func (o *output) result(text string, isError bool, cost float64) result {
 // succeed prints the answer and remembers the session.
 func (o *output) succeed(dir, text string) {
 	cost := 0.0123
-	if v, err := strconv.ParseFloat(os.Getenv("FAKECLAUDE_COST"), 64); err == nil && v >= 0 {
+	raw := os.Getenv("FAKECLAUDE_COST")
+	if b, err := os.ReadFile(filepath.Join(dir, "fake-cost")); err == nil {
+		raw = strings.TrimSpace(string(b))
+	}
+	if v, err := strconv.ParseFloat(raw, 64); err == nil && v >= 0 {
 		cost = v
 	}
 	recordSession(dir, o.session)
@@ -124,16 +169,24 @@ func (o *output) fail(msg string) int {
 		emit(res)
 	case "stream-json":
 		o.init()
-		o.assistant(msg)
+		o.message(msg, "<synthetic>")
 		emit(res)
 	}
 	return 1
 }
 
+// init prints the init line, then the rate_limit_event lines of
+// fake-rate-limits.jsonl.
 func (o *output) init() {
 	cwd, _ := os.Getwd()
 	emit(map[string]any{"type": "system", "subtype": "init", "cwd": cwd, "session_id": o.session,
-		"tools": []string{}, "model": o.model, "permissionMode": "default", "apiKeySource": "none"})
+		"tools": o.tools, "mcp_servers": o.mcp, "model": o.model, "permissionMode": "default", "apiKeySource": "none"})
+	if b, err := os.ReadFile(filepath.Join(o.dir, "fake-rate-limits.jsonl")); err == nil {
+		if len(b) > 0 && b[len(b)-1] != '\n' {
+			b = append(b, '\n')
+		}
+		os.Stdout.Write(b)
+	}
 }
 
 // streamEvents prints the Messages API stream of text, one text_delta per
@@ -157,9 +210,13 @@ func (o *output) streamEvents(text string) {
 	ev(map[string]any{"type": "message_stop"})
 }
 
-func (o *output) assistant(text string) {
+func (o *output) assistant(text string) { o.message(text, o.model) }
+
+// message prints a whole assistant message; the CLI names the model
+// "<synthetic>" on the messages it writes itself (a limit, a refused login).
+func (o *output) message(text, model string) {
 	emit(map[string]any{"type": "assistant", "session_id": o.session, "message": map[string]any{
-		"id": "msg_fake", "type": "message", "role": "assistant", "model": o.model,
+		"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
 		"content":     []any{map[string]any{"type": "text", "text": text}},
 		"stop_reason": "end_turn", "usage": map[string]any{"input_tokens": 12, "output_tokens": len(text)/4 + 1}}})
 }
