@@ -85,7 +85,7 @@ var (
 // Rule types and channels a config may name.
 var (
 	subscriptionTypes = []string{"claude-pro", "claude-max", "api"}
-	ruleTypes         = []string{"usage_threshold", "failover", "rotation", "limit_reached", "recovered"}
+	ruleTypes         = []string{"usage_threshold", "failover", "exhausted", "rotation", "limit_reached", "recovered"}
 	channels          = []string{"webhook", "log"}
 )
 

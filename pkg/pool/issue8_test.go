@@ -2,10 +2,12 @@ package pool
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/authpool/authpool/internal/redistest"
 )
@@ -105,4 +107,57 @@ func TestWeeklyBudgetBounded(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestExhaustedWritesExhaustedEvent: with fallbackWhenExhausted false, a
+// session whose subscription stops serving it while no other can take it
+// is refused; the event says so (exhausted), never that it moved to a
+// fallback backend that is off (failover).
+func TestExhaustedWritesExhaustedEvent(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		ctx := context.Background()
+		cfg := testConfig(2, 100, 10)
+		off := false
+		cfg.FallbackWhenExhausted = &off
+		p := newPool(t, tg, cfg)
+		a := mustAllocate(t, p, "s1", PriorityNormal)
+		reset := time.Now().Add(2 * time.Hour)
+		for _, id := range []string{"sub00", "sub01"} {
+			if _, err := p.Mark(ctx, id, StatusLimited, "usage_limit", reset); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err := p.Allocate(ctx, "s1", PriorityNormal)
+		var ex *ExhaustedError
+		if !errors.As(err, &ex) {
+			t.Fatalf("allocate = %v, want an *ExhaustedError", err)
+		}
+		if f := events(t, tg, p, "failover"); len(f) != 0 {
+			t.Errorf("failover events = %v, want none: there is no fallback", f)
+		}
+		ev := events(t, tg, p, "exhausted")
+		if len(ev) != 1 {
+			t.Fatalf("exhausted events = %d, want 1", len(ev))
+		}
+		e := ev[0]
+		if e["subscriptionId"] != a.Subscription.ID || e["severity"] != "critical" {
+			t.Errorf("event = %v, want subscription %s, severity critical", e, a.Subscription.ID)
+		}
+		msg, _ := e["message"].(string)
+		if strings.Contains(msg, "fallback backend") || !strings.Contains(msg, "s1") || !strings.Contains(msg, "refused") {
+			t.Errorf("message = %q", msg)
+		}
+		var data map[string]any
+		if err := json.Unmarshal([]byte(e["data"].(string)), &data); err != nil || data["sessionId"] != "s1" ||
+			data["from"] != a.Subscription.ID || data["reason"] != "all_unavailable" {
+			t.Errorf("data = %v (%v)", e["data"], err)
+		}
+		// The session is no longer bound: its next refusal writes no second event.
+		if _, err := p.Allocate(ctx, "s1", PriorityNormal); !errors.As(err, &ex) {
+			t.Fatalf("second allocate = %v", err)
+		}
+		if n := len(events(t, tg, p, "exhausted")); n != 1 {
+			t.Errorf("exhausted events after a second refusal = %d, want 1", n)
+		}
+	})
 }
