@@ -48,8 +48,8 @@ if want == 'limited' or want == 'cooldown' then
     return { 8, status, ms(until_v) }
   end
   redis.call('HSET', sub_key, 'status', want, 'statusReason', reason, 'until', ms(until_v))
-  local msg = 'Subscription ' .. id .. ' reached its usage limit; resets at ' .. ms(until_v)
-  if want == 'cooldown' then msg = 'Subscription ' .. id .. ' cooling down (' .. reason .. ') until ' .. ms(until_v) end
+  local msg = 'Subscription ' .. id .. ' reached its usage limit; resets at ' .. rfc3339(until_v)
+  if want == 'cooldown' then msg = 'Subscription ' .. id .. ' cooling down (' .. reason .. ') until ' .. rfc3339(until_v) end
   emit(events_key, 'limit_reached', 'warning', id, msg,
     { status = want, reason = reason, ['until'] = until_v, previousStatus = status }, now)
   return { 0, want, ms(until_v) }

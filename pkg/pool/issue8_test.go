@@ -161,3 +161,31 @@ func TestExhaustedWritesExhaustedEvent(t *testing.T) {
 		}
 	})
 }
+
+// TestLimitMessagesPrintRFC3339: limit_reached messages name the reset as
+// RFC 3339 in UTC, not as epoch milliseconds.
+func TestLimitMessagesPrintRFC3339(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		ctx := context.Background()
+		p := newPool(t, tg, testConfig(2, 100, 10))
+		reset := time.Now().Add(3 * time.Hour).Truncate(time.Second)
+		cool := time.Now().Add(20 * time.Minute).Truncate(time.Second)
+		if _, err := p.Mark(ctx, "sub00", StatusLimited, "usage_limit", reset); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Mark(ctx, "sub01", StatusCooldown, "auth", cool); err != nil {
+			t.Fatal(err)
+		}
+		ev := events(t, tg, p, "limit_reached")
+		if len(ev) != 2 {
+			t.Fatalf("limit_reached events = %d, want 2", len(ev))
+		}
+		for i, when := range []time.Time{reset, cool} {
+			msg, _ := ev[i]["message"].(string)
+			want := when.UTC().Format(time.RFC3339)
+			if !strings.Contains(msg, want) || strings.Contains(msg, fmt.Sprint(when.UnixMilli())) {
+				t.Errorf("message %q, want the time as %s and no epoch milliseconds", msg, want)
+			}
+		}
+	})
+}
