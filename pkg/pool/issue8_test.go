@@ -189,3 +189,95 @@ func TestLimitMessagesPrintRFC3339(t *testing.T) {
 		}
 	})
 }
+
+// TestMarkClampsResets (finding 2): whatever reset a caller passes, a
+// limited (or cooldown) subscription comes back within [now + 60 s,
+// now + 8 d] of Redis' clock. A misread reset once marked four
+// subscriptions limited until the year 2286.
+func TestMarkClampsResets(t *testing.T) {
+	const minAhead, maxAhead = 60 * time.Second, 8 * 24 * time.Hour
+	y2286 := time.Date(2286, 11, 20, 17, 46, 39, 0, time.UTC)
+	cases := []struct {
+		name   string
+		status string
+		until  func(now time.Time) time.Time
+		want   func(now time.Time) (lo, hi time.Time)
+	}{
+		{"limited until 2286", StatusLimited, func(time.Time) time.Time { return y2286 },
+			func(now time.Time) (time.Time, time.Time) { return now.Add(maxAhead - time.Second), now.Add(maxAhead) }},
+		{"limited 1 s away", StatusLimited, func(now time.Time) time.Time { return now.Add(time.Second) },
+			func(now time.Time) (time.Time, time.Time) { return now.Add(minAhead), now.Add(minAhead + time.Second) }},
+		{"limited in the past", StatusLimited, func(now time.Time) time.Time { return now.Add(-time.Hour) },
+			func(now time.Time) (time.Time, time.Time) { return now.Add(minAhead), now.Add(maxAhead) }},
+		{"limited 3 days away is kept", StatusLimited, func(now time.Time) time.Time { return now.Add(72 * time.Hour) },
+			func(now time.Time) (time.Time, time.Time) {
+				return now.Add(72 * time.Hour), now.Add(72*time.Hour + time.Second)
+			}},
+		{"cooldown until 2286", StatusCooldown, func(time.Time) time.Time { return y2286 },
+			func(now time.Time) (time.Time, time.Time) { return now.Add(maxAhead - time.Second), now.Add(maxAhead) }},
+		{"cooldown 1 s away", StatusCooldown, func(now time.Time) time.Time { return now.Add(time.Second) },
+			func(now time.Time) (time.Time, time.Time) { return now.Add(minAhead), now.Add(minAhead + time.Second) }},
+	}
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				ctx := context.Background()
+				p := newPool(t, tg, testConfig(1, 100, 10))
+				t.Cleanup(func() { _, _ = p.Mark(ctx, "sub00", StatusAvailable, "test", time.Time{}) })
+				before := time.Now().Truncate(time.Millisecond)
+				m, err := p.Mark(ctx, "sub00", tc.status, "usage_limit", tc.until(before))
+				after := time.Now()
+				if err != nil {
+					t.Fatal(err)
+				}
+				lo, _ := tc.want(before)
+				_, hi := tc.want(after)
+				if m.Until.Before(lo) || m.Until.After(hi) {
+					t.Fatalf("until = %s, want within [%s, %s]", m.Until.UTC(), lo.UTC(), hi.UTC())
+				}
+				if got := subStatus(t, p, "sub00"); got.Status != tc.status {
+					t.Fatalf("status = %s, want %s", got.Status, tc.status)
+				}
+				stored, _ := tg.Client.HGet(ctx, p.Keys().Sub("sub00"), "until").Int64()
+				if stored != m.Until.UnixMilli() {
+					t.Errorf("stored until = %d, want %d", stored, m.Until.UnixMilli())
+				}
+			})
+		}
+	})
+}
+
+// TestMarkClampsBlockEndAndStoredResets: the end of a block about to close
+// is no reset to believe either (at least 60 s), and a later mark repairs
+// an until stored before the clamp existed.
+func TestMarkClampsBlockEndAndStoredResets(t *testing.T) {
+	tg := redistest.Mini(t)
+	ctx := context.Background()
+	clk := newClock(tg, time.Date(2030, 1, 1, 10, 0, 0, 0, time.UTC))
+	p := newPool(t, tg, testConfig(2, 100, 10))
+	mustSettle(t, p, Usage{RequestID: "r1", SubscriptionID: "sub00", CostUSD: 1})
+	clk.advance(5*time.Hour - 30*time.Second) // the block ends in 30 s
+	m, err := p.Mark(ctx, "sub00", StatusLimited, "usage_limit", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if min := clk.now.Add(time.Minute); m.Until.Before(min) {
+		t.Errorf("until = %s, want at least %s", m.Until.UTC(), min.UTC())
+	}
+
+	// sub01 was marked limited until 2286 by an older version.
+	if _, err := p.Mark(ctx, "sub01", StatusLimited, "usage_limit", clk.now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	y2286 := time.Date(2286, 11, 20, 17, 46, 39, 0, time.UTC).UnixMilli()
+	if err := tg.Client.HSet(ctx, p.Keys().Sub("sub01"), "until", y2286).Err(); err != nil {
+		t.Fatal(err)
+	}
+	m, err = p.Mark(ctx, "sub01", StatusLimited, "usage_limit", clk.now.Add(2*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if max := clk.now.Add(8 * 24 * time.Hour); m.Until.After(max) {
+		t.Errorf("until after a new mark = %s, want at most %s", m.Until.UTC(), max.UTC())
+	}
+}
