@@ -28,6 +28,9 @@ type config struct {
 	Production bool
 	// RateLimitPerMinute (RATE_LIMIT_PER_MINUTE) per client key. Default 60; 0 is off.
 	RateLimitPerMinute int
+	// TrustedProxies (TRUSTED_PROXIES, comma-separated CIDRs or IPs) are the
+	// reverse proxies whose X-Forwarded-For is believed. Default none.
+	TrustedProxies []string
 	// Redis (REDIS_URL, or REDIS_ADDRS + REDIS_MASTER_NAME, REDIS_PASSWORD)
 	// chooses Redis; none: the embedded one.
 	Redis runenv.Redis
@@ -100,6 +103,12 @@ func loadEnv(getenv func(string) string) (*config, error) {
 		}
 		c.RateLimitPerMinute = n
 	}
+	c.TrustedProxies = runenv.List(getenv("TRUSTED_PROXIES"))
+	for _, p := range c.TrustedProxies {
+		if !validProxy(p) {
+			bad("TRUSTED_PROXIES: want comma-separated CIDRs or IPs such as 10.0.0.0/8 or 127.0.0.1, got %q", p)
+		}
+	}
 	if v := getenv("SHUTDOWN_TIMEOUT"); v != "" {
 		d, err := runenv.Duration(v)
 		if err != nil || d <= 0 {
@@ -121,6 +130,15 @@ func loadEnv(getenv func(string) string) (*config, error) {
 		return nil, errors.New("configuration:\n  " + strings.Join(problems, "\n  "))
 	}
 	return c, nil
+}
+
+// validProxy accepts what gin's SetTrustedProxies accepts: a CIDR or an IP.
+func validProxy(s string) bool {
+	if strings.Contains(s, "/") {
+		_, _, err := net.ParseCIDR(s)
+		return err == nil
+	}
+	return net.ParseIP(s) != nil
 }
 
 // listenAddr combines LISTEN_ADDR and PORT. Without API keys only a loopback
@@ -158,8 +176,12 @@ func (c *config) String() string {
 	if c.Redis.Configured() {
 		redisMode = c.Redis.Describe()
 	}
-	return fmt.Sprintf("addr=%s apiKeys=%d adminToken=%s production=%t rateLimitPerMinute=%d redis=%s pool=%t backends=%s claudeBin=%s fallbackKey=%s shutdownTimeout=%s",
-		c.Addr, len(c.APIKeys), mask(c.AdminToken), c.Production, c.RateLimitPerMinute, redisMode,
+	proxies := strings.Join(c.TrustedProxies, ",")
+	if proxies == "" {
+		proxies = "none"
+	}
+	return fmt.Sprintf("addr=%s apiKeys=%d adminToken=%s production=%t rateLimitPerMinute=%d trustedProxies=%s redis=%s pool=%t backends=%s claudeBin=%s fallbackKey=%s shutdownTimeout=%s",
+		c.Addr, len(c.APIKeys), mask(c.AdminToken), c.Production, c.RateLimitPerMinute, proxies, redisMode,
 		c.PoolEnabled, c.BackendsPath, c.ClaudeBin, mask(c.AnthropicAPIKey), c.ShutdownTimeout)
 }
 

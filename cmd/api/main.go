@@ -136,7 +136,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 
 	srv, err := gateway.New(gateway.Options{Pool: p, Redis: rdb, Backends: backends, APIKeys: cfg.APIKeys,
-		AdminToken: cfg.AdminToken, RateLimitPerMinute: cfg.RateLimitPerMinute, Getenv: getenv,
+		AdminToken: cfg.AdminToken, RateLimitPerMinute: cfg.RateLimitPerMinute, TrustedProxies: cfg.TrustedProxies, Getenv: getenv,
 		Logger: telemetry.Module(log, "gateway"), Metrics: metrics})
 	if err != nil {
 		return err

@@ -106,7 +106,7 @@ func subjectOf(prefix, v string) string {
 // rate-limit subject.
 func (s *Server) apiAuth(c *gin.Context) {
 	if !s.keys.enabled() {
-		c.Set(ctxSubject, subjectOf("ip-", remoteIP(c.Request)))
+		c.Set(ctxSubject, subjectOf("ip-", c.ClientIP()))
 		c.Next()
 		return
 	}
@@ -123,7 +123,7 @@ func (s *Server) apiAuth(c *gin.Context) {
 // loopback clients only.
 func (s *Server) adminAuth(c *gin.Context) {
 	if s.admin == nil {
-		if !loopback(remoteIP(c.Request)) {
+		if !loopback(c.ClientIP()) {
 			writeError(c, ErrForbidden)
 			return
 		}
@@ -139,16 +139,6 @@ func (s *Server) adminAuth(c *gin.Context) {
 		return
 	}
 	c.Next()
-}
-
-// remoteIP is the peer address. Forwarding headers are not trusted: a client
-// could name any address in them.
-func remoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 func loopback(ip string) bool {

@@ -11,6 +11,7 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -68,6 +69,11 @@ type Options struct {
 	// of the same size; 0 turns it off. RATE_LIMIT_PER_MINUTE, default 60
 	// (applied by the caller: the zero value here means off).
 	RateLimitPerMinute int
+	// TrustedProxies (TRUSTED_PROXIES) are the CIDRs or IPs of the reverse
+	// proxies whose X-Forwarded-For (or X-Real-IP) names the client. Empty:
+	// none; the client is the TCP peer, as a client could name any address
+	// in those headers.
+	TrustedProxies []string
 	// MaxBodyBytes is the request body limit. Default 1 MiB.
 	MaxBodyBytes int64
 	// FailureThreshold is how many crashes or timeouts in a row, counted in
@@ -166,6 +172,12 @@ func New(opts Options) (*Server, error) {
 	}
 	s.limiter = NewRateLimiter(s.rdb, keys, opts.RateLimitPerMinute)
 	s.engine = s.routes()
+	// gin's default trusts every peer's X-Forwarded-For, so a client could
+	// name any address and dodge its rate limit or pass the loopback check
+	// of /debug/*; an empty list trusts none: the client is the TCP peer.
+	if err := s.engine.SetTrustedProxies(opts.TrustedProxies); err != nil {
+		return nil, errors.Join(ErrInvalidOptions, fmt.Errorf("gateway: trusted proxies: %w", err))
+	}
 	return s, nil
 }
 
@@ -177,7 +189,6 @@ func (s *Server) routes() *gin.Engine {
 	e := gin.New()
 	e.ContextWithFallback = true
 	e.HandleMethodNotAllowed = true
-	_ = e.SetTrustedProxies(nil)
 	// requestID may refuse a bad X-Request-ID: it runs after observe and
 	// accessLog, so that refusal is counted and logged too.
 	e.Use(s.traceHTTP(), s.observe, s.recover, s.accessLog, requestID)
@@ -232,6 +243,7 @@ func (s *Server) accessLog(c *gin.Context) {
 		slog.String("request_id", c.GetString(ctxRequestID)),
 		slog.String("method", c.Request.Method),
 		slog.String("path", c.Request.URL.Path),
+		slog.String("client_ip", c.ClientIP()),
 		slog.Int("status", status),
 		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 	}

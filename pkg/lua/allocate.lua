@@ -155,6 +155,12 @@ if best == nil then
       emit(events_key, 'failover', 'warning', old,
         'Session moved from ' .. old .. ' to the fallback backend (' .. reason .. ')',
         { sessionId = sid, from = old, reason = reason }, now)
+    else
+      -- No fallback to move to: the session is refused, not moved.
+      emit(events_key, 'exhausted', 'critical', old,
+        'Pool exhausted: session ' .. sid .. ' left ' .. old .. ' (' .. leave_reason .. '), no subscription can take it ('
+          .. reason .. ') and fallback is off; its requests are refused',
+        { sessionId = sid, from = old, reason = reason, leaveReason = leave_reason, retryAfterMs = retry }, now)
     end
   end
   if fallback_ok then return { 1, '', 'fallback', '', old, reason, retry } end

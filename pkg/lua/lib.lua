@@ -38,6 +38,28 @@ end
 
 local function ms(n) return string.format('%d', n) end
 
+-- rfc3339 renders Unix ms as RFC 3339 in UTC, whole seconds, for messages
+-- people read (Redis Lua has no os.date). The civil-from-days algorithm of
+-- H. Hinnant, proleptic Gregorian, in floor arithmetic.
+local function rfc3339(t)
+  local secs = math.floor(t / 1000)
+  local days = math.floor(secs / 86400)
+  local sod = secs - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp + 3
+  if mp >= 10 then m = mp - 9 end
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02dZ', y, m, d,
+    math.floor(sod / 3600), math.floor((sod % 3600) / 60), sod % 60)
+end
+
 -- weekly_micros returns the rolling 7-day usage of a subscription: the stored
 -- total while it was computed in the current hour, else the sum of the hourly
 -- buckets floor(now/1h)-167 .. floor(now/1h). With write, older buckets are

@@ -8,7 +8,8 @@
 -- ARGV[3] -> reason (free text: "usage_limit", "auth", "failures", "operator", …)
 -- ARGV[4] -> until, Unix ms (limited: the provider's reset time, 0 = the end
 --            of the current block, or one hour when no block is active;
---            cooldown: now + ARGV[5] when 0)
+--            cooldown: now + ARGV[5] when 0). Every limited until, and a
+--            given cooldown until, is clamped to [now + 60 s, now + 8 d].
 -- ARGV[5] -> cooldown length, ms
 -- ARGV[6] -> approaching threshold (weekly fraction)
 -- Returns {code, status, until}
@@ -24,6 +25,12 @@ local cooldown_ms = tonumber(ARGV[5])
 local approach_at = tonumber(ARGV[6])
 local sub_key, hourly_key, events_key = KEYS[1], KEYS[2], KEYS[3]
 
+-- A reset is believed only within these bounds of Redis' clock, whoever
+-- parsed it: a misread once marked four subscriptions limited until 2286,
+-- and one already passed (or a block about to end) would flap the status.
+local MIN_AHEAD = 60 * 1000
+local MAX_AHEAD = 8 * 24 * HOUR
+
 local f = redis.call('HMGET', sub_key, 'status', 'until', 'blockStart', 'weeklyUsed', 'weeklyHour', 'weeklyBudget')
 local status = f[1]
 if not status then return { 6, '', '0' } end
@@ -35,6 +42,7 @@ end
 local now = now_ms()
 
 if want == 'limited' or want == 'cooldown' then
+  local given = until_v > 0
   if until_v <= now then
     if want == 'limited' then
       if block_active(f[3], now) then until_v = int(f[3]) + BLOCK else until_v = now + HOUR end
@@ -42,14 +50,22 @@ if want == 'limited' or want == 'cooldown' then
       until_v = now + cooldown_ms
     end
   end
+  if want == 'limited' or given then
+    if until_v < now + MIN_AHEAD then until_v = now + MIN_AHEAD end
+    if until_v > now + MAX_AHEAD then until_v = now + MAX_AHEAD end
+  end
   if status == want then
-    -- Many in-flight requests hit the same limit: one event, the latest reset.
-    if until_v > int(f[2]) then redis.call('HSET', sub_key, 'until', ms(until_v)) else until_v = int(f[2]) end
+    -- Many in-flight requests hit the same limit: one event, the latest
+    -- reset. A stored until beyond the bound (written before it) goes too.
+    local kept = int(f[2])
+    if kept > now + MAX_AHEAD then kept = now + MAX_AHEAD end
+    if until_v < kept then until_v = kept end
+    if until_v ~= int(f[2]) then redis.call('HSET', sub_key, 'until', ms(until_v)) end
     return { 8, status, ms(until_v) }
   end
   redis.call('HSET', sub_key, 'status', want, 'statusReason', reason, 'until', ms(until_v))
-  local msg = 'Subscription ' .. id .. ' reached its usage limit; resets at ' .. ms(until_v)
-  if want == 'cooldown' then msg = 'Subscription ' .. id .. ' cooling down (' .. reason .. ') until ' .. ms(until_v) end
+  local msg = 'Subscription ' .. id .. ' reached its usage limit; resets at ' .. rfc3339(until_v)
+  if want == 'cooldown' then msg = 'Subscription ' .. id .. ' cooling down (' .. reason .. ') until ' .. rfc3339(until_v) end
   emit(events_key, 'limit_reached', 'warning', id, msg,
     { status = want, reason = reason, ['until'] = until_v, previousStatus = status }, now)
   return { 0, want, ms(until_v) }

@@ -30,6 +30,9 @@ const (
 	TypeRotation       = "rotation"
 	TypeLimitReached   = "limit_reached"
 	TypeRecovered      = "recovered"
+	// TypeExhausted: a bound session lost its subscription, no other could
+	// take it and fallback is off, so it is refused (503 pool_exhausted).
+	TypeExhausted = "exhausted"
 )
 
 // Severities of events.
@@ -51,7 +54,7 @@ var ErrMalformedEvent = errors.New("notify: malformed event")
 
 func validType(t string) bool {
 	switch t {
-	case TypeUsageThreshold, TypeFailover, TypeRotation, TypeLimitReached, TypeRecovered:
+	case TypeUsageThreshold, TypeFailover, TypeRotation, TypeLimitReached, TypeRecovered, TypeExhausted:
 		return true
 	}
 	return false

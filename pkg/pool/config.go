@@ -40,7 +40,8 @@ type SubscriptionConfig struct {
 	// ConfigDir is the Claude Code config dir of this subscription: absolute or
 	// ~/…, no "..", no NUL. Expanded at load time.
 	ConfigDir string `json:"configDir"`
-	// WeeklyBudget is the weekly budget in USD, > 0. WEEKLY_BUDGET overrides it.
+	// WeeklyBudget is the weekly budget in USD, > 0 and at most
+	// MaxWeeklyBudget. WEEKLY_BUDGET overrides it.
 	WeeklyBudget float64 `json:"weeklyBudget"`
 	// MaxClientsPerSub is this subscription's live-client cap; 0 means the
 	// pool's maxClientsPerSubscription.
@@ -79,7 +80,8 @@ type NotificationsConfig struct {
 
 // NotificationRule routes one event type to channels.
 type NotificationRule struct {
-	// Type is usage_threshold, failover, rotation, limit_reached or recovered.
+	// Type is usage_threshold, failover, exhausted, rotation, limit_reached or
+	// recovered.
 	Type string `json:"type"`
 	// Threshold is the weekly-budget fraction in (0,1] of a usage_threshold rule.
 	Threshold float64 `json:"threshold,omitempty"`
@@ -100,6 +102,11 @@ const (
 	DefaultIdleAfterSeconds          = 300
 	DefaultStaleAfterSeconds         = 3600
 )
+
+// MaxWeeklyBudget bounds a subscription's weeklyBudget (and WEEKLY_BUDGET), in
+// USD: far above any real subscription, and low enough that the scripts'
+// micro-USD integers stay exact (below 2^53) and print as the number given.
+const MaxWeeklyBudget = 1_000_000.0
 
 // FallbackEnabled reports fallbackWhenExhausted with its default (true).
 func (c *Config) FallbackEnabled() bool {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -18,7 +17,8 @@ import (
 const (
 	// EnvConfigPath names the config file. Default DefaultConfigPath.
 	EnvConfigPath = "AUTH_POOL_CONFIG"
-	// EnvWeeklyBudget, when set, overrides every subscription's weeklyBudget (USD > 0).
+	// EnvWeeklyBudget, when set, overrides every subscription's weeklyBudget
+	// (USD > 0, at most MaxWeeklyBudget).
 	EnvWeeklyBudget = "WEEKLY_BUDGET"
 	// EnvRebalancingEnabled, when set (true/false/1/0), overrides rebalancing.enabled.
 	EnvRebalancingEnabled = "AUTH_POOL_REBALANCING_ENABLED"
@@ -152,8 +152,8 @@ func (c *Config) applyEnv(getenv func(string) string) []Problem {
 	var ps problemList
 	if v := strings.TrimSpace(getenv(EnvWeeklyBudget)); v != "" {
 		b, err := strconv.ParseFloat(v, 64)
-		if err != nil || !(b > 0) || math.IsInf(b, 0) {
-			ps.add(EnvWeeklyBudget, "want a number of USD > 0, got %s", quote(v))
+		if err != nil || !validBudget(b) {
+			ps.add(EnvWeeklyBudget, "%s, got %s", budgetWant, quote(v))
 		} else {
 			for i := range c.Subscriptions {
 				c.Subscriptions[i].WeeklyBudget = b

@@ -85,7 +85,7 @@ var (
 // Rule types and channels a config may name.
 var (
 	subscriptionTypes = []string{"claude-pro", "claude-max", "api"}
-	ruleTypes         = []string{"usage_threshold", "failover", "rotation", "limit_reached", "recovered"}
+	ruleTypes         = []string{"usage_threshold", "failover", "exhausted", "rotation", "limit_reached", "recovered"}
 	channels          = []string{"webhook", "log"}
 )
 
@@ -143,8 +143,8 @@ func (c *Config) problems() []Problem {
 		} else {
 			dirs[path.Clean(s.ConfigDir)] = i
 		}
-		if !(s.WeeklyBudget > 0) || math.IsInf(s.WeeklyBudget, 1) {
-			ps.add(p+".weeklyBudget", "want a number of USD > 0, got %v", s.WeeklyBudget)
+		if !validBudget(s.WeeklyBudget) {
+			ps.add(p+".weeklyBudget", "%s, got %v", budgetWant, s.WeeklyBudget)
 		}
 		if s.MaxClientsPerSub < 0 {
 			ps.add(p+".maxClientsPerSub", "want 0 (use maxClientsPerSubscription) or more, got %d", s.MaxClientsPerSub)
@@ -180,6 +180,12 @@ func (c *Config) problems() []Problem {
 	}
 	return ps
 }
+
+// budgetWant describes a valid weekly budget in problem messages.
+var budgetWant = "want a number of USD > 0 and at most " + strconv.FormatFloat(MaxWeeklyBudget, 'f', -1, 64)
+
+// validBudget reports whether b is a weekly budget the scripts can hold.
+func validBudget(b float64) bool { return b > 0 && b <= MaxWeeklyBudget }
 
 func (n NotificationsConfig) problems() []Problem {
 	var ps problemList

@@ -24,7 +24,8 @@ import (
 type Priority string
 
 // The priorities. Each admits new sessions up to its own weekly fraction:
-// low = threshold − 0.10, normal = threshold, high = min(0.95, threshold + 0.10).
+// low = threshold − 0.10, normal = threshold, high = min(0.95, threshold + 0.10)
+// but never under normal's (a threshold above 0.95 admits high as normal).
 const (
 	PriorityLow    Priority = "low"
 	PriorityNormal Priority = "normal"
@@ -289,7 +290,9 @@ func (p *Pool) admit(pr Priority) float64 {
 	case PriorityLow:
 		return t - 0.10
 	case PriorityHigh:
-		return math.Min(0.95, t+0.10)
+		// The 0.95 cap keeps headroom under the resume limit; it must not
+		// put high below normal when the threshold itself is above it.
+		return math.Max(t, math.Min(0.95, t+0.10))
 	}
 	return t
 }
