@@ -77,7 +77,8 @@ func (k Keys) Leader() string { return k.base + ":leader" }
 // LeaderInfo is the HASH holder epoch since of the current leader.
 func (k Keys) LeaderInfo() string { return k.base + ":leader:info" }
 
-// Epoch is the fencing counter, INCRed by each new leader.
+// Epoch is the fencing epoch: each new leader sets it to max(value + 1,
+// Redis time in ms), so it keeps growing across a loss of Redis' data.
 func (k Keys) Epoch() string { return k.base + ":epoch" }
 
 // RateLimit is the GCRA state of one client key (hashed) or client IP.
