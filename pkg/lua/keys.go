@@ -74,6 +74,12 @@ func (k Keys) EventsDead() string { return k.base + ":events:dead" }
 // Leader is the redsync lock of the rebalancer leader.
 func (k Keys) Leader() string { return k.base + ":leader" }
 
+// LeaderChannel is the Pub/Sub channel on which a leader that gives up its
+// lock publishes its holder id: only a hint that wakes the standbys to try
+// at once (they also try on a timer). It has the lock's name, as Events'
+// channel has the stream's.
+func (k Keys) LeaderChannel() string { return k.base + ":leader" }
+
 // LeaderInfo is the HASH holder epoch since of the current leader.
 func (k Keys) LeaderInfo() string { return k.base + ":leader:info" }
 

@@ -233,6 +233,8 @@ func TestNewElectorRejectsBadParams(t *testing.T) {
 		{"extend not shorter than ttl", ElectorParams{Client: tg.Client, Keys: keys, Holder: "a",
 			TTL: time.Second, ExtendInterval: time.Second}},
 		{"negative", ElectorParams{Client: tg.Client, Keys: keys, Holder: "a", TTL: -time.Second}},
+		{"retry above TTL/5", ElectorParams{Client: tg.Client, Keys: keys, Holder: "a",
+			TTL: time.Second, RetryInterval: 300 * time.Millisecond}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := NewElector(tc.p); !errors.Is(err, ErrInvalidParams) {
@@ -244,6 +246,11 @@ func TestNewElectorRejectsBadParams(t *testing.T) {
 	if err != nil || e.p.TTL != DefaultLockTTL || e.p.ExtendInterval != DefaultLockTTL/3 ||
 		e.p.RetryInterval != DefaultRetryInterval {
 		t.Fatalf("defaults: %+v, %v", e.p, err)
+	}
+	// A short lock keeps the standby's tries well inside its lifetime.
+	e, err = NewElector(ElectorParams{Client: tg.Client, Keys: keys, Holder: "a", TTL: time.Second})
+	if err != nil || e.p.RetryInterval != 200*time.Millisecond {
+		t.Fatalf("retry with a 1 s lock: %+v, %v", e.p, err)
 	}
 	if e.IsLeader() || e.Epoch() != 0 {
 		t.Fatal("a new elector claims leadership")
