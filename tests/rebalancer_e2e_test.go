@@ -6,10 +6,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -235,4 +238,71 @@ func rbTestKillMidDelivery(t *testing.T, bin string) {
 		s, err := rdb.XPending(context.Background(), lua.NewKeys(rbPool).Events(), notify.DefaultGroup).Result()
 		return err == nil && s.Count == 0
 	})
+}
+
+// Issue 8, finding 9: a standby started just before the leader's SIGTERM
+// leads within 2 s, in 20 runs of 20 (one Redis, flushed between runs; the
+// standby starts 0 to 0.8 s before the signal). The resigning leader's hint
+// wakes it: before the hint, a standby only tried again on its 500 ms timer,
+// so the handover took anywhere up to that (measured: median 257 ms); with
+// it, at least 15 of the 20 handovers take under 100 ms from the signal (the
+// timer alone manages that about once in five, 15 times of 20 about once in
+// ten million).
+func TestRebalancerSIGTERMHandover(t *testing.T) {
+	const runs, quick = 20, 100 * time.Millisecond
+	bin := rbBuild(t)
+	srv := rbRedis(t)
+	rdb := rbClient(t, srv.Addr)
+	cfgPath := rbConfig(t, "")
+	var took []time.Duration
+	for i := 0; i < runs; i++ {
+		if err := rdb.FlushAll(context.Background()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		leader := rbStart(t, bin, fmt.Sprintf("rb-a%02d", i), srv.Addr, cfgPath)
+		rbWaitFor(t, rbStartDeadline, "a leader", func() bool {
+			info, ok := rbLeader(rdb)
+			return ok && info.Holder == leader.id
+		})
+		old, _ := rbLeader(rdb)
+		standby := rbStart(t, bin, fmt.Sprintf("rb-b%02d", i), srv.Addr, cfgPath)
+		time.Sleep(time.Duration(i%5) * 200 * time.Millisecond)
+
+		start := time.Now()
+		if err := leader.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			info, ok := rbLeader(rdb)
+			if ok && info.Holder == standby.id && info.Epoch > old.Epoch {
+				break
+			}
+			if time.Since(start) > 2*time.Second {
+				t.Fatalf("run %d: the standby did not lead within 2 s of the leader's SIGTERM (leader exited: %v)",
+					i, leader.exited())
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		took = append(took, time.Since(start))
+		select {
+		case <-leader.done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("run %d: the leader did not exit after SIGTERM", i)
+		}
+		if code := leader.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Fatalf("run %d: leader exit code %d after SIGTERM", i, code)
+		}
+		standby.kill9()
+	}
+	n := 0
+	for _, d := range took {
+		if d < quick {
+			n++
+		}
+	}
+	slices.Sort(took)
+	t.Logf("handovers after SIGTERM: fastest %s, median %s, slowest %s", took[0], took[len(took)/2], took[len(took)-1])
+	if n < 15 {
+		t.Fatalf("%d of %d handovers under %s, want at least 15: the standby waits for its timer", n, runs, quick)
+	}
 }

@@ -366,8 +366,8 @@ func rdBuildPool(t *testing.T, rdb *redis.Client) {
 	}
 
 	// A leader, as the rebalancer's promote script writes it.
-	must(rdb.Set(ctx, "authpool:{default}:epoch", 3, 0).Err())
+	must(rdb.Set(ctx, "authpool:{default}:epoch", 1767225600000, 0).Err())
 	must(rdb.Set(ctx, "authpool:{default}:leader", "Zm9vYmFyYmF6cXV4", 10*time.Second).Err())
-	must(rdb.HSet(ctx, "authpool:{default}:leader:info", "holder", "rebalancer-7d9f4-1", "epoch", "3",
+	must(rdb.HSet(ctx, "authpool:{default}:leader:info", "holder", "rebalancer-7d9f4-1", "epoch", "1767225600000",
 		"since", strconv.FormatInt(time.Now().UnixMilli(), 10)).Err())
 }

@@ -74,10 +74,17 @@ func (k Keys) EventsDead() string { return k.base + ":events:dead" }
 // Leader is the redsync lock of the rebalancer leader.
 func (k Keys) Leader() string { return k.base + ":leader" }
 
+// LeaderChannel is the Pub/Sub channel on which a leader that gives up its
+// lock publishes its holder id: only a hint that wakes the standbys to try
+// at once (they also try on a timer). It has the lock's name, as Events'
+// channel has the stream's.
+func (k Keys) LeaderChannel() string { return k.base + ":leader" }
+
 // LeaderInfo is the HASH holder epoch since of the current leader.
 func (k Keys) LeaderInfo() string { return k.base + ":leader:info" }
 
-// Epoch is the fencing counter, INCRed by each new leader.
+// Epoch is the fencing epoch: each new leader sets it to max(value + 1,
+// Redis time in ms), so it keeps growing across a loss of Redis' data.
 func (k Keys) Epoch() string { return k.base + ":epoch" }
 
 // RateLimit is the GCRA state of one client key (hashed) or client IP.

@@ -161,6 +161,11 @@ func TestKeyBuilders(t *testing.T) {
 			t.Errorf("key %q, want %q", got, want)
 		}
 	}
+	// A channel, not a key, but in the pool's name space (Cluster
+	// broadcasts PUBLISH to every node, so its slot does not matter).
+	if got := k.LeaderChannel(); got != "authpool:{default}:leader" {
+		t.Errorf("leader channel %q", got)
+	}
 	for _, bad := range []string{"", "a:b", "a{b}", "a b", "a\x00", strings.Repeat("x", 129)} {
 		func() {
 			defer func() {

@@ -51,8 +51,9 @@ type Params struct {
 	LockTTL time.Duration
 	// ExtendInterval is how often the leader extends the lock. Default LockTTL/3.
 	ExtendInterval time.Duration
-	// RetryInterval is how often a standby tries to take the lead.
-	// Default 500 ms.
+	// RetryInterval is how often a standby tries to take the lead when no
+	// resignation hint wakes it first; at most LockTTL/5. Default
+	// min(500 ms, LockTTL/5).
 	RetryInterval time.Duration
 	// Interval between cycles. Default rebalancing.intervalSeconds.
 	Interval time.Duration

@@ -81,8 +81,11 @@ type ElectorParams struct {
 	TTL time.Duration
 	// ExtendInterval is how often the leader extends the lock. Default TTL/3.
 	ExtendInterval time.Duration
-	// RetryInterval is how often a standby tries to take the lock.
-	// Default 500 ms (jittered by up to a fifth).
+	// RetryInterval is how often a standby tries to take the lock (jittered
+	// by up to a fifth); a resigning leader's hint on Keys.LeaderChannel
+	// wakes it earlier. At most TTL/5, so that without hints (a crashed
+	// leader, a lost subscription) a standby still tries several times per
+	// lock lifetime. Default min(500 ms, TTL/5).
 	RetryInterval time.Duration
 	// MaxBackoff caps the wait after repeated Redis errors; the wait starts
 	// at RetryInterval and doubles. Default 5 s.
@@ -98,7 +101,9 @@ type ElectorParams struct {
 // Elector elects one leader among the replicas of a pool with a redsync
 // lock (DESIGN §6), after riverqueue/river's elector: a short lease, one
 // goroutine renewing it, leadership given up at the first failed renewal, and
-// resignation on shutdown so a standby takes over at once.
+// resignation on shutdown so a standby takes over at once: the resigning
+// leader publishes a hint on Keys.LeaderChannel that wakes the standbys,
+// which otherwise try only every RetryInterval.
 type Elector struct {
 	p     ElectorParams
 	rs    *redsync.Redsync
@@ -131,7 +136,10 @@ func NewElector(p ElectorParams) (*Elector, error) {
 		errs = append(errs, fmt.Errorf("ExtendInterval %s must be shorter than TTL %s", p.ExtendInterval, p.TTL))
 	}
 	if p.RetryInterval <= 0 {
-		p.RetryInterval = DefaultRetryInterval
+		p.RetryInterval = min(DefaultRetryInterval, p.TTL/5)
+	}
+	if p.RetryInterval > p.TTL/5 {
+		errs = append(errs, fmt.Errorf("RetryInterval %s must be at most TTL/5 (%s)", p.RetryInterval, p.TTL/5))
 	}
 	if p.MaxBackoff <= 0 {
 		p.MaxBackoff = DefaultMaxBackoff
@@ -179,6 +187,12 @@ func (e *Elector) Run(ctx context.Context, work Work) error {
 		return ErrAlreadyRunning
 	}
 	defer e.run.Store(false)
+	hctx, stopHints := context.WithCancel(ctx)
+	hints, hintsDone := e.listen(hctx)
+	defer func() {
+		stopHints()
+		<-hintsDone
+	}()
 	failures := 0
 	for ctx.Err() == nil {
 		m, epoch, since, err := e.campaign(ctx)
@@ -187,11 +201,12 @@ func (e *Elector) Run(ctx context.Context, work Work) error {
 			return nil
 		case errors.Is(err, errLockHeld):
 			failures = 0
-			sleep(ctx, jitter(e.p.RetryInterval))
+			wake(ctx, jitter(e.p.RetryInterval), hints)
 		case err != nil:
 			failures++
 			e.p.OnError("acquire leadership", err)
-			sleep(ctx, jitter(backoff(e.p.RetryInterval, e.p.MaxBackoff, failures)))
+			// A hint means Redis answers again: no reason to wait longer.
+			wake(ctx, jitter(backoff(e.p.RetryInterval, e.p.MaxBackoff, failures)), hints)
 		default:
 			failures = 0
 			e.lead(ctx, m, epoch, since, work)
@@ -219,7 +234,9 @@ func (e *Elector) campaign(ctx context.Context) (*redsync.Mutex, int64, time.Tim
 	defer cancel()
 	epoch, since, err := promote(pctx, e.p.Client, e.p.Keys, m.Value(), e.p.Holder)
 	if err != nil || epoch == 0 {
-		e.release(m, false)
+		if e.release(m, false) {
+			e.hint(false)
+		}
 		if err == nil {
 			return nil, 0, time.Time{}, errLockHeld // expired before the promotion
 		}
@@ -261,8 +278,11 @@ func (e *Elector) lead(ctx context.Context, m *redsync.Mutex, epoch int64, since
 		// After a failed extend Redis is likely unreachable: try anyway (the
 		// lock may still be ours), but do not report the expected failure.
 		quiet := errors.Is(cause, ErrLockLost)
-		e.release(m, quiet)
+		released := e.release(m, quiet)
 		e.clearInfo(epoch, quiet)
+		if released {
+			e.hint(quiet)
+		}
 	}
 	e.set(Leadership{Epoch: epoch, Since: time.Now(), Cause: cause})
 }
@@ -323,15 +343,64 @@ func (e *Elector) extend(ctx context.Context, m *redsync.Mutex) error {
 }
 
 // release gives the lock up (only if it is still ours), so a standby takes
-// over at its next attempt instead of after the expiry.
-func (e *Elector) release(m *redsync.Mutex, quiet bool) {
+// over instead of waiting for the expiry. It reports whether it released it.
+func (e *Elector) release(m *redsync.Mutex, quiet bool) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), e.p.ExtendInterval)
 	defer cancel()
-	_, err := m.UnlockContext(ctx)
+	ok, err := m.UnlockContext(ctx)
 	var taken *redsync.ErrTaken
 	if err != nil && !quiet && !errors.Is(err, redsync.ErrLockAlreadyExpired) && !errors.As(err, &taken) {
 		e.p.OnError("release the leader lock", err)
 	}
+	return ok && err == nil
+}
+
+// hint tells the standbys that the lock is free, after release: they try at
+// once instead of at their next timed attempt. The message is this
+// replica's id, so that it does not wake itself.
+func (e *Elector) hint(quiet bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.p.ExtendInterval)
+	defer cancel()
+	if err := e.p.Client.Publish(ctx, e.p.Keys.LeaderChannel(), e.p.Holder).Err(); err != nil && !quiet {
+		e.p.OnError("publish the leader hint", err)
+	}
+}
+
+// listen subscribes to the leader hints until ctx ends; done is closed once
+// the subscription is gone. The returned channel gets a value when another
+// replica gave the lock up, and also each time the subscription is
+// (re)confirmed: a hint published before that was missed, so a try is due.
+// A subscription that fails or drops costs only the hints: go-redis
+// reconnects it, and the standby keeps trying every RetryInterval meanwhile.
+func (e *Elector) listen(ctx context.Context) (hints <-chan struct{}, done <-chan struct{}) {
+	ch := make(chan struct{}, 1) // one pending hint is as good as many
+	fin := make(chan struct{})
+	go func() {
+		defer close(fin)
+		// Subscribe dials here, not in Run: an unreachable Redis must not
+		// delay the first campaign.
+		ps := e.p.Client.Subscribe(ctx, e.p.Keys.LeaderChannel())
+		defer func() { _ = ps.Close() }()
+		msgs := ps.ChannelWithSubscriptions()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case m, ok := <-msgs:
+				if !ok {
+					return
+				}
+				if msg, isMsg := m.(*redis.Message); isMsg && msg.Payload == e.p.Holder {
+					continue
+				}
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return ch, fin
 }
 
 func (e *Elector) clearInfo(epoch int64, quiet bool) {
@@ -357,6 +426,17 @@ func jitter(d time.Duration) time.Duration {
 		return d
 	}
 	return d - rand.N(d/5)
+}
+
+// wake waits d, or until a hint arrives or ctx ends.
+func wake(ctx context.Context, d time.Duration, hints <-chan struct{}) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-hints:
+	}
 }
 
 // sleep waits d or until ctx ends; it reports false when ctx ended.

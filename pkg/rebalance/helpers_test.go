@@ -162,8 +162,16 @@ func startElector(t testing.TB, addr string, keys lua.Keys, holder string, ttl t
 // runElector runs an elector on a client made by newClient.
 func runElector(t testing.TB, c *redis.Client, f *fault, keys lua.Keys, holder string, ttl time.Duration, work Work) *running {
 	t.Helper()
-	e, err := NewElector(ElectorParams{Client: c, Keys: keys, Holder: holder, TTL: ttl, RetryInterval: testRetry,
-		MaxBackoff: time.Second})
+	return runElectorParams(t, c, f, ElectorParams{Keys: keys, Holder: holder, TTL: ttl, RetryInterval: testRetry,
+		MaxBackoff: time.Second}, work)
+}
+
+// runElectorParams runs an elector with p on a client made by newClient.
+func runElectorParams(t testing.TB, c *redis.Client, f *fault, p ElectorParams, work Work) *running {
+	t.Helper()
+	p.Client = c
+	holder := p.Holder
+	e, err := NewElector(p)
 	if err != nil {
 		t.Fatal(err)
 	}

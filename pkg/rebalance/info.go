@@ -26,7 +26,9 @@ var (
 // ErrReply reports a script reply of an unexpected shape.
 var ErrReply = errors.New("rebalance: unexpected script reply")
 
-// promote runs promote.lua: epoch 0 means the lock is no longer held with value.
+// promote runs promote.lua: epoch 0 means the lock is no longer held with
+// value. A granted epoch is never below Redis' clock in ms, so it stays above
+// the epochs granted before Redis lost its data.
 func promote(ctx context.Context, c redis.Scripter, k lua.Keys, value, holder string) (int64, time.Time, error) {
 	v, err := promoteScript.Run(ctx, c, []string{k.Leader(), k.Epoch(), k.LeaderInfo()}, value, holder).Slice()
 	if err != nil {
@@ -35,10 +37,11 @@ func promote(ctx context.Context, c redis.Scripter, k lua.Keys, value, holder st
 	if len(v) != 2 {
 		return 0, time.Time{}, fmt.Errorf("rebalance: promote: %w", ErrReply)
 	}
-	epoch, ok := v[0].(int64)
+	es, ok := v[0].(string)
 	since, ok2 := v[1].(string)
-	ms, err := strconv.ParseInt(since, 10, 64)
-	if !ok || !ok2 || err != nil {
+	epoch, err1 := strconv.ParseInt(es, 10, 64)
+	ms, err2 := strconv.ParseInt(since, 10, 64)
+	if !ok || !ok2 || err1 != nil || err2 != nil {
 		return 0, time.Time{}, fmt.Errorf("rebalance: promote: %w", ErrReply)
 	}
 	return epoch, time.UnixMilli(ms), nil
