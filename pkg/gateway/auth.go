@@ -37,8 +37,10 @@ func newRequestID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
-// requestID accepts a valid X-Request-ID (it becomes the settlement id, so a
-// retried request is counted once) or generates one, and echoes it.
+// requestID accepts a valid X-Request-ID or generates one, and echoes it. It
+// correlates logs and traces only: settlement ids are the server's (one per
+// turn), since a client-chosen one let a client repeat it and have several
+// turns counted once.
 func requestID(c *gin.Context) {
 	id := c.GetHeader(HeaderRequestID)
 	if id == "" {

@@ -37,7 +37,11 @@ type placement struct {
 // still reaches the fallback within the request.
 const maxRetries = 3
 
-// serve runs one turn through the pool: allocate, run, settle. A subscription
+// serve runs one turn through the pool: allocate, run, settle. Every attempt
+// is settled under a settlement id the server makes (newRequestID): the
+// client's X-Request-ID (reqID) only correlates logs and traces, so a client
+// that repeats it can neither hide its usage nor touch another client's.
+// A subscription
 // that answers with a usage limit is marked limited and one that refuses its
 // credentials is put in cooldown; then the turn is allocated again and run
 // on another subscription or the fallback (up to maxRetries times), unless
@@ -67,7 +71,7 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 			if err != nil {
 				return nil, err
 			}
-			s.settle(ctx, reqID, "", sid, res)
+			s.settle(ctx, reqID, newRequestID(), "", sid, res)
 			return res, nil
 		}
 		sub := alloc.Subscription
@@ -75,7 +79,7 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 		res, err := s.runOn(ctx, alloc, t, onDelta)
 		if err == nil {
 			s.succeeded(sub.ID)
-			s.settle(ctx, reqID, sub.ID, sid, res)
+			s.settle(ctx, reqID, newRequestID(), sub.ID, sid, res)
 			return res, nil
 		}
 		lastErr = err
@@ -146,14 +150,16 @@ func poolErr(err error) error {
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
-// settle records the answer's usage; a failure is logged, not returned: the
-// answer exists and the client should have it.
-func (s *Server) settle(ctx context.Context, reqID, subID, sid string, res *backend.Result) {
+// settle records the answer's usage under settleID, the server-made id of
+// this attempt; reqID is the client-facing request id, for the log only. A
+// failure is logged, not returned: the answer exists and the client should
+// have it.
+func (s *Server) settle(ctx context.Context, reqID, settleID, subID, sid string, res *backend.Result) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
 	ctx, span := s.tracer.Start(ctx, "pool.settle")
 	defer span.End()
-	u := pool.Usage{RequestID: reqID, SubscriptionID: subID, SessionID: sid, CostUSD: res.CostUSD,
+	u := pool.Usage{RequestID: settleID, SubscriptionID: subID, SessionID: sid, CostUSD: res.CostUSD,
 		InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens,
 		CacheCreationTokens: res.Usage.CacheCreationInputTokens, CacheReadTokens: res.Usage.CacheReadInputTokens,
 		Model: res.Model, CLISession: res.CLISessionID}
@@ -167,7 +173,7 @@ func (s *Server) settle(ctx context.Context, reqID, subID, sid string, res *back
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "settle failed")
 		s.log.ErrorContext(ctx, "settle failed: usage not recorded", "request_id", reqID,
-			"subscription", subID, "cost_usd", res.CostUSD, "error", err)
+			"settle_id", settleID, "subscription", subID, "cost_usd", res.CostUSD, "error", err)
 		telemetry.CaptureError(ctx, err, map[string]string{telemetry.TagRequestID: reqID,
 			telemetry.TagSubscriptionID: subID})
 		return
