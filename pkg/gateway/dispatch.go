@@ -58,7 +58,7 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 	}
 	var lastErr error
 	for attempt := 0; attempt <= s.retries; attempt++ {
-		alloc, err := s.allocate(ctx, sid, t.priority)
+		alloc, err := s.allocate(ctx, pool.TurnRequest{SessionID: sid, Priority: t.priority, Owner: t.owner})
 		if err != nil {
 			return nil, poolErr(err)
 		}
@@ -143,6 +143,7 @@ func (s *Server) runOn(ctx context.Context, alloc pool.Allocation, t *turn, onDe
 func poolErr(err error) error {
 	switch {
 	case errors.Is(err, pool.ErrInvalidSession), errors.Is(err, pool.ErrInvalidPriority),
+		errors.Is(err, pool.ErrSessionNotFound),
 		errors.Is(err, pool.ErrPoolExhausted), errors.Is(err, pool.ErrUnknownSubscription),
 		errors.Is(err, context.Canceled):
 		return err
@@ -217,13 +218,13 @@ func (s *Server) succeeded(subID string) {
 }
 
 // release ends a one-shot session after its request.
-func (s *Server) release(ctx context.Context, sid string) {
+func (s *Server) release(ctx context.Context, sid, owner string) {
 	if s.pool == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
-	if _, err := s.pool.Release(ctx, sid); err != nil && !errors.Is(err, pool.ErrSessionNotFound) {
+	if _, err := s.pool.ReleaseAs(ctx, sid, owner); err != nil && !errors.Is(err, pool.ErrSessionNotFound) {
 		s.log.WarnContext(ctx, "release of one-shot session failed", "error", err)
 	}
 }

@@ -169,6 +169,15 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
+// routeOf is the request's route pattern, or "unmatched" for a path no route
+// serves (whatever the client put in it stays out of logs and metrics).
+func routeOf(c *gin.Context) string {
+	if r := c.FullPath(); r != "" {
+		return r
+	}
+	return "unmatched"
+}
+
 // Handler is the gateway's HTTP handler.
 func (s *Server) Handler() *gin.Engine { return s.engine }
 
@@ -219,7 +228,9 @@ func (s *Server) recover(c *gin.Context) {
 	c.Next()
 }
 
-// accessLog writes one line per request: no bodies, no keys, no prompts.
+// accessLog writes one line per request: no bodies, no keys, no prompts,
+// and the route pattern for a path: a raw path would carry a session id
+// (DELETE /v1/sessions/:id), which lets a reader of the logs act on it.
 func (s *Server) accessLog(c *gin.Context) {
 	start := time.Now()
 	c.Next()
@@ -231,7 +242,7 @@ func (s *Server) accessLog(c *gin.Context) {
 	attrs := []slog.Attr{
 		slog.String("request_id", c.GetString(ctxRequestID)),
 		slog.String("method", c.Request.Method),
-		slog.String("path", c.Request.URL.Path),
+		slog.String("path", routeOf(c)),
 		slog.Int("status", status),
 		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 	}

@@ -17,11 +17,15 @@
 --            replica's hint says the session is on; nothing is bound)
 -- ARGV[16] -> n, the number of subscription ids that follow
 -- ARGV[17..16+n] -> subscription ids, in KEYS order
+-- ARGV[17+n] -> owner: the key id of the caller's API key ("-" without keys);
+--            a session belongs to the key that created it
 -- Returns {code, subId, kind, cliSession, from, reason, retryAfterMs}
 --   code 0: bound; kind "resumed" (same subscription) or "bound" (new binding)
 --   code 1: fallback (no eligible subscription); reason says why
 --   code 2: exhausted (as 1, but fallback is off)
 --   code 3: stale subscription list (SCARD differs from n): reload and retry
+--   code 6: the session belongs to another owner: for this caller it does
+--           not exist (nothing read or changed)
 --   code 10: resume mode only: the session cannot resume there; call in full mode
 
 local sid = ARGV[1]
@@ -33,11 +37,19 @@ local stale_ms = tonumber(ARGV[6])
 local fallback_ok = ARGV[7] == '1'
 local resume_only = ARGV[15] == 'resume'
 local n = tonumber(ARGV[16])
+local owner = ARGV[17 + n]
 local sess_key = KEYS[2]
 local events_key = KEYS[3]
 
 if not resume_only and redis.call('SCARD', KEYS[1]) ~= n then
   return { 3, '', '', '', '', 'stale_subscriptions', 0 }
+end
+
+-- Another owner's session does not exist for this caller. A session written
+-- before owners were recorded has none and is adopted by its next caller.
+local cur = redis.call('HMGET', sess_key, 'sub', 'cliSession', 'owner')
+if cur[1] ~= false and cur[3] ~= false and cur[3] ~= owner then
+  return { 6, '', '', '', '', 'not_found', 0 }
 end
 
 local now = now_ms()
@@ -68,7 +80,7 @@ local function state(i)
 end
 
 local function touch(ck, sub)
-  redis.call('HSET', sess_key, 'lastActive', ms(now))
+  redis.call('HSET', sess_key, 'lastActive', ms(now), 'owner', owner)
   redis.call('PEXPIRE', sess_key, stale_ms)
   redis.call('ZADD', ck, now, sid)
 end
@@ -82,7 +94,6 @@ local function live_in(ck)
 end
 
 -- Sticky resume: the session stays while its subscription can still serve it.
-local cur = redis.call('HMGET', sess_key, 'sub', 'cliSession')
 local old = cur[1]
 if old == false then old = '' end
 local leave_reason = ''
@@ -178,7 +189,7 @@ if old == best.id then
   return { 0, old, 'resumed', cur[2] or '', '', '', 0 }
 end
 redis.call('HSET', sess_key, 'sub', best.id, 'priority', priority, 'allocatedAt', ms(now),
-  'lastActive', ms(now))
+  'lastActive', ms(now), 'owner', owner)
 if old ~= '' or cur[2] then redis.call('HDEL', sess_key, 'cliSession') end
 redis.call('PEXPIRE', sess_key, stale_ms)
 redis.call('ZADD', best.ck, now, sid)

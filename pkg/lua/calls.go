@@ -19,6 +19,9 @@ type AllocateArgs struct {
 	// ResumeOnly: subs holds the one subscription the caller believes the
 	// session is on; the script resumes there or answers CodeResumeMiss.
 	ResumeOnly bool
+	// Owner is the caller's key id. A session belongs to the owner that
+	// created it; for another owner the script answers CodeNotFound.
+	Owner string
 }
 
 // AllocateReply is allocate.lua's answer.
@@ -37,7 +40,7 @@ func Allocate(ctx context.Context, c Scripter, k Keys, subs *SubSet, a AllocateA
 	keys := make([]string, 0, 3+len(subs.triples))
 	keys = append(keys, k.Subs(), k.Session(a.SessionID), k.Events())
 	keys = append(keys, subs.triples...)
-	args := make([]any, 0, 16+len(subs.ids))
+	args := make([]any, 0, 17+len(subs.ids))
 	args = append(args, a.SessionID, a.Priority, a.Admit, a.ResumeLimit, a.ApproachAt, a.StaleMS, b01(a.FallbackOK))
 	args = append(args, a.Weights.args()...)
 	mode := "full"
@@ -46,6 +49,7 @@ func Allocate(ctx context.Context, c Scripter, k Keys, subs *SubSet, a AllocateA
 	}
 	args = append(args, mode, len(subs.ids))
 	args = append(args, subs.ids...)
+	args = append(args, a.Owner)
 	v, err := allocateScript.Run(ctx, c, keys, args...).Slice()
 	if err != nil {
 		return AllocateReply{}, fmt.Errorf("lua: allocate: %w", err)
@@ -55,8 +59,11 @@ func Allocate(ctx context.Context, c Scripter, k Keys, subs *SubSet, a AllocateA
 	}
 	r := AllocateReply{Code: toInt(v[0]), SubID: toStr(v[1]), Kind: toStr(v[2]), CLISession: toStr(v[3]),
 		From: toStr(v[4]), Reason: toStr(v[5]), RetryAfterMS: int64(toInt(v[6]))}
-	if r.Code == CodeStaleSubs {
+	switch r.Code {
+	case CodeStaleSubs:
 		return r, fmt.Errorf("lua: allocate: %w", ErrStaleSubscriptions)
+	case CodeNotFound:
+		return r, fmt.Errorf("lua: allocate: %w", ErrNotFound)
 	}
 	return r, nil
 }
@@ -155,14 +162,16 @@ func Mark(ctx context.Context, c Scripter, k Keys, a MarkArgs) (MarkReply, error
 }
 
 // Release runs release.lua and returns the subscription the session was on
-// ("" for the fallback).
-func Release(ctx context.Context, c Scripter, k Keys, subs *SubSet, sessionID string) (string, error) {
+// ("" for the fallback). A session of another owner is ErrNotFound; owner
+// "" releases whatever the owner.
+func Release(ctx context.Context, c Scripter, k Keys, subs *SubSet, sessionID, owner string) (string, error) {
 	keys := make([]string, 0, 1+len(subs.clients))
 	keys = append(keys, k.Session(sessionID))
 	keys = append(keys, subs.clients...)
 	args := make([]any, 0, 2+len(subs.ids))
 	args = append(args, sessionID, len(subs.ids))
 	args = append(args, subs.ids...)
+	args = append(args, owner)
 	v, err := releaseScript.Run(ctx, c, keys, args...).Slice()
 	if err != nil {
 		return "", fmt.Errorf("lua: release: %w", err)

@@ -39,13 +39,43 @@ type Allocation struct {
 	RetryAfter time.Duration
 }
 
+// NoOwner owns the sessions of a gateway without API keys (and of callers
+// that name no owner), so that behaviour without keys is unchanged.
+const NoOwner = "-"
+
+// TurnRequest asks for the allocation of one turn of a session.
+type TurnRequest struct {
+	// SessionID is the client session.
+	SessionID string
+	// Priority is the turn's admission class ("" is normal).
+	Priority Priority
+	// Owner is the key id of the caller's API key (never the key itself);
+	// "" is NoOwner. A session belongs to the owner that created it: for
+	// any other owner it does not exist (ErrSessionNotFound).
+	Owner string
+}
+
 // Allocate binds sessionID to a subscription atomically: the same one while
 // it can serve it, else the eligible subscription with the highest health
 // score. With no eligible subscription it returns a Fallback allocation, or
-// an *ExhaustedError when fallback is off.
+// an *ExhaustedError when fallback is off. The session belongs to NoOwner;
+// see AllocateTurn.
 func (p *Pool) Allocate(ctx context.Context, sessionID string, pr Priority) (Allocation, error) {
+	return p.AllocateTurn(ctx, TurnRequest{SessionID: sessionID, Priority: pr})
+}
+
+// AllocateTurn is Allocate for one turn of an owner's session: a session of
+// another owner answers ErrSessionNotFound and is left as it was.
+func (p *Pool) AllocateTurn(ctx context.Context, tr TurnRequest) (Allocation, error) {
+	sessionID, pr, owner := tr.SessionID, tr.Priority, tr.Owner
+	if owner == "" {
+		owner = NoOwner
+	}
 	if !lua.ValidID(sessionID) {
 		return Allocation{}, ErrInvalidSession
+	}
+	if !lua.ValidID(owner) {
+		return Allocation{}, ErrInvalidOwner
 	}
 	if _, err := ParsePriority(string(pr)); err != nil {
 		return Allocation{}, err
@@ -55,7 +85,7 @@ func (p *Pool) Allocate(ctx context.Context, sessionID string, pr Priority) (All
 	}
 	args := lua.AllocateArgs{SessionID: sessionID, Priority: string(pr), Admit: p.admit(pr),
 		ResumeLimit: p.resume, ApproachAt: p.approachAt, StaleMS: p.staleMS(),
-		FallbackOK: p.cfg.FallbackEnabled(), Weights: p.weights}
+		FallbackOK: p.cfg.FallbackEnabled(), Weights: p.weights, Owner: owner}
 	var r lua.AllocateReply
 	// Fast path: this replica saw the session on a subscription; resume
 	// there with only that subscription's keys. The script verifies it.
@@ -64,6 +94,9 @@ func (p *Pool) Allocate(ctx context.Context, sessionID string, pr Priority) (All
 		ra.ResumeOnly = true
 		var err error
 		r, err = lua.Allocate(ctx, p.rdb, p.keys, one, ra)
+		if errors.Is(err, lua.ErrNotFound) {
+			return Allocation{}, ErrSessionNotFound
+		}
 		if err != nil {
 			return Allocation{}, fmt.Errorf("pool: allocate: %w", err)
 		}
@@ -74,6 +107,9 @@ func (p *Pool) Allocate(ctx context.Context, sessionID string, pr Priority) (All
 			r, err = lua.Allocate(ctx, p.rdb, p.keys, s, args)
 			return err
 		})
+		if errors.Is(err, lua.ErrNotFound) {
+			return Allocation{}, ErrSessionNotFound
+		}
 		if err != nil {
 			return Allocation{}, fmt.Errorf("pool: allocate: %w", err)
 		}
@@ -235,18 +271,39 @@ func (p *Pool) Mark(ctx context.Context, subID, status, reason string, until tim
 	return res, nil
 }
 
-// Release ends a session and returns the subscription it was on ("" when
-// it was on the fallback).
+// Release ends a session, whoever owns it (operators and internal use), and
+// returns the subscription it was on ("" when it was on the fallback).
 func (p *Pool) Release(ctx context.Context, sessionID string) (string, error) {
+	return p.release(ctx, sessionID, "")
+}
+
+// ReleaseAs ends an owner's session (a client said it is done): a session of
+// another owner answers ErrSessionNotFound and is left as it was. owner ""
+// is NoOwner.
+func (p *Pool) ReleaseAs(ctx context.Context, sessionID, owner string) (string, error) {
+	if owner == "" {
+		owner = NoOwner
+	}
+	if !lua.ValidID(owner) {
+		return "", ErrInvalidOwner
+	}
+	return p.release(ctx, sessionID, owner)
+}
+
+func (p *Pool) release(ctx context.Context, sessionID, owner string) (string, error) {
 	if !lua.ValidID(sessionID) {
 		return "", ErrInvalidSession
 	}
 	var sub string
 	err := p.withSubs(ctx, func(s *lua.SubSet) error {
 		var err error
-		sub, err = lua.Release(ctx, p.rdb, p.keys, s, sessionID)
+		sub, err = lua.Release(ctx, p.rdb, p.keys, s, sessionID, owner)
 		return err
 	})
+	if errors.Is(err, lua.ErrNotFound) && owner != "" {
+		// Another owner's session stays, and so does this replica's hint.
+		return "", ErrSessionNotFound
+	}
 	p.hints.drop(sessionID)
 	if errors.Is(err, lua.ErrNotFound) {
 		return "", ErrSessionNotFound
@@ -268,6 +325,8 @@ type Session struct {
 	CostUSD      float64
 	Tokens       int64
 	CLISession   string
+	// Owner is the key id of the API key that created the session.
+	Owner string
 }
 
 // Session reads one session.
@@ -285,7 +344,7 @@ func (p *Pool) Session(ctx context.Context, sessionID string) (Session, error) {
 	return Session{ID: sessionID, Subscription: h["sub"], Priority: h["priority"],
 		AllocatedAt: msTime(h["allocatedAt"]), LastActive: msTime(h["lastActive"]),
 		Requests: atoi(h["requests"]), CostUSD: atof(h["cost"]), Tokens: atoi(h["tokens"]),
-		CLISession: h["cliSession"]}, nil
+		CLISession: h["cliSession"], Owner: h["owner"]}, nil
 }
 
 func atof(s string) float64 {
