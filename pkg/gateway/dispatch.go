@@ -58,7 +58,10 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 	}
 	var lastErr error
 	for attempt := 0; attempt <= s.retries; attempt++ {
-		alloc, err := s.allocate(ctx, pool.TurnRequest{SessionID: sid, Priority: t.priority, Owner: t.owner})
+		// The attempt's settlement id also names its in-flight lease.
+		turnID := newRequestID()
+		alloc, err := s.allocate(ctx, pool.TurnRequest{SessionID: sid, Priority: t.priority, Owner: t.owner,
+			TurnID: turnID})
 		if err != nil {
 			return nil, poolErr(err)
 		}
@@ -71,17 +74,20 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 			if err != nil {
 				return nil, err
 			}
-			s.settle(ctx, reqID, newRequestID(), "", sid, res)
+			s.settle(ctx, reqID, turnID, "", sid, res)
 			return res, nil
 		}
 		sub := alloc.Subscription
 		*pl = placement{kind: AllocSubscription, sub: sub.ID}
+		stop := s.heartbeat(ctx, sid, turnID)
 		res, err := s.runOn(ctx, alloc, t, onDelta)
+		stop()
 		if err == nil {
 			s.succeeded(sub.ID)
-			s.settle(ctx, reqID, newRequestID(), sub.ID, sid, res)
+			s.settle(ctx, reqID, turnID, sub.ID, sid, res)
 			return res, nil
 		}
+		s.endTurn(ctx, sid, turnID)
 		lastErr = err
 		if !s.judge(ctx, sub.ID, err) || ctx.Err() != nil || (relayed != nil && relayed()) {
 			return nil, err
@@ -180,6 +186,51 @@ func (s *Server) settle(ctx context.Context, reqID, settleID, subID, sid string,
 		return
 	}
 	s.settled(ctx, span, st)
+}
+
+// heartbeat refreshes the turn's in-flight lease every third of its length
+// while the backend runs, so the rebalancer neither moves nor drops a
+// session whose turn outlasts the idle age; stop ends it. A replica that dies
+// stops refreshing, and the lease runs out by itself.
+func (s *Server) heartbeat(ctx context.Context, sid, turnID string) (stop func()) {
+	every := s.pool.TurnLease() / 3
+	if every <= 0 {
+		return func() {}
+	}
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case <-tick.C:
+			}
+			cctx, ccancel := context.WithTimeout(hctx, bookkeepingTimeout)
+			err := s.pool.Heartbeat(cctx, sid, turnID)
+			ccancel()
+			if err != nil && hctx.Err() == nil {
+				s.log.WarnContext(ctx, "turn heartbeat failed: the turn may count as idle", "error", err)
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// endTurn clears the in-flight lease of a turn that failed (a settled turn's
+// lease ends with its settle). A failure is harmless: the lease runs out.
+func (s *Server) endTurn(ctx context.Context, sid, turnID string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	if err := s.pool.EndTurn(ctx, sid, turnID); err != nil && !errors.Is(err, pool.ErrTurnNotInFlight) {
+		s.log.WarnContext(ctx, "end of a failed turn not recorded; its lease runs out by itself", "error", err)
+	}
 }
 
 // mark changes a subscription's status after what its backend answered.

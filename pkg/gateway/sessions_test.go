@@ -2,10 +2,13 @@ package gateway
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/authpool/authpool/pkg/backend"
 )
 
 // syncBuffer is a log sink the handler goroutines may write at once.
@@ -76,5 +79,41 @@ func TestSessionOwnedByItsKey(t *testing.T) {
 	}
 	if r := h.do("DELETE", "/v1/sessions/mine", nil, a...); r.StatusCode != 200 {
 		t.Errorf("key A's DELETE: %d", r.StatusCode)
+	}
+}
+
+// TestTurnInFlightLease (issue 8, finding 6): while the backend runs, the
+// session has a turn in flight in Redis (refreshed by the heartbeat); the
+// settle of a turn and the end of a failed one clear it.
+func TestTurnInFlightLease(t *testing.T) {
+	h := newHarness(t, harnessOpts{subs: 1})
+	ctx := context.Background()
+	inflight := h.pool.Keys().Inflight()
+	var during float64
+	h.subs["sub1"].setAnswer(func(n int, _ backend.Target, req backend.Request) (*backend.Result, error) {
+		during, _ = h.tg.Client.ZScore(ctx, inflight, "long").Result()
+		if n == 1 {
+			return nil, backend.ErrBackend
+		}
+		return &backend.Result{Text: "ok", CLISessionID: "cli-1", StopReason: "end_turn", CostUSD: 0.01}, nil
+	})
+	for i, want := range []int{200, 502} {
+		during = 0
+		r, _, ae := h.chat(map[string]any{"session_id": "long", "messages": msgs(user("hi"))})
+		if r.StatusCode != want {
+			t.Fatalf("turn %d: %d %+v", i+1, r.StatusCode, ae)
+		}
+		if during == 0 {
+			t.Errorf("turn %d: no turn in flight while the backend ran", i+1)
+		}
+		if n, _ := h.tg.Client.ZCard(ctx, inflight).Result(); n != 0 {
+			t.Errorf("turn %d: still in flight after it ended", i+1)
+		}
+		fields, _ := h.tg.Client.HKeys(ctx, h.pool.Keys().Session("long")).Result()
+		for _, f := range fields {
+			if strings.HasPrefix(f, "inflight:") {
+				t.Errorf("turn %d: session keeps %s", i+1, f)
+			}
+		}
 	}
 }

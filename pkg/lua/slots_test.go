@@ -99,8 +99,9 @@ func TestEveryScriptCallStaysInOneSlot(t *testing.T) {
 	}
 	_, _, err := Sync(ctx, c, k, sync, nil)
 	must(err)
-	_, err = Allocate(ctx, c, k, subs, AllocateArgs{SessionID: "sess-1", Priority: "normal", Admit: 0.85, ResumeLimit: 0.98, ApproachAt: 0.8, StaleMS: 60000, FallbackOK: true, Weights: DefaultWeights, Owner: "-"})
+	_, err = Allocate(ctx, c, k, subs, AllocateArgs{SessionID: "sess-1", Priority: "normal", Admit: 0.85, ResumeLimit: 0.98, ApproachAt: 0.8, StaleMS: 60000, FallbackOK: true, Weights: DefaultWeights, Owner: "-", TurnID: "turn-1", LeaseMS: 60000})
 	must(err)
+	must(Turn(ctx, c, k, "sess-1", "turn-1", 60000, 60000))
 	_, err = Settle(ctx, c, k, SettleArgs{RequestID: "req-1", SubID: "sub1", SessionID: "sess-1", CostUSD: "0.1", MarkerTTL: 1000, Retention: 1000, StaleMS: 1000, Thresholds: []string{"0.8"}})
 	must(err)
 	_, err = Settle(ctx, c, k, SettleArgs{RequestID: "req-2", CostUSD: "0.1", MarkerTTL: 1000, Retention: 1000, StaleMS: 1000})
@@ -155,6 +156,7 @@ func TestKeyBuilders(t *testing.T) {
 		k.LeaderInfo():    "authpool:{default}:leader:info",
 		k.Epoch():         "authpool:{default}:epoch",
 		k.Fallback():      "authpool:{default}:fallback",
+		k.Inflight():      "authpool:{default}:inflight",
 	}
 	for got, want := range cases {
 		if got != want {

@@ -53,6 +53,12 @@ type TurnRequest struct {
 	// "" is NoOwner. A session belongs to the owner that created it: for
 	// any other owner it does not exist (ErrSessionNotFound).
 	Owner string
+	// TurnID names the turn (the settlement id it will be settled under).
+	// When set, a session bound to a subscription gets an in-flight lease
+	// for the turn: the rebalancer neither moves nor drops it, and its
+	// session key does not expire, until Settle (or EndTurn) clears the
+	// lease or it runs out unrefreshed (see Heartbeat).
+	TurnID string
 }
 
 // Allocate binds sessionID to a subscription atomically: the same one while
@@ -77,6 +83,9 @@ func (p *Pool) AllocateTurn(ctx context.Context, tr TurnRequest) (Allocation, er
 	if !lua.ValidID(owner) {
 		return Allocation{}, ErrInvalidOwner
 	}
+	if tr.TurnID != "" && !lua.ValidID(tr.TurnID) {
+		return Allocation{}, ErrInvalidRequestID
+	}
 	if _, err := ParsePriority(string(pr)); err != nil {
 		return Allocation{}, err
 	}
@@ -85,7 +94,8 @@ func (p *Pool) AllocateTurn(ctx context.Context, tr TurnRequest) (Allocation, er
 	}
 	args := lua.AllocateArgs{SessionID: sessionID, Priority: string(pr), Admit: p.admit(pr),
 		ResumeLimit: p.resume, ApproachAt: p.approachAt, StaleMS: p.staleMS(),
-		FallbackOK: p.cfg.FallbackEnabled(), Weights: p.weights, Owner: owner}
+		FallbackOK: p.cfg.FallbackEnabled(), Weights: p.weights, Owner: owner,
+		TurnID: tr.TurnID, LeaseMS: p.turnLease.Milliseconds()}
 	var r lua.AllocateReply
 	// Fast path: this replica saw the session on a subscription; resume
 	// there with only that subscription's keys. The script verifies it.
@@ -137,6 +147,37 @@ func (p *Pool) AllocateTurn(ctx context.Context, tr TurnRequest) (Allocation, er
 	return Allocation{}, fmt.Errorf("pool: allocate: code %d: %w", r.Code, lua.ErrReply)
 }
 
+// Heartbeat refreshes the in-flight lease of a running turn (TurnLease from
+// now) and keeps its session from expiring; the gateway calls it every third
+// of TurnLease while the backend runs. A turn no longer in flight (settled,
+// ended, or its lease ran out) is ErrTurnNotInFlight.
+func (p *Pool) Heartbeat(ctx context.Context, sessionID, turnID string) error {
+	return p.turn(ctx, "heartbeat", sessionID, turnID, p.turnLease.Milliseconds())
+}
+
+// EndTurn clears the in-flight lease of a turn that will not be settled (it
+// failed); a settled turn's lease ends in Settle.
+func (p *Pool) EndTurn(ctx context.Context, sessionID, turnID string) error {
+	return p.turn(ctx, "end turn", sessionID, turnID, 0)
+}
+
+func (p *Pool) turn(ctx context.Context, op, sessionID, turnID string, leaseMS int64) error {
+	if !lua.ValidID(sessionID) {
+		return ErrInvalidSession
+	}
+	if !lua.ValidID(turnID) {
+		return ErrInvalidRequestID
+	}
+	err := lua.Turn(ctx, p.rdb, p.keys, sessionID, turnID, leaseMS, p.staleMS())
+	if errors.Is(err, lua.ErrNotFound) {
+		return ErrTurnNotInFlight
+	}
+	if err != nil {
+		return fmt.Errorf("pool: %s: %w", op, err)
+	}
+	return nil
+}
+
 // Usage is one backend answer to settle.
 type Usage struct {
 	// RequestID makes settlement idempotent: a retried settle counts once.
@@ -176,7 +217,8 @@ const (
 
 func tokensOK(n int64) bool { return n >= 0 && n <= MaxRequestTokens }
 
-// Settle records one request's usage exactly once per request id.
+// Settle records one request's usage exactly once per request id, and ends
+// the in-flight lease of the turn of that id.
 func (p *Pool) Settle(ctx context.Context, u Usage) (Settlement, error) {
 	if !lua.ValidID(u.RequestID) {
 		return Settlement{}, ErrInvalidRequestID
