@@ -159,13 +159,11 @@ func poolErr(err error) error {
 
 // settle records the answer's usage under settleID, the server-made id of
 // this attempt; reqID is the client-facing request id, for the log only. A
-// failure is logged, not returned: the answer exists and the client should
-// have it.
+// failure is not returned: the answer exists and the client should have it.
+// The settlement is retried in the background until it lands (it is
+// idempotent by its id), so a short Redis outage loses no usage.
 func (s *Server) settle(ctx context.Context, reqID, settleID, subID, sid string, res *backend.Result) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
-	defer cancel()
-	ctx, span := s.tracer.Start(ctx, "pool.settle")
-	defer span.End()
+	ctx = context.WithoutCancel(ctx)
 	u := pool.Usage{RequestID: settleID, SubscriptionID: subID, SessionID: sid, CostUSD: res.CostUSD,
 		InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens,
 		CacheCreationTokens: res.Usage.CacheCreationInputTokens, CacheReadTokens: res.Usage.CacheReadInputTokens,
@@ -175,17 +173,58 @@ func (s *Server) settle(ctx context.Context, reqID, settleID, subID, sid string,
 			u.ModelUsage = mu
 		}
 	}
+	sctx, cancel := context.WithTimeout(ctx, bookkeepingTimeout)
+	defer cancel()
+	_, err := s.settleOnce(sctx, u)
+	if err == nil {
+		return
+	}
+	p := &pendingSettle{ctx: ctx, reqID: reqID, usage: u, since: time.Now(), attempts: 1}
+	if permanent(err) {
+		s.settleDropped(p, dropInvalid, err)
+		return
+	}
+	s.log.WarnContext(ctx, "settle failed: retrying in the background", "request_id", reqID,
+		"settle_id", settleID, "subscription", subID, "error", err)
+	s.settles.add(p)
+}
+
+// settleOnce runs one settle in a span of its own and counts its result.
+func (s *Server) settleOnce(ctx context.Context, u pool.Usage) (pool.Settlement, error) {
+	ctx, span := s.tracer.Start(ctx, "pool.settle")
+	defer span.End()
 	st, err := s.pool.Settle(ctx, u)
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "settle failed")
-		s.log.ErrorContext(ctx, "settle failed: usage not recorded", "request_id", reqID,
-			"settle_id", settleID, "subscription", subID, "cost_usd", res.CostUSD, "error", err)
-		telemetry.CaptureError(ctx, err, map[string]string{telemetry.TagRequestID: reqID,
-			telemetry.TagSubscriptionID: subID})
-		return
+		return st, err
 	}
 	s.settled(ctx, span, st)
+	return st, nil
+}
+
+// settledLate logs a settlement that landed on a background retry.
+func (s *Server) settledLate(p *pendingSettle, st pool.Settlement) {
+	s.log.InfoContext(p.ctx, "settle landed after a retry", "request_id", p.reqID, "settle_id", p.usage.RequestID,
+		"subscription", p.usage.SubscriptionID, "attempts", p.attempts, "duplicate", st.Duplicate)
+}
+
+// settleDropped reports a settlement given up: its usage is lost, so it is
+// an error with everything an operator needs to account for it by hand.
+func (s *Server) settleDropped(p *pendingSettle, reason string, err error) {
+	s.metrics.SettleDropped(p.ctx, reason)
+	attrs := []any{"reason", reason, "request_id", p.reqID, "settle_id", p.usage.RequestID,
+		"subscription", p.usage.SubscriptionID, "cost_usd", p.usage.CostUSD, "attempts", p.attempts}
+	if err != nil {
+		attrs = append(attrs, "error", err)
+	}
+	s.log.ErrorContext(p.ctx, "settle dropped: usage not recorded", attrs...)
+	cause := err
+	if cause == nil {
+		cause = errors.New("gateway: settle dropped (" + reason + ")")
+	}
+	telemetry.CaptureError(p.ctx, cause, map[string]string{telemetry.TagRequestID: p.reqID,
+		telemetry.TagSubscriptionID: p.usage.SubscriptionID})
 }
 
 // heartbeat refreshes the turn's in-flight lease every third of its length

@@ -10,6 +10,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -83,6 +84,13 @@ type Options struct {
 	// settlements and backend calls, and is served at /metrics. Nil: no
 	// metrics and no /metrics route.
 	Metrics *telemetry.Metrics
+	// SettleQueueSize bounds the failed settlements this replica retries in
+	// the background (beyond it they are dropped and logged). Default
+	// DefaultSettleQueueSize.
+	SettleQueueSize int
+	// SettleMaxAge is how long a failed settlement is retried before it is
+	// dropped and logged. Default DefaultSettleMaxAge.
+	SettleMaxAge time.Duration
 	// TracerProvider makes the gateway's spans: the HTTP server span, then
 	// pool.allocate, backend.run and pool.settle under it. Default: the
 	// global one (a no-op unless telemetry.SetupTracing installed an
@@ -107,6 +115,7 @@ type Server struct {
 	tp        trace.TracerProvider
 	tracer    trace.Tracer
 	engine    *gin.Engine
+	settles   *settleRetry // failed settlements, retried until they land
 
 	mu       sync.Mutex
 	failures map[string]int // subscription id → crashes/timeouts in a row
@@ -165,9 +174,21 @@ func New(opts Options) (*Server, error) {
 		}
 	}
 	s.limiter = NewRateLimiter(s.rdb, keys, opts.RateLimitPerMinute)
+	s.settles = newSettleRetry(settleRetryParams{Size: opts.SettleQueueSize, MaxAge: opts.SettleMaxAge,
+		Settle: s.settleOnce, OnSettled: s.settledLate, OnDrop: s.settleDropped,
+		OnBacklog: func(d int) { s.metrics.SettleBacklog(context.Background(), d) }})
 	s.engine = s.routes()
 	return s, nil
 }
+
+// Start runs the gateway's background work: the retry of settlements that
+// failed (Redis away for a moment). Call it before serving.
+func (s *Server) Start() { s.settles.Start() }
+
+// Shutdown stops the background work after the HTTP server has stopped:
+// failed settlements still queued are retried until they land or ctx ends,
+// then dropped (each logged).
+func (s *Server) Shutdown(ctx context.Context) error { return s.settles.Shutdown(ctx) }
 
 // routeOf is the request's route pattern, or "unmatched" for a path no route
 // serves (whatever the client put in it stays out of logs and metrics).
