@@ -65,6 +65,10 @@ func TestLimitAnswerIsServedElsewhere(t *testing.T) {
 			if st["status"] != "limited" || err != nil {
 				t.Fatalf("sub1 = %v", st)
 			}
+			// The turn that hit the limit is counted with what it reported.
+			if st["requests"] != 1.0 || st["tokens"] == 0.0 {
+				t.Errorf("sub1 counted %v requests, %v tokens; want the limited turn's", st["requests"], st["tokens"])
+			}
 			secs := until.Sub(start).Seconds()
 			if tc.wantSecs > 0 && math.Abs(secs-tc.wantSecs) > 3 {
 				t.Errorf("limited until %v (%.0f s), want the parsed reset in %.0f s", until, secs, tc.wantSecs)

@@ -312,12 +312,13 @@ func rdBuildPool(t *testing.T, rdb *redis.Client) {
 	}
 	must(p.Sync(ctx))
 
-	// demo-session takes sub1 (all tie; the id breaks it), client-2 takes sub2.
+	// demo-session takes sub1 (all tie; the id breaks it), client-2 takes
+	// sub2 with a turn that is still in flight.
 	for _, s := range []struct {
-		sid, want string
-		pr        pool.Priority
-	}{{"demo-session", "sub1", pool.PriorityNormal}, {"client-2", "sub2", pool.PriorityHigh}} {
-		a, err := p.Allocate(ctx, s.sid, s.pr)
+		sid, want, turn string
+		pr              pool.Priority
+	}{{"demo-session", "sub1", "", pool.PriorityNormal}, {"client-2", "sub2", "demo-turn", pool.PriorityHigh}} {
+		a, err := p.AllocateTurn(ctx, pool.TurnRequest{SessionID: s.sid, Priority: s.pr, TurnID: s.turn})
 		must(err)
 		if a.Subscription.ID != s.want {
 			t.Fatalf("%s went to %q, want %s", s.sid, a.Subscription.ID, s.want)

@@ -58,6 +58,11 @@ import (
 	"github.com/authpool/authpool/pkg/telemetry"
 )
 
+// settleDrainFloor is the least time a shutdown gives failed settlements to
+// land after the HTTP server stopped, even when requests used up
+// SHUTDOWN_TIMEOUT (the chart leaves 5 s of its grace period for this).
+const settleDrainFloor = 3 * time.Second
+
 // version is the release reported to Sentry and in the start-up line; the
 // build sets it with -ldflags "-X main.version=…".
 var version = "dev"
@@ -156,6 +161,8 @@ func run(ctx context.Context, getenv func(string) string) error {
 		defer stopBG()
 	}
 
+	srv.Start()
+
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
@@ -183,6 +190,17 @@ func run(ctx context.Context, getenv func(string) string) error {
 		err = nil
 	}
 	cancelBase()
+	// Usage whose settle failed is retried until it lands or the drain
+	// deadline passes; what is left is logged as dropped.
+	drainBy := time.Now().Add(settleDrainFloor)
+	if d, ok := sctx.Deadline(); ok && d.After(drainBy) {
+		drainBy = d
+	}
+	dctx, dcancel := context.WithDeadline(context.Background(), drainBy)
+	if derr := srv.Shutdown(dctx); derr != nil {
+		log.Error("shutdown: failed settlements still queued were dropped", "error", derr)
+	}
+	dcancel()
 	stopBG()
 	log.Info("stopped")
 	return err

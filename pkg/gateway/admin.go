@@ -61,7 +61,8 @@ func (s *Server) models(c *gin.Context) {
 }
 
 // deleteSession ends a session (DELETE /v1/sessions/:id): its subscription
-// gets the slot back.
+// gets the slot back. Only the API key that created the session may end it;
+// for another key it does not exist (404 session_not_found).
 func (s *Server) deleteSession(c *gin.Context) {
 	sid := c.Param("id")
 	if !pool.ValidSessionID(sid) {
@@ -72,7 +73,7 @@ func (s *Server) deleteSession(c *gin.Context) {
 		writeError(c, pool.ErrSessionNotFound)
 		return
 	}
-	sub, err := s.pool.Release(c.Request.Context(), sid)
+	sub, err := s.pool.ReleaseAs(c.Request.Context(), sid, ownerOf(c))
 	if err != nil {
 		writeError(c, poolErr(err))
 		return

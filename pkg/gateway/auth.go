@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/authpool/authpool/pkg/lua"
+	"github.com/authpool/authpool/pkg/pool"
 )
 
 // Context keys set by the middleware.
@@ -22,6 +23,7 @@ const (
 	ctxError     = "authpool.error"
 	ctxAlloc     = "authpool.allocation"
 	ctxSub       = "authpool.subscription"
+	ctxOwner     = "authpool.owner"
 )
 
 // HeaderRequestID is accepted from clients (validated) or generated, and
@@ -37,8 +39,10 @@ func newRequestID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
-// requestID accepts a valid X-Request-ID (it becomes the settlement id, so a
-// retried request is counted once) or generates one, and echoes it.
+// requestID accepts a valid X-Request-ID or generates one, and echoes it. It
+// correlates logs and traces only: settlement ids are the server's (one per
+// turn), since a client-chosen one let a client repeat it and have several
+// turns counted once.
 func requestID(c *gin.Context) {
 	id := c.GetHeader(HeaderRequestID)
 	if id == "" {
@@ -102,11 +106,20 @@ func subjectOf(prefix, v string) string {
 	return prefix + hex.EncodeToString(d[:12])
 }
 
+// keyID names the API key that owns a session: a short SHA-256 prefix, so
+// the session hash in Redis never holds the key itself.
+func keyID(key string) string {
+	d := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(d[:8])
+}
+
 // apiAuth checks the client key when keys are configured and records the
-// rate-limit subject.
+// rate-limit subject and the sessions' owner (pool.NoOwner without keys, so
+// that behaviour without keys is unchanged).
 func (s *Server) apiAuth(c *gin.Context) {
 	if !s.keys.enabled() {
 		c.Set(ctxSubject, subjectOf("ip-", c.ClientIP()))
+		c.Set(ctxOwner, pool.NoOwner)
 		c.Next()
 		return
 	}
@@ -116,7 +129,16 @@ func (s *Server) apiAuth(c *gin.Context) {
 		return
 	}
 	c.Set(ctxSubject, subjectOf("key-", key))
+	c.Set(ctxOwner, keyID(key))
 	c.Next()
+}
+
+// ownerOf is the owner of the sessions the request may use.
+func ownerOf(c *gin.Context) string {
+	if o := c.GetString(ctxOwner); o != "" {
+		return o
+	}
+	return pool.NoOwner
 }
 
 // adminAuth guards /debug/*: the admin token when one is configured, else

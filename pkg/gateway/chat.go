@@ -67,8 +67,9 @@ func (s *Server) chatCompletions(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
+	t.owner = ownerOf(c)
 	if oneShot {
-		defer s.release(c.Request.Context(), sid)
+		defer s.release(c.Request.Context(), sid, t.owner)
 	}
 	a := answer{id: "chatcmpl-" + c.GetString(ctxRequestID), created: time.Now().Unix(), model: t.model}
 	if !oneShot {

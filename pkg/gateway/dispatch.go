@@ -37,9 +37,13 @@ type placement struct {
 // still reaches the fallback within the request.
 const maxRetries = 3
 
-// serve runs one turn through the pool: allocate, run, settle. A subscription
-// that answers with a usage limit is marked limited and one that refuses its
-// credentials is put in cooldown; then the turn is allocated again and run
+// serve runs one turn through the pool: allocate, run, settle. Every attempt
+// is settled under a settlement id the server makes (newRequestID): the
+// client's X-Request-ID (reqID) only correlates logs and traces, so a client
+// that repeats it can neither hide its usage nor touch another client's.
+// A subscription that answers with a usage limit is settled for what that
+// turn reported and marked limited, one that refuses its credentials is
+// put in cooldown; then the turn is allocated again and run
 // on another subscription or the fallback (up to maxRetries times), unless
 // text has already been relayed to the client. relayed may be nil (no
 // streaming).
@@ -54,7 +58,10 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 	}
 	var lastErr error
 	for attempt := 0; attempt <= s.retries; attempt++ {
-		alloc, err := s.allocate(ctx, sid, t.priority)
+		// The attempt's settlement id also names its in-flight lease.
+		turnID := newRequestID()
+		alloc, err := s.allocate(ctx, pool.TurnRequest{SessionID: sid, Priority: t.priority, Owner: t.owner,
+			TurnID: turnID})
 		if err != nil {
 			return nil, poolErr(err)
 		}
@@ -67,16 +74,25 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 			if err != nil {
 				return nil, err
 			}
-			s.settle(ctx, reqID, "", sid, res)
+			s.settle(ctx, reqID, turnID, "", sid, res)
 			return res, nil
 		}
 		sub := alloc.Subscription
 		*pl = placement{kind: AllocSubscription, sub: sub.ID}
+		stop := s.heartbeat(ctx, sid, turnID)
 		res, err := s.runOn(ctx, alloc, t, onDelta)
+		stop()
 		if err == nil {
 			s.succeeded(sub.ID)
-			s.settle(ctx, reqID, sub.ID, sid, res)
+			s.settle(ctx, reqID, turnID, sub.ID, sid, res)
 			return res, nil
+		}
+		if le := (*backend.LimitError)(nil); errors.As(err, &le) && le.Result != nil {
+			// The turn that hit the limit reported what it spent: it is
+			// counted like any other (which also ends its lease).
+			s.settle(ctx, reqID, turnID, sub.ID, sid, le.Result)
+		} else {
+			s.endTurn(ctx, sid, turnID)
 		}
 		lastErr = err
 		if !s.judge(ctx, sub.ID, err) || ctx.Err() != nil || (relayed != nil && relayed()) {
@@ -139,6 +155,7 @@ func (s *Server) runOn(ctx context.Context, alloc pool.Allocation, t *turn, onDe
 func poolErr(err error) error {
 	switch {
 	case errors.Is(err, pool.ErrInvalidSession), errors.Is(err, pool.ErrInvalidPriority),
+		errors.Is(err, pool.ErrSessionNotFound),
 		errors.Is(err, pool.ErrPoolExhausted), errors.Is(err, pool.ErrUnknownSubscription),
 		errors.Is(err, context.Canceled):
 		return err
@@ -146,14 +163,14 @@ func poolErr(err error) error {
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
-// settle records the answer's usage; a failure is logged, not returned: the
-// answer exists and the client should have it.
-func (s *Server) settle(ctx context.Context, reqID, subID, sid string, res *backend.Result) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
-	defer cancel()
-	ctx, span := s.tracer.Start(ctx, "pool.settle")
-	defer span.End()
-	u := pool.Usage{RequestID: reqID, SubscriptionID: subID, SessionID: sid, CostUSD: res.CostUSD,
+// settle records the answer's usage under settleID, the server-made id of
+// this attempt; reqID is the client-facing request id, for the log only. A
+// failure is not returned: the answer exists and the client should have it.
+// The settlement is retried in the background until it lands (it is
+// idempotent by its id), so a short Redis outage loses no usage.
+func (s *Server) settle(ctx context.Context, reqID, settleID, subID, sid string, res *backend.Result) {
+	ctx = context.WithoutCancel(ctx)
+	u := pool.Usage{RequestID: settleID, SubscriptionID: subID, SessionID: sid, CostUSD: res.CostUSD,
 		InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens,
 		CacheCreationTokens: res.Usage.CacheCreationInputTokens, CacheReadTokens: res.Usage.CacheReadInputTokens,
 		Model: res.Model, CLISession: res.CLISessionID}
@@ -162,17 +179,103 @@ func (s *Server) settle(ctx context.Context, reqID, subID, sid string, res *back
 			u.ModelUsage = mu
 		}
 	}
+	sctx, cancel := context.WithTimeout(ctx, bookkeepingTimeout)
+	defer cancel()
+	_, err := s.settleOnce(sctx, u)
+	if err == nil {
+		return
+	}
+	p := &pendingSettle{ctx: ctx, reqID: reqID, usage: u, since: time.Now(), attempts: 1}
+	if permanent(err) {
+		s.settleDropped(p, dropInvalid, err)
+		return
+	}
+	s.log.WarnContext(ctx, "settle failed: retrying in the background", "request_id", reqID,
+		"settle_id", settleID, "subscription", subID, "error", err)
+	s.settles.add(p)
+}
+
+// settleOnce runs one settle in a span of its own and counts its result.
+func (s *Server) settleOnce(ctx context.Context, u pool.Usage) (pool.Settlement, error) {
+	ctx, span := s.tracer.Start(ctx, "pool.settle")
+	defer span.End()
 	st, err := s.pool.Settle(ctx, u)
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "settle failed")
-		s.log.ErrorContext(ctx, "settle failed: usage not recorded", "request_id", reqID,
-			"subscription", subID, "cost_usd", res.CostUSD, "error", err)
-		telemetry.CaptureError(ctx, err, map[string]string{telemetry.TagRequestID: reqID,
-			telemetry.TagSubscriptionID: subID})
-		return
+		return st, err
 	}
 	s.settled(ctx, span, st)
+	return st, nil
+}
+
+// settledLate logs a settlement that landed on a background retry.
+func (s *Server) settledLate(p *pendingSettle, st pool.Settlement) {
+	s.log.InfoContext(p.ctx, "settle landed after a retry", "request_id", p.reqID, "settle_id", p.usage.RequestID,
+		"subscription", p.usage.SubscriptionID, "attempts", p.attempts, "duplicate", st.Duplicate)
+}
+
+// settleDropped reports a settlement given up: its usage is lost, so it is
+// an error with everything an operator needs to account for it by hand.
+func (s *Server) settleDropped(p *pendingSettle, reason string, err error) {
+	s.metrics.SettleDropped(p.ctx, reason)
+	attrs := []any{"reason", reason, "request_id", p.reqID, "settle_id", p.usage.RequestID,
+		"subscription", p.usage.SubscriptionID, "cost_usd", p.usage.CostUSD, "attempts", p.attempts}
+	if err != nil {
+		attrs = append(attrs, "error", err)
+	}
+	s.log.ErrorContext(p.ctx, "settle dropped: usage not recorded", attrs...)
+	cause := err
+	if cause == nil {
+		cause = errors.New("gateway: settle dropped (" + reason + ")")
+	}
+	telemetry.CaptureError(p.ctx, cause, map[string]string{telemetry.TagRequestID: p.reqID,
+		telemetry.TagSubscriptionID: p.usage.SubscriptionID})
+}
+
+// heartbeat refreshes the turn's in-flight lease every third of its length
+// while the backend runs, so the rebalancer neither moves nor drops a
+// session whose turn outlasts the idle age; stop ends it. A replica that dies
+// stops refreshing, and the lease runs out by itself.
+func (s *Server) heartbeat(ctx context.Context, sid, turnID string) (stop func()) {
+	every := s.pool.TurnLease() / 3
+	if every <= 0 {
+		return func() {}
+	}
+	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case <-tick.C:
+			}
+			cctx, ccancel := context.WithTimeout(hctx, bookkeepingTimeout)
+			err := s.pool.Heartbeat(cctx, sid, turnID)
+			ccancel()
+			if err != nil && hctx.Err() == nil {
+				s.log.WarnContext(ctx, "turn heartbeat failed: the turn may count as idle", "error", err)
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// endTurn clears the in-flight lease of a turn that failed (a settled turn's
+// lease ends with its settle). A failure is harmless: the lease runs out.
+func (s *Server) endTurn(ctx context.Context, sid, turnID string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	if err := s.pool.EndTurn(ctx, sid, turnID); err != nil && !errors.Is(err, pool.ErrTurnNotInFlight) {
+		s.log.WarnContext(ctx, "end of a failed turn not recorded; its lease runs out by itself", "error", err)
+	}
 }
 
 // mark changes a subscription's status after what its backend answered.
@@ -211,13 +314,13 @@ func (s *Server) succeeded(subID string) {
 }
 
 // release ends a one-shot session after its request.
-func (s *Server) release(ctx context.Context, sid string) {
+func (s *Server) release(ctx context.Context, sid, owner string) {
 	if s.pool == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
-	if _, err := s.pool.Release(ctx, sid); err != nil && !errors.Is(err, pool.ErrSessionNotFound) {
+	if _, err := s.pool.ReleaseAs(ctx, sid, owner); err != nil && !errors.Is(err, pool.ErrSessionNotFound) {
 		s.log.WarnContext(ctx, "release of one-shot session failed", "error", err)
 	}
 }

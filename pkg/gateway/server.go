@@ -10,6 +10,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -89,6 +90,13 @@ type Options struct {
 	// settlements and backend calls, and is served at /metrics. Nil: no
 	// metrics and no /metrics route.
 	Metrics *telemetry.Metrics
+	// SettleQueueSize bounds the failed settlements this replica retries in
+	// the background (beyond it they are dropped and logged). Default
+	// DefaultSettleQueueSize.
+	SettleQueueSize int
+	// SettleMaxAge is how long a failed settlement is retried before it is
+	// dropped and logged. Default DefaultSettleMaxAge.
+	SettleMaxAge time.Duration
 	// TracerProvider makes the gateway's spans: the HTTP server span, then
 	// pool.allocate, backend.run and pool.settle under it. Default: the
 	// global one (a no-op unless telemetry.SetupTracing installed an
@@ -113,6 +121,7 @@ type Server struct {
 	tp        trace.TracerProvider
 	tracer    trace.Tracer
 	engine    *gin.Engine
+	settles   *settleRetry // failed settlements, retried until they land
 
 	mu       sync.Mutex
 	failures map[string]int // subscription id → crashes/timeouts in a row
@@ -171,6 +180,9 @@ func New(opts Options) (*Server, error) {
 		}
 	}
 	s.limiter = NewRateLimiter(s.rdb, keys, opts.RateLimitPerMinute)
+	s.settles = newSettleRetry(settleRetryParams{Size: opts.SettleQueueSize, MaxAge: opts.SettleMaxAge,
+		Settle: s.settleOnce, OnSettled: s.settledLate, OnDrop: s.settleDropped,
+		OnBacklog: func(d int) { s.metrics.SettleBacklog(context.Background(), d) }})
 	s.engine = s.routes()
 	// gin's default trusts every peer's X-Forwarded-For, so a client could
 	// name any address and dodge its rate limit or pass the loopback check
@@ -179,6 +191,24 @@ func New(opts Options) (*Server, error) {
 		return nil, errors.Join(ErrInvalidOptions, fmt.Errorf("gateway: trusted proxies: %w", err))
 	}
 	return s, nil
+}
+
+// Start runs the gateway's background work: the retry of settlements that
+// failed (Redis away for a moment). Call it before serving.
+func (s *Server) Start() { s.settles.Start() }
+
+// Shutdown stops the background work after the HTTP server has stopped:
+// failed settlements still queued are retried until they land or ctx ends,
+// then dropped (each logged).
+func (s *Server) Shutdown(ctx context.Context) error { return s.settles.Shutdown(ctx) }
+
+// routeOf is the request's route pattern, or "unmatched" for a path no route
+// serves (whatever the client put in it stays out of logs and metrics).
+func routeOf(c *gin.Context) string {
+	if r := c.FullPath(); r != "" {
+		return r
+	}
+	return "unmatched"
 }
 
 // Handler is the gateway's HTTP handler.
@@ -230,7 +260,9 @@ func (s *Server) recover(c *gin.Context) {
 	c.Next()
 }
 
-// accessLog writes one line per request: no bodies, no keys, no prompts.
+// accessLog writes one line per request: no bodies, no keys, no prompts,
+// and the route pattern for a path: a raw path would carry a session id
+// (DELETE /v1/sessions/:id), which lets a reader of the logs act on it.
 func (s *Server) accessLog(c *gin.Context) {
 	start := time.Now()
 	c.Next()
@@ -242,7 +274,7 @@ func (s *Server) accessLog(c *gin.Context) {
 	attrs := []slog.Attr{
 		slog.String("request_id", c.GetString(ctxRequestID)),
 		slog.String("method", c.Request.Method),
-		slog.String("path", c.Request.URL.Path),
+		slog.String("path", routeOf(c)),
 		slog.String("client_ip", c.ClientIP()),
 		slog.Int("status", status),
 		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),

@@ -110,11 +110,12 @@ func (s *Server) tags(c *gin.Context) map[string]string {
 
 // allocate calls the pool in a span of its own (the allocate script's Redis
 // span is its child) and counts the result.
-func (s *Server) allocate(ctx context.Context, sid string, pr pool.Priority) (pool.Allocation, error) {
+func (s *Server) allocate(ctx context.Context, tr pool.TurnRequest) (pool.Allocation, error) {
 	ctx, span := s.tracer.Start(ctx, "pool.allocate")
 	defer span.End()
 	start := time.Now()
-	alloc, err := s.pool.Allocate(ctx, sid, pr)
+	alloc, err := s.pool.AllocateTurn(ctx, tr)
+	pr := tr.Priority
 	d := time.Since(start)
 	if pr == "" {
 		pr = pool.PriorityNormal

@@ -127,9 +127,9 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Fatalf("status = %d: %+v", r.StatusCode, ae)
 		}
 	}
-	// A retried request id is a duplicate settlement.
+	// A repeated X-Request-ID is another turn, settled under its own id.
 	if r, _, _ := h.chat(map[string]any{"session_id": "m0", "messages": msgs(user("hi"))}, "X-Request-ID", "r0"); r.StatusCode != 200 {
-		t.Fatalf("retry status = %d", r.StatusCode)
+		t.Fatalf("second turn status = %d", r.StatusCode)
 	}
 	r := h.do("DELETE", "/v1/sessions/m1", nil)
 	_ = r.Body.Close()
@@ -163,8 +163,8 @@ func TestMetricsEndpoint(t *testing.T) {
 	want := map[string]float64{
 		`authpool_allocations_total{priority="normal",result="bound"}`:          3,
 		`authpool_allocations_total{priority="normal",result="resumed"}`:        1,
-		`authpool_settlements_total{result="settled"}`:                          3,
-		`authpool_settlements_total{result="duplicate"}`:                        1,
+		`authpool_settlements_total{result="settled"}`:                          4,
+		`authpool_settlements_total{result="duplicate"}`:                        0,
 		`authpool_http_requests_total{code="200",route="/v1/chat/completions"}`: 4,
 		`authpool_http_requests_total{code="400",route="/v1/chat/completions"}`: 1,
 		`authpool_http_requests_total{code="200",route="/v1/sessions/:id"}`:     1,

@@ -98,6 +98,7 @@ type turn struct {
 	usage     bool // stream_options.include_usage
 	maxTokens int
 	priority  pool.Priority
+	owner     string // key id of the caller's API key: the session's owner
 }
 
 // canResume reports whether the conversation has an earlier answer to

@@ -5,6 +5,7 @@
 -- KEYS[3] -> authpool:{P}:events (STREAM)
 -- KEYS[4+3(i-1)], KEYS[5+3(i-1)], KEYS[6+3(i-1)] -> sub:<id>, sub:<id>:clients,
 --            sub:<id>:hourly of the i-th subscription id in ARGV[N0+i]
+-- KEYS[4+3n] -> authpool:{P}:inflight (ZSET session id -> latest turn lease, ms)
 -- ARGV[1]  -> session id
 -- ARGV[2]  -> priority (low|normal|high)
 -- ARGV[3]  -> admission limit of that priority (weekly fraction, new bindings)
@@ -17,11 +18,18 @@
 --            replica's hint says the session is on; nothing is bound)
 -- ARGV[16] -> n, the number of subscription ids that follow
 -- ARGV[17..16+n] -> subscription ids, in KEYS order
+-- ARGV[17+n] -> owner: the key id of the caller's API key ("-" without keys);
+--            a session belongs to the key that created it
+-- ARGV[18+n] -> turn id ('' none): a session bound to a subscription gets an
+--            in-flight lease 'inflight:<turn id>' for it
+-- ARGV[19+n] -> turn lease, ms
 -- Returns {code, subId, kind, cliSession, from, reason, retryAfterMs}
 --   code 0: bound; kind "resumed" (same subscription) or "bound" (new binding)
 --   code 1: fallback (no eligible subscription); reason says why
 --   code 2: exhausted (as 1, but fallback is off)
 --   code 3: stale subscription list (SCARD differs from n): reload and retry
+--   code 6: the session belongs to another owner: for this caller it does
+--           not exist (nothing read or changed)
 --   code 10: resume mode only: the session cannot resume there; call in full mode
 
 local sid = ARGV[1]
@@ -33,11 +41,22 @@ local stale_ms = tonumber(ARGV[6])
 local fallback_ok = ARGV[7] == '1'
 local resume_only = ARGV[15] == 'resume'
 local n = tonumber(ARGV[16])
+local owner = ARGV[17 + n]
+local turn = ARGV[18 + n]
+local lease_ms = tonumber(ARGV[19 + n])
+local inflight_key = KEYS[4 + 3 * n]
 local sess_key = KEYS[2]
 local events_key = KEYS[3]
 
 if not resume_only and redis.call('SCARD', KEYS[1]) ~= n then
   return { 3, '', '', '', '', 'stale_subscriptions', 0 }
+end
+
+-- Another owner's session does not exist for this caller. A session written
+-- before owners were recorded has none and is adopted by its next caller.
+local cur = redis.call('HMGET', sess_key, 'sub', 'cliSession', 'owner')
+if cur[1] ~= false and cur[3] ~= false and cur[3] ~= owner then
+  return { 6, '', '', '', '', 'not_found', 0 }
 end
 
 local now = now_ms()
@@ -68,9 +87,15 @@ local function state(i)
 end
 
 local function touch(ck, sub)
-  redis.call('HSET', sess_key, 'lastActive', ms(now))
+  redis.call('HSET', sess_key, 'lastActive', ms(now), 'owner', owner)
   redis.call('PEXPIRE', sess_key, stale_ms)
   redis.call('ZADD', ck, now, sid)
+end
+
+-- begin_turn marks the turn in flight on the session bound to a
+-- subscription: the rebalancer leaves it alone until the turn ends.
+local function begin_turn()
+  if turn ~= '' then lease_turn(sess_key, inflight_key, sid, turn, lease_ms, now) end
 end
 
 -- live_in says whether the session holds a live entry in a client set: one
@@ -82,7 +107,6 @@ local function live_in(ck)
 end
 
 -- Sticky resume: the session stays while its subscription can still serve it.
-local cur = redis.call('HMGET', sess_key, 'sub', 'cliSession')
 local old = cur[1]
 if old == false then old = '' end
 local leave_reason = ''
@@ -94,6 +118,7 @@ if old ~= '' then
     old_live = live_in(s.ck)
     if usable(s.status) and s.frac < resume_limit and old_live then
       touch(s.ck, old)
+      begin_turn()
       return { 0, old, 'resumed', cur[2] or '', '', '', 0 }
     end
     if not usable(s.status) then leave_reason = s.status
@@ -181,11 +206,13 @@ if old == best.id then
   -- Its entry had gone stale; it passed the cap check again and comes back
   -- to the same subscription, CLI session and all.
   touch(best.ck, old)
+  begin_turn()
   return { 0, old, 'resumed', cur[2] or '', '', '', 0 }
 end
 redis.call('HSET', sess_key, 'sub', best.id, 'priority', priority, 'allocatedAt', ms(now),
-  'lastActive', ms(now))
+  'lastActive', ms(now), 'owner', owner)
 if old ~= '' or cur[2] then redis.call('HDEL', sess_key, 'cliSession') end
 redis.call('PEXPIRE', sess_key, stale_ms)
 redis.call('ZADD', best.ck, now, sid)
+begin_turn()
 return { 0, best.id, 'bound', '', old, leave_reason, 0 }

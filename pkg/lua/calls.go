@@ -19,6 +19,13 @@ type AllocateArgs struct {
 	// ResumeOnly: subs holds the one subscription the caller believes the
 	// session is on; the script resumes there or answers CodeResumeMiss.
 	ResumeOnly bool
+	// Owner is the caller's key id. A session belongs to the owner that
+	// created it; for another owner the script answers CodeNotFound.
+	Owner string
+	// TurnID, when set, gives a session bound to a subscription an
+	// in-flight lease for the turn, LeaseMS long.
+	TurnID  string
+	LeaseMS int64
 }
 
 // AllocateReply is allocate.lua's answer.
@@ -34,10 +41,11 @@ type AllocateReply struct {
 
 // Allocate runs allocate.lua over subs.
 func Allocate(ctx context.Context, c Scripter, k Keys, subs *SubSet, a AllocateArgs) (AllocateReply, error) {
-	keys := make([]string, 0, 3+len(subs.triples))
+	keys := make([]string, 0, 4+len(subs.triples))
 	keys = append(keys, k.Subs(), k.Session(a.SessionID), k.Events())
 	keys = append(keys, subs.triples...)
-	args := make([]any, 0, 16+len(subs.ids))
+	keys = append(keys, k.Inflight())
+	args := make([]any, 0, 19+len(subs.ids))
 	args = append(args, a.SessionID, a.Priority, a.Admit, a.ResumeLimit, a.ApproachAt, a.StaleMS, b01(a.FallbackOK))
 	args = append(args, a.Weights.args()...)
 	mode := "full"
@@ -46,6 +54,7 @@ func Allocate(ctx context.Context, c Scripter, k Keys, subs *SubSet, a AllocateA
 	}
 	args = append(args, mode, len(subs.ids))
 	args = append(args, subs.ids...)
+	args = append(args, a.Owner, a.TurnID, a.LeaseMS)
 	v, err := allocateScript.Run(ctx, c, keys, args...).Slice()
 	if err != nil {
 		return AllocateReply{}, fmt.Errorf("lua: allocate: %w", err)
@@ -55,8 +64,11 @@ func Allocate(ctx context.Context, c Scripter, k Keys, subs *SubSet, a AllocateA
 	}
 	r := AllocateReply{Code: toInt(v[0]), SubID: toStr(v[1]), Kind: toStr(v[2]), CLISession: toStr(v[3]),
 		From: toStr(v[4]), Reason: toStr(v[5]), RetryAfterMS: int64(toInt(v[6]))}
-	if r.Code == CodeStaleSubs {
+	switch r.Code {
+	case CodeStaleSubs:
 		return r, fmt.Errorf("lua: allocate: %w", ErrStaleSubscriptions)
+	case CodeNotFound:
+		return r, fmt.Errorf("lua: allocate: %w", ErrNotFound)
 	}
 	return r, nil
 }
@@ -102,7 +114,7 @@ func Settle(ctx context.Context, c Scripter, k Keys, a SettleArgs) (SettleReply,
 	if a.SessionID != "" {
 		sess = k.Session(a.SessionID)
 	}
-	keys := []string{k.Req(a.RequestID), sub, hourly, clients, sess, k.Usage(), k.Events()}
+	keys := []string{k.Req(a.RequestID), sub, hourly, clients, sess, k.Usage(), k.Events(), k.Inflight()}
 	args := make([]any, 0, 16+len(a.Thresholds))
 	args = append(args, a.RequestID, a.SubID, a.SessionID, a.CostUSD, a.Input, a.Output, a.CacheWrite, a.CacheRead,
 		a.Model, a.ModelUsage, a.CLISession, a.ApproachAt, a.MarkerTTL, a.Retention, a.StaleMS, len(a.Thresholds))
@@ -155,14 +167,17 @@ func Mark(ctx context.Context, c Scripter, k Keys, a MarkArgs) (MarkReply, error
 }
 
 // Release runs release.lua and returns the subscription the session was on
-// ("" for the fallback).
-func Release(ctx context.Context, c Scripter, k Keys, subs *SubSet, sessionID string) (string, error) {
-	keys := make([]string, 0, 1+len(subs.clients))
+// ("" for the fallback). A session of another owner is ErrNotFound; owner
+// "" releases whatever the owner.
+func Release(ctx context.Context, c Scripter, k Keys, subs *SubSet, sessionID, owner string) (string, error) {
+	keys := make([]string, 0, 2+len(subs.clients))
 	keys = append(keys, k.Session(sessionID))
 	keys = append(keys, subs.clients...)
+	keys = append(keys, k.Inflight())
 	args := make([]any, 0, 2+len(subs.ids))
 	args = append(args, sessionID, len(subs.ids))
 	args = append(args, subs.ids...)
+	args = append(args, owner)
 	v, err := releaseScript.Run(ctx, c, keys, args...).Slice()
 	if err != nil {
 		return "", fmt.Errorf("lua: release: %w", err)
@@ -177,6 +192,25 @@ func Release(ctx context.Context, c Scripter, k Keys, subs *SubSet, sessionID st
 		return "", fmt.Errorf("lua: release: %w", ErrStaleSubscriptions)
 	}
 	return toStr(v[1]), nil
+}
+
+// Turn runs turn.lua: it refreshes the in-flight lease of a running turn to
+// leaseMS from now (keeping the session key at least staleMS alive), or
+// ends the turn when leaseMS is 0. A turn that is not in flight (settled,
+// ended, or its lease ran out and was cleaned up) is ErrNotFound.
+func Turn(ctx context.Context, c Scripter, k Keys, sessionID, turnID string, leaseMS, staleMS int64) error {
+	keys := []string{k.Session(sessionID), k.Inflight()}
+	v, err := turnScript.Run(ctx, c, keys, sessionID, turnID, leaseMS, staleMS).Slice()
+	if err != nil {
+		return fmt.Errorf("lua: turn: %w", err)
+	}
+	if len(v) != 1 {
+		return fmt.Errorf("lua: turn: %w", ErrReply)
+	}
+	if toInt(v[0]) == CodeNotFound {
+		return fmt.Errorf("lua: turn: %w", ErrNotFound)
+	}
+	return nil
 }
 
 // SyncSub is one configured subscription's static fields.
@@ -215,9 +249,10 @@ func Sync(ctx context.Context, c Scripter, k Keys, subs []SyncSub, existing []st
 
 // Maintain runs maintain.lua under the fencing epoch.
 func Maintain(ctx context.Context, c Scripter, k Keys, subs *SubSet, epoch int64, staleMS int64, approachAt float64) (dropped, restored int, err error) {
-	keys := make([]string, 0, 2+len(subs.triples))
+	keys := make([]string, 0, 3+len(subs.triples))
 	keys = append(keys, k.Epoch(), k.Events())
 	keys = append(keys, subs.triples...)
+	keys = append(keys, k.Inflight())
 	args := make([]any, 0, 4+len(subs.ids))
 	args = append(args, epoch, staleMS, approachAt, len(subs.ids))
 	args = append(args, subs.ids...)
@@ -256,7 +291,7 @@ type RebalanceReply struct {
 // Rebalance runs rebalance.lua under the fencing epoch.
 func Rebalance(ctx context.Context, c Scripter, k Keys, a RebalanceArgs) (RebalanceReply, error) {
 	keys := []string{k.Epoch(), k.Events(), k.Sub(a.From), k.Clients(a.From), k.Hourly(a.From),
-		k.Sub(a.To), k.Clients(a.To), k.Hourly(a.To)}
+		k.Sub(a.To), k.Clients(a.To), k.Hourly(a.To), k.Inflight()}
 	args := []any{a.Epoch, a.From, a.To, a.GapThreshold, a.IdleMS, a.StaleMS, a.MaxMoves, a.Admit, len(a.Candidates)}
 	for _, sid := range a.Candidates {
 		keys = append(keys, k.Session(sid))

@@ -48,6 +48,12 @@ func (k Keys) Clients(id string) string { return k.Sub(id) + ":clients" }
 // Session is the HASH of one session.
 func (k Keys) Session(sid string) string { return k.base + ":session:" + mustID("session", sid) }
 
+// Inflight is the ZSET session id → the latest in-flight lease (ms) of its
+// turns: the index by which the fenced scripts leave a session with a turn
+// running alone. Each turn's own lease is the field inflight:<turn id> of
+// the session hash.
+func (k Keys) Inflight() string { return k.base + ":inflight" }
+
 // Usage is the STREAM of settled requests, trimmed to 7 days.
 func (k Keys) Usage() string { return k.base + ":usage" }
 

@@ -157,3 +157,59 @@ local function restore_if_due(sub_key, events_key, id, status, until_v, frac, ap
   end
   return status
 end
+
+-- Turns in flight (issue 8): a session hash holds 'inflight:<turnId>' = lease
+-- expiry (ms) for each turn running on it; the pool's inflight ZSET holds
+-- session id -> the latest live lease of its turns, the index the fenced
+-- scripts read. A lease nobody refreshes (its replica died) runs out by
+-- itself, so a session is never pinned for good.
+local INFLIGHT = 'inflight:'
+
+-- inflight_sync drops the session's expired turn fields and writes its
+-- latest live lease into the index (or removes it); returns that lease.
+local function inflight_sync(sess_key, index_key, sid, now)
+  local h = redis.call('HGETALL', sess_key)
+  local latest = 0
+  for i = 1, #h, 2 do
+    if string.sub(h[i], 1, #INFLIGHT) == INFLIGHT then
+      local v = tonumber(h[i + 1]) or 0
+      if v > now then
+        if v > latest then latest = v end
+      else
+        redis.call('HDEL', sess_key, h[i])
+      end
+    end
+  end
+  if latest > 0 then
+    redis.call('ZADD', index_key, ms(latest), sid)
+  else
+    redis.call('ZREM', index_key, sid)
+  end
+  return latest
+end
+
+-- lease_turn writes (or refreshes) one turn's lease until now + lease_ms and
+-- keeps the session key alive at least as long.
+local function lease_turn(sess_key, index_key, sid, turn, lease_ms, now)
+  redis.call('HSET', sess_key, INFLIGHT .. turn, ms(now + lease_ms))
+  if redis.call('PTTL', sess_key) < lease_ms then redis.call('PEXPIRE', sess_key, lease_ms) end
+  inflight_sync(sess_key, index_key, sid, now)
+end
+
+-- in_flight says whether a session has a turn whose lease is live.
+local function in_flight(index_key, sid, now)
+  local v = redis.call('ZSCORE', index_key, sid)
+  return v ~= false and tonumber(v) > now
+end
+
+-- drop_stale removes the client-set entries inactive longer than the stale
+-- age, except those of sessions with a turn in flight; returns how many.
+local function drop_stale(ck, index_key, stale_ms, now)
+  local dropped = 0
+  for _, sid in ipairs(redis.call('ZRANGEBYSCORE', ck, '-inf', '(' .. ms(now - stale_ms))) do
+    if not in_flight(index_key, sid, now) then
+      dropped = dropped + redis.call('ZREM', ck, sid)
+    end
+  end
+  return dropped
+end

@@ -1,9 +1,11 @@
--- maintain.lua (fenced): drop stale clients, restore limited/cooldown
--- subscriptions whose until has passed, refresh rolling weekly totals.
+-- maintain.lua (fenced): drop stale clients (never one with a turn in
+-- flight), restore limited/cooldown subscriptions whose until has passed,
+-- refresh rolling weekly totals, forget leases that ran out.
 --
 -- KEYS[1] -> authpool:{P}:epoch (STRING fencing counter)
 -- KEYS[2] -> authpool:{P}:events (STREAM)
 -- KEYS[3+3(i-1)], KEYS[4+3(i-1)], KEYS[5+3(i-1)] -> sub:<id>, :clients, :hourly
+-- KEYS[3+3n] -> authpool:{P}:inflight (ZSET session id -> latest turn lease, ms)
 -- ARGV[1] -> the caller's epoch
 -- ARGV[2] -> stale age, ms
 -- ARGV[3] -> approaching threshold (weekly fraction)
@@ -16,12 +18,15 @@ local stale_ms = tonumber(ARGV[2])
 local approach_at = tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
 local events_key = KEYS[2]
+local inflight_key = KEYS[3 + 3 * n]
 local now = now_ms()
 local dropped, restored = 0, 0
+redis.call('ZREMRANGEBYSCORE', inflight_key, '-inf', ms(now))
 for i = 1, n do
   local id = ARGV[4 + i]
   local sk, ck, hk = KEYS[3 + 3 * (i - 1)], KEYS[4 + 3 * (i - 1)], KEYS[5 + 3 * (i - 1)]
-  dropped = dropped + redis.call('ZREMRANGEBYSCORE', ck, '-inf', '(' .. ms(now - stale_ms))
+  -- A turn may run longer than the stale age: its session stays.
+  dropped = dropped + drop_stale(ck, inflight_key, stale_ms, now)
   local f = redis.call('HMGET', sk, 'status', 'until', 'weeklyUsed', 'weeklyHour', 'weeklyBudget')
   if f[1] then
     local budget = to_micros(f[5])

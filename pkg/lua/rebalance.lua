@@ -6,11 +6,13 @@
 -- KEYS[2] -> authpool:{P}:events (STREAM)
 -- KEYS[3], KEYS[4], KEYS[5] -> source sub:<id>, :clients, :hourly
 -- KEYS[6], KEYS[7], KEYS[8] -> destination sub:<id>, :clients, :hourly
--- KEYS[9..8+k] -> authpool:{P}:session:<sid> of each candidate in ARGV[10..]
+-- KEYS[9] -> authpool:{P}:inflight (ZSET session id -> latest turn lease, ms)
+-- KEYS[10..9+k] -> authpool:{P}:session:<sid> of each candidate in ARGV[10..]
 -- ARGV[1] -> the caller's epoch
 -- ARGV[2] -> source id; ARGV[3] -> destination id
 -- ARGV[4] -> cost gap threshold, decimal USD
--- ARGV[5] -> idle age, ms (only clients inactive longer move)
+-- ARGV[5] -> idle age, ms (only clients inactive longer, with no turn in
+--            flight, move)
 -- ARGV[6] -> stale age, ms
 -- ARGV[7] -> at most this many moves
 -- ARGV[8] -> admission limit (weekly fraction) the destination must be under
@@ -40,7 +42,7 @@ local gap = fw - tw
 if not usable(fs) or not usable(ts) or gap <= threshold or from == to then return { 9, 0, usd(gap) } end
 if tb <= 0 or tw / tb >= admit then return { 9, 0, usd(gap) } end
 local tck = KEYS[7]
-redis.call('ZREMRANGEBYSCORE', tck, '-inf', '(' .. ms(now - stale_ms))
+drop_stale(tck, KEYS[9], stale_ms, now)
 local room = tmax - redis.call('ZCARD', tck)
 if room <= 0 then return { 9, 0, usd(gap) } end
 
@@ -48,10 +50,10 @@ local moved = 0
 for i = 1, k do
   if moved >= max_moves or moved >= room then break end
   local sid = ARGV[9 + i]
-  local sess = KEYS[8 + i]
+  local sess = KEYS[9 + i]
   local last = redis.call('ZSCORE', KEYS[4], sid)
   if last and tonumber(last) < now - idle_ms and tonumber(last) >= now - stale_ms
-      and redis.call('HGET', sess, 'sub') == from then
+      and not in_flight(KEYS[9], sid, now) and redis.call('HGET', sess, 'sub') == from then
     redis.call('ZREM', KEYS[4], sid)
     redis.call('ZADD', tck, last, sid)
     redis.call('HSET', sess, 'sub', to)

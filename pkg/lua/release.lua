@@ -2,22 +2,30 @@
 --
 -- KEYS[1] -> authpool:{P}:session:<sid> (HASH)
 -- KEYS[2..n+1] -> sub:<id>:clients of each subscription id in ARGV[3..]
+-- KEYS[n+2] -> authpool:{P}:inflight (ZSET session id -> latest turn lease, ms)
 -- ARGV[1] -> session id
 -- ARGV[2] -> n, the number of subscription ids that follow
 -- ARGV[3..2+n] -> subscription ids, in KEYS order
+-- ARGV[3+n] -> owner: the caller's key id; '' releases whatever the owner
+--            (operators)
 -- Returns {code, subId}: code 0 released (subId '' when it was on the
---   fallback); code 6 no such session; code 3 the session's subscription is
---   not among the ids given (stale list: reload and retry; nothing changed)
+--   fallback); code 6 no such session, or another owner's (nothing changed);
+--   code 3 the session's subscription is not among the ids given (stale
+--   list: reload and retry; nothing changed)
 
 local sid = ARGV[1]
 local n = tonumber(ARGV[2])
-local sub = redis.call('HGET', KEYS[1], 'sub')
+local owner = ARGV[3 + n]
+local f = redis.call('HMGET', KEYS[1], 'sub', 'owner')
+local sub = f[1]
 if not sub then return { 6, '' } end
+if owner ~= '' and f[2] and f[2] ~= owner then return { 6, '' } end
 local at = nil
 for i = 1, n do
   if ARGV[2 + i] == sub then at = i end
 end
 if sub ~= '' and not at then return { 3, '' } end
 if at then redis.call('ZREM', KEYS[1 + at], sid) end
+redis.call('ZREM', KEYS[n + 2], sid)
 redis.call('DEL', KEYS[1])
 return { 0, sub }

@@ -32,6 +32,8 @@ var (
 	rebalanceSrc string
 	//go:embed status.lua
 	statusSrc string
+	//go:embed turn.lua
+	turnSrc string
 )
 
 // The scripts. Those that need the shared library have it prepended, so the
@@ -45,9 +47,10 @@ var (
 	maintainScript  = redis.NewScript(libSrc + maintainSrc)
 	rebalanceScript = redis.NewScript(libSrc + rebalanceSrc)
 	statusScript    = redis.NewScript(libSrc + statusSrc)
+	turnScript      = redis.NewScript(libSrc + turnSrc)
 
 	all = []*redis.Script{syncScript, allocateScript, settleScript, markScript,
-		releaseScript, maintainScript, rebalanceScript, statusScript}
+		releaseScript, maintainScript, rebalanceScript, statusScript, turnScript}
 )
 
 // Reply codes shared by the scripts.

@@ -7,7 +7,9 @@
 -- KEYS[5] -> authpool:{P}:session:<sid> (HASH; may not exist)
 -- KEYS[6] -> authpool:{P}:usage (STREAM)
 -- KEYS[7] -> authpool:{P}:events (STREAM)
--- ARGV[1]  -> request id
+-- KEYS[8] -> authpool:{P}:inflight (ZSET session id -> latest turn lease, ms)
+-- ARGV[1]  -> settlement id: the turn's id (its in-flight lease
+--             'inflight:<id>' on the session ends here)
 -- ARGV[2]  -> subscription id ('' for fallback usage)
 -- ARGV[3]  -> session id ('' for none)
 -- ARGV[4]  -> cost, decimal USD
@@ -105,9 +107,12 @@ if not fallback then
   end
 end
 
--- The session: counters, the CLI session to resume, and activity (hash and
--- client set move together so they never disagree).
+-- The session: the turn is no longer in flight; counters, the CLI session
+-- to resume, and activity (hash and client set move together so they never
+-- disagree).
 if sid ~= '' then
+  redis.call('HDEL', sess_key, INFLIGHT .. req)
+  inflight_sync(sess_key, KEYS[8], sid, now)
   local bound = redis.call('HGET', sess_key, 'sub')
   if bound ~= false then
     redis.call('HINCRBY', sess_key, 'requests', 1)

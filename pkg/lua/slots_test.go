@@ -99,8 +99,9 @@ func TestEveryScriptCallStaysInOneSlot(t *testing.T) {
 	}
 	_, _, err := Sync(ctx, c, k, sync, nil)
 	must(err)
-	_, err = Allocate(ctx, c, k, subs, AllocateArgs{SessionID: "sess-1", Priority: "normal", Admit: 0.85, ResumeLimit: 0.98, ApproachAt: 0.8, StaleMS: 60000, FallbackOK: true, Weights: DefaultWeights})
+	_, err = Allocate(ctx, c, k, subs, AllocateArgs{SessionID: "sess-1", Priority: "normal", Admit: 0.85, ResumeLimit: 0.98, ApproachAt: 0.8, StaleMS: 60000, FallbackOK: true, Weights: DefaultWeights, Owner: "-", TurnID: "turn-1", LeaseMS: 60000})
 	must(err)
+	must(Turn(ctx, c, k, "sess-1", "turn-1", 60000, 60000))
 	_, err = Settle(ctx, c, k, SettleArgs{RequestID: "req-1", SubID: "sub1", SessionID: "sess-1", CostUSD: "0.1", MarkerTTL: 1000, Retention: 1000, StaleMS: 1000, Thresholds: []string{"0.8"}})
 	must(err)
 	_, err = Settle(ctx, c, k, SettleArgs{RequestID: "req-2", CostUSD: "0.1", MarkerTTL: 1000, Retention: 1000, StaleMS: 1000})
@@ -114,7 +115,7 @@ func TestEveryScriptCallStaysInOneSlot(t *testing.T) {
 	must(err)
 	_, err = Rebalance(ctx, c, k, RebalanceArgs{Epoch: 1, From: "sub1", To: "sub3", GapThreshold: "5", IdleMS: 1, StaleMS: 1000, MaxMoves: 1, Admit: 0.95, Candidates: []string{"sess-1"}})
 	must(err)
-	_, err = Release(ctx, c, k, subs, "sess-1")
+	_, err = Release(ctx, c, k, subs, "sess-1", "")
 	must(err)
 
 	want := slot(k.Subs())
@@ -155,6 +156,7 @@ func TestKeyBuilders(t *testing.T) {
 		k.LeaderInfo():    "authpool:{default}:leader:info",
 		k.Epoch():         "authpool:{default}:epoch",
 		k.Fallback():      "authpool:{default}:fallback",
+		k.Inflight():      "authpool:{default}:inflight",
 	}
 	for got, want := range cases {
 		if got != want {

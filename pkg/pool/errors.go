@@ -13,6 +13,8 @@ import (
 var (
 	// ErrInvalidSession: a session id that does not match ^[A-Za-z0-9_-]{1,128}$.
 	ErrInvalidSession = errors.New("pool: invalid session id")
+	// ErrInvalidOwner: an owner (API key id) that does not match ^[A-Za-z0-9_-]{1,128}$.
+	ErrInvalidOwner = errors.New("pool: invalid session owner")
 	// ErrInvalidRequestID: a request id that does not match ^[A-Za-z0-9_-]{1,128}$.
 	ErrInvalidRequestID = errors.New("pool: invalid request id")
 	// ErrInvalidPriority: a priority other than low, normal or high.
@@ -24,8 +26,12 @@ var (
 	ErrInvalidUsage = errors.New("pool: invalid usage")
 	// ErrUnknownSubscription: no subscription with that id.
 	ErrUnknownSubscription = errors.New("pool: unknown subscription")
-	// ErrSessionNotFound: no live session with that id.
+	// ErrSessionNotFound: no live session with that id, or one that belongs
+	// to another owner (API key).
 	ErrSessionNotFound = errors.New("pool: session not found")
+	// ErrTurnNotInFlight: a heartbeat or end for a turn that is not in
+	// flight (settled, ended, or its lease ran out unrefreshed).
+	ErrTurnNotInFlight = errors.New("pool: turn not in flight")
 	// ErrPoolExhausted: no subscription is eligible and fallback is off. The
 	// error is an *ExhaustedError carrying the reason and the retry delay.
 	ErrPoolExhausted = errors.New("pool: pool exhausted")

@@ -99,9 +99,20 @@ func (p *Pool) Rebalance(ctx context.Context, epoch int64) (RebalanceResult, err
 	if err != nil {
 		return res, fmt.Errorf("pool: rebalance: candidates: %w", err)
 	}
+	// Sessions with a turn in flight do not move: leave them out, so they
+	// do not take the places of idle candidates (the script checks again).
+	busy, err := p.rdb.ZRangeByScore(ctx, p.keys.Inflight(), &redis.ZRangeBy{
+		Min: "(" + strconv.FormatInt(nowMS, 10), Max: "+inf"}).Result()
+	if err != nil {
+		return res, fmt.Errorf("pool: rebalance: turns in flight: %w", err)
+	}
+	inFlight := make(map[string]bool, len(busy))
+	for _, sid := range busy {
+		inFlight[sid] = true
+	}
 	valid := cands[:0]
 	for _, c := range cands {
-		if lua.ValidID(c) {
+		if lua.ValidID(c) && !inFlight[c] {
 			valid = append(valid, c)
 		}
 	}

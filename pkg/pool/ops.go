@@ -39,13 +39,52 @@ type Allocation struct {
 	RetryAfter time.Duration
 }
 
+// NoOwner owns the sessions of a gateway without API keys (and of callers
+// that name no owner), so that behaviour without keys is unchanged.
+const NoOwner = "-"
+
+// TurnRequest asks for the allocation of one turn of a session.
+type TurnRequest struct {
+	// SessionID is the client session.
+	SessionID string
+	// Priority is the turn's admission class ("" is normal).
+	Priority Priority
+	// Owner is the key id of the caller's API key (never the key itself);
+	// "" is NoOwner. A session belongs to the owner that created it: for
+	// any other owner it does not exist (ErrSessionNotFound).
+	Owner string
+	// TurnID names the turn (the settlement id it will be settled under).
+	// When set, a session bound to a subscription gets an in-flight lease
+	// for the turn: the rebalancer neither moves nor drops it, and its
+	// session key does not expire, until Settle (or EndTurn) clears the
+	// lease or it runs out unrefreshed (see Heartbeat).
+	TurnID string
+}
+
 // Allocate binds sessionID to a subscription atomically: the same one while
 // it can serve it, else the eligible subscription with the highest health
 // score. With no eligible subscription it returns a Fallback allocation, or
-// an *ExhaustedError when fallback is off.
+// an *ExhaustedError when fallback is off. The session belongs to NoOwner;
+// see AllocateTurn.
 func (p *Pool) Allocate(ctx context.Context, sessionID string, pr Priority) (Allocation, error) {
+	return p.AllocateTurn(ctx, TurnRequest{SessionID: sessionID, Priority: pr})
+}
+
+// AllocateTurn is Allocate for one turn of an owner's session: a session of
+// another owner answers ErrSessionNotFound and is left as it was.
+func (p *Pool) AllocateTurn(ctx context.Context, tr TurnRequest) (Allocation, error) {
+	sessionID, pr, owner := tr.SessionID, tr.Priority, tr.Owner
+	if owner == "" {
+		owner = NoOwner
+	}
 	if !lua.ValidID(sessionID) {
 		return Allocation{}, ErrInvalidSession
+	}
+	if !lua.ValidID(owner) {
+		return Allocation{}, ErrInvalidOwner
+	}
+	if tr.TurnID != "" && !lua.ValidID(tr.TurnID) {
+		return Allocation{}, ErrInvalidRequestID
 	}
 	if _, err := ParsePriority(string(pr)); err != nil {
 		return Allocation{}, err
@@ -55,7 +94,8 @@ func (p *Pool) Allocate(ctx context.Context, sessionID string, pr Priority) (All
 	}
 	args := lua.AllocateArgs{SessionID: sessionID, Priority: string(pr), Admit: p.admit(pr),
 		ResumeLimit: p.resume, ApproachAt: p.approachAt, StaleMS: p.staleMS(),
-		FallbackOK: p.cfg.FallbackEnabled(), Weights: p.weights}
+		FallbackOK: p.cfg.FallbackEnabled(), Weights: p.weights, Owner: owner,
+		TurnID: tr.TurnID, LeaseMS: p.turnLease.Milliseconds()}
 	var r lua.AllocateReply
 	// Fast path: this replica saw the session on a subscription; resume
 	// there with only that subscription's keys. The script verifies it.
@@ -64,6 +104,9 @@ func (p *Pool) Allocate(ctx context.Context, sessionID string, pr Priority) (All
 		ra.ResumeOnly = true
 		var err error
 		r, err = lua.Allocate(ctx, p.rdb, p.keys, one, ra)
+		if errors.Is(err, lua.ErrNotFound) {
+			return Allocation{}, ErrSessionNotFound
+		}
 		if err != nil {
 			return Allocation{}, fmt.Errorf("pool: allocate: %w", err)
 		}
@@ -74,6 +117,9 @@ func (p *Pool) Allocate(ctx context.Context, sessionID string, pr Priority) (All
 			r, err = lua.Allocate(ctx, p.rdb, p.keys, s, args)
 			return err
 		})
+		if errors.Is(err, lua.ErrNotFound) {
+			return Allocation{}, ErrSessionNotFound
+		}
 		if err != nil {
 			return Allocation{}, fmt.Errorf("pool: allocate: %w", err)
 		}
@@ -99,6 +145,37 @@ func (p *Pool) Allocate(ctx context.Context, sessionID string, pr Priority) (All
 		return Allocation{}, &ExhaustedError{Reason: r.Reason, RetryAfter: retry}
 	}
 	return Allocation{}, fmt.Errorf("pool: allocate: code %d: %w", r.Code, lua.ErrReply)
+}
+
+// Heartbeat refreshes the in-flight lease of a running turn (TurnLease from
+// now) and keeps its session from expiring; the gateway calls it every third
+// of TurnLease while the backend runs. A turn no longer in flight (settled,
+// ended, or its lease ran out) is ErrTurnNotInFlight.
+func (p *Pool) Heartbeat(ctx context.Context, sessionID, turnID string) error {
+	return p.turn(ctx, "heartbeat", sessionID, turnID, p.turnLease.Milliseconds())
+}
+
+// EndTurn clears the in-flight lease of a turn that will not be settled (it
+// failed); a settled turn's lease ends in Settle.
+func (p *Pool) EndTurn(ctx context.Context, sessionID, turnID string) error {
+	return p.turn(ctx, "end turn", sessionID, turnID, 0)
+}
+
+func (p *Pool) turn(ctx context.Context, op, sessionID, turnID string, leaseMS int64) error {
+	if !lua.ValidID(sessionID) {
+		return ErrInvalidSession
+	}
+	if !lua.ValidID(turnID) {
+		return ErrInvalidRequestID
+	}
+	err := lua.Turn(ctx, p.rdb, p.keys, sessionID, turnID, leaseMS, p.staleMS())
+	if errors.Is(err, lua.ErrNotFound) {
+		return ErrTurnNotInFlight
+	}
+	if err != nil {
+		return fmt.Errorf("pool: %s: %w", op, err)
+	}
+	return nil
 }
 
 // Usage is one backend answer to settle.
@@ -140,7 +217,8 @@ const (
 
 func tokensOK(n int64) bool { return n >= 0 && n <= MaxRequestTokens }
 
-// Settle records one request's usage exactly once per request id.
+// Settle records one request's usage exactly once per request id, and ends
+// the in-flight lease of the turn of that id.
 func (p *Pool) Settle(ctx context.Context, u Usage) (Settlement, error) {
 	if !lua.ValidID(u.RequestID) {
 		return Settlement{}, ErrInvalidRequestID
@@ -235,18 +313,39 @@ func (p *Pool) Mark(ctx context.Context, subID, status, reason string, until tim
 	return res, nil
 }
 
-// Release ends a session and returns the subscription it was on ("" when
-// it was on the fallback).
+// Release ends a session, whoever owns it (operators and internal use), and
+// returns the subscription it was on ("" when it was on the fallback).
 func (p *Pool) Release(ctx context.Context, sessionID string) (string, error) {
+	return p.release(ctx, sessionID, "")
+}
+
+// ReleaseAs ends an owner's session (a client said it is done): a session of
+// another owner answers ErrSessionNotFound and is left as it was. owner ""
+// is NoOwner.
+func (p *Pool) ReleaseAs(ctx context.Context, sessionID, owner string) (string, error) {
+	if owner == "" {
+		owner = NoOwner
+	}
+	if !lua.ValidID(owner) {
+		return "", ErrInvalidOwner
+	}
+	return p.release(ctx, sessionID, owner)
+}
+
+func (p *Pool) release(ctx context.Context, sessionID, owner string) (string, error) {
 	if !lua.ValidID(sessionID) {
 		return "", ErrInvalidSession
 	}
 	var sub string
 	err := p.withSubs(ctx, func(s *lua.SubSet) error {
 		var err error
-		sub, err = lua.Release(ctx, p.rdb, p.keys, s, sessionID)
+		sub, err = lua.Release(ctx, p.rdb, p.keys, s, sessionID, owner)
 		return err
 	})
+	if errors.Is(err, lua.ErrNotFound) && owner != "" {
+		// Another owner's session stays, and so does this replica's hint.
+		return "", ErrSessionNotFound
+	}
 	p.hints.drop(sessionID)
 	if errors.Is(err, lua.ErrNotFound) {
 		return "", ErrSessionNotFound
@@ -268,6 +367,8 @@ type Session struct {
 	CostUSD      float64
 	Tokens       int64
 	CLISession   string
+	// Owner is the key id of the API key that created the session.
+	Owner string
 }
 
 // Session reads one session.
@@ -285,7 +386,7 @@ func (p *Pool) Session(ctx context.Context, sessionID string) (Session, error) {
 	return Session{ID: sessionID, Subscription: h["sub"], Priority: h["priority"],
 		AllocatedAt: msTime(h["allocatedAt"]), LastActive: msTime(h["lastActive"]),
 		Requests: atoi(h["requests"]), CostUSD: atof(h["cost"]), Tokens: atoi(h["tokens"]),
-		CLISession: h["cliSession"]}, nil
+		CLISession: h["cliSession"], Owner: h["owner"]}, nil
 }
 
 func atof(s string) float64 {

@@ -64,6 +64,10 @@ type Options struct {
 	MarkerTTL time.Duration
 	// UsageRetention is how long usage stream entries are kept. Default 7 days.
 	UsageRetention time.Duration
+	// TurnLease is how long a turn in flight stays marked without a
+	// Heartbeat: the most a replica that died mid-turn pins its session.
+	// Default idleAfterSeconds (the gateway refreshes it every third).
+	TurnLease time.Duration
 }
 
 // Defaults of Options.
@@ -87,6 +91,7 @@ type Pool struct {
 	markerTTL  time.Duration
 	retention  time.Duration
 	approachAt float64
+	turnLease  time.Duration
 	thresholds []string
 	subs       atomic.Pointer[lua.SubSet]
 	reload     sync.Mutex
@@ -115,6 +120,10 @@ func New(rdb redis.UniversalClient, cfg *Config, opts Options) *Pool {
 	}
 	if opts.UsageRetention > 0 {
 		p.retention = opts.UsageRetention
+	}
+	p.turnLease = time.Duration(cfg.IdleAfterSeconds) * time.Second
+	if opts.TurnLease > 0 {
+		p.turnLease = opts.TurnLease
 	}
 	for _, s := range cfg.Subscriptions {
 		p.byID[s.ID] = s
@@ -174,6 +183,10 @@ func poolName(cfg *Config) string {
 	}
 	return cfg.Pool
 }
+
+// TurnLease is how long a turn stays in flight without a Heartbeat; call
+// Heartbeat more often than that (a third of it) while a turn runs.
+func (p *Pool) TurnLease() time.Duration { return p.turnLease }
 
 // Config returns the pool's configuration.
 func (p *Pool) Config() *Config { return p.cfg }

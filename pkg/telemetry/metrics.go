@@ -36,6 +36,9 @@ var (
 	allocationResults = []string{"resumed", "bound", "fallback", "exhausted"}
 	priorities        = []string{"low", "normal", "high"}
 	settlementResults = []string{"settled", "duplicate"}
+	// settleDropReasons: why a failed settlement was given up (see
+	// SettleDropped).
+	settleDropReasons = []string{"queue_full", "expired", "invalid", "shutdown"}
 )
 
 // MetricsOptions tune NewMetrics. The zero value means the defaults.
@@ -66,6 +69,8 @@ type Metrics struct {
 	failovers        metric.Int64Counter
 	rotations        metric.Int64Counter
 	settlements      metric.Int64Counter
+	settleBacklog    metric.Int64UpDownCounter
+	settleDropped    metric.Int64Counter
 	rebalanceRuns    metric.Int64Counter
 	rebalanceMoves   metric.Int64Counter
 	rebalanceTime    metric.Float64Histogram
@@ -119,6 +124,10 @@ func NewMetrics(opts MetricsOptions) (*Metrics, error) {
 	for _, r := range settlementResults {
 		m.settlements.Add(ctx, 0, attrs("result", r))
 	}
+	for _, r := range settleDropReasons {
+		m.settleDropped.Add(ctx, 0, attrs("reason", r))
+	}
+	m.settleBacklog.Add(ctx, 0)
 	m.rebalanceMoves.Add(ctx, 0)
 	return m, nil
 }
@@ -141,6 +150,11 @@ func (m *Metrics) instruments() error {
 	m.failovers = counter("authpool_failovers_total", "Requests sent to the fallback backend, by reason.")
 	m.rotations = counter("authpool_rotations_total", "Sessions moved to another subscription, by reason.")
 	m.settlements = counter("authpool_settlements_total", "Usage settlements by result (settled, duplicate).")
+	backlog, err := m.meter.Int64UpDownCounter("authpool_settle_backlog",
+		metric.WithDescription("Failed settlements this gateway replica holds for retry (usage not yet recorded)."))
+	errs = append(errs, err)
+	m.settleBacklog = backlog
+	m.settleDropped = counter("authpool_settle_dropped_total", "Failed settlements given up, by reason (queue_full, expired, invalid, shutdown): usage lost.")
 	m.rebalanceRuns = counter("authpool_rebalance_runs_total", "Rebalancer cycles by result.")
 	m.rebalanceMoves = counter("authpool_rebalance_moves_total", "Idle clients moved by the rebalancer.")
 	m.rebalanceTime = histogram("authpool_rebalance_duration_seconds", "Duration of one rebalancer cycle.", rebalanceBuckets)
@@ -212,6 +226,24 @@ func (m *Metrics) Settlement(ctx context.Context, result string) {
 		return
 	}
 	m.settlements.Add(ctx, 1, attrs("result", result))
+}
+
+// SettleBacklog moves the number of failed settlements held for retry by
+// delta (+1 queued, -1 landed or dropped).
+func (m *Metrics) SettleBacklog(ctx context.Context, delta int) {
+	if m == nil {
+		return
+	}
+	m.settleBacklog.Add(ctx, int64(delta))
+}
+
+// SettleDropped counts one failed settlement given up; reason is
+// queue_full, expired, invalid or shutdown.
+func (m *Metrics) SettleDropped(ctx context.Context, reason string) {
+	if m == nil {
+		return
+	}
+	m.settleDropped.Add(ctx, 1, attrs("reason", reason))
 }
 
 // RebalanceRun counts one rebalancer cycle with its result (e.g. ok, skipped,

@@ -34,6 +34,8 @@ var wantMetrics = map[string]struct {
 	"authpool_failovers_total":                     {dto.MetricType_COUNTER, []string{"reason"}},
 	"authpool_rotations_total":                     {dto.MetricType_COUNTER, []string{"reason"}},
 	"authpool_settlements_total":                   {dto.MetricType_COUNTER, []string{"result"}},
+	"authpool_settle_backlog":                      {dto.MetricType_GAUGE, nil},
+	"authpool_settle_dropped_total":                {dto.MetricType_COUNTER, []string{"reason"}},
 	"authpool_subscription_weekly_used_usd":        {dto.MetricType_GAUGE, []string{"subscription"}},
 	"authpool_subscription_weekly_budget_usd":      {dto.MetricType_GAUGE, []string{"subscription"}},
 	"authpool_subscription_health_score":           {dto.MetricType_GAUGE, []string{"subscription"}},
@@ -71,6 +73,9 @@ func exercise(m *Metrics) {
 	m.Rotation(ctx, "limited")
 	m.Settlement(ctx, "settled")
 	m.Settlement(ctx, "duplicate")
+	m.SettleBacklog(ctx, 1)
+	m.SettleBacklog(ctx, -1)
+	m.SettleDropped(ctx, "queue_full")
 	m.RebalanceRun(ctx, "ok", 2, 40*time.Millisecond)
 	m.Delivered(notify.TypeUsageThreshold, notify.ChannelWebhook, notify.ResultDelivered)
 	m.Delivered(notify.TypeRotation, "", notify.ResultUnrouted)
@@ -217,6 +222,9 @@ func TestMetricsValues(t *testing.T) {
 		{"authpool_failovers_total", map[string]string{"reason": "weekly_budget"}, 1},
 		{"authpool_rotations_total", map[string]string{"reason": "limited"}, 1},
 		{"authpool_settlements_total", map[string]string{"result": "settled"}, 1},
+		{"authpool_settle_dropped_total", map[string]string{"reason": "queue_full"}, 1},
+		{"authpool_settle_dropped_total", map[string]string{"reason": "shutdown"}, 0},
+		{"authpool_settle_backlog", nil, 0},
 		{"authpool_settlements_total", map[string]string{"result": "duplicate"}, 1},
 		{"authpool_rebalance_runs_total", map[string]string{"result": "ok"}, 1},
 		{"authpool_rebalance_moves_total", nil, 2},
