@@ -44,7 +44,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	exact := map[string]float64{
 		`authpool_allocations_total{priority="normal",result="resumed"}`:           1,
 		`authpool_allocations_total{priority="normal",result="fallback"}`:          1,
-		`authpool_settlements_total{result="settled"}`:                             3,
+		`authpool_settlements_total{result="settled"}`:                             5, // 3 answers and the 2 turns that hit a limit
 		`authpool_http_requests_total{code="200",route="/v1/chat/completions"}`:    3,
 		`authpool_subscription_weekly_budget_usd{subscription="sub1"}`:             100,
 		`authpool_subscription_status{status="limited",subscription="sub1"}`:       1,
