@@ -13,7 +13,9 @@ import (
 	"strings"
 )
 
-// Environment variables read by the config loader (DESIGN §3, the seeds' names).
+// Names of the environment variables behind Overrides and PoolEnabled (DESIGN
+// §3, the seeds' names). The binaries read them; this package only names them,
+// so that a problem with a value is reported under its variable.
 const (
 	// EnvConfigPath names the config file. Default DefaultConfigPath.
 	EnvConfigPath = "AUTH_POOL_CONFIG"
@@ -23,7 +25,7 @@ const (
 	// EnvRebalancingEnabled, when set (true/false/1/0), overrides rebalancing.enabled.
 	EnvRebalancingEnabled = "AUTH_POOL_REBALANCING_ENABLED"
 	// EnvPoolEnabled (true/false/1/0, default true) turns the pool off: every
-	// request then goes to the fallback backend. Read by PoolEnabled.
+	// request then goes to the fallback backend. Parsed by PoolEnabled.
 	EnvPoolEnabled = "AUTH_POOL_ENABLED"
 )
 
@@ -33,41 +35,24 @@ const DefaultConfigPath = "config/auth-pool.json"
 // maxConfigBytes bounds the config file: a real one is a few kilobytes.
 const maxConfigBytes = 1 << 20
 
+// Overrides are the environment's overrides of the config file, as the binary
+// read them ("" = not set). They stay text until LoadConfig parses them with
+// the file, so that one start-up error lists a bad override together with
+// the file's own problems.
+type Overrides struct {
+	// WeeklyBudget (WEEKLY_BUDGET) replaces every subscription's weeklyBudget.
+	WeeklyBudget string
+	// RebalancingEnabled (AUTH_POOL_REBALANCING_ENABLED: true, false, 1 or 0)
+	// replaces rebalancing.enabled.
+	RebalancingEnabled string
+}
+
 // LoadConfig reads the config file at path, decodes it strictly, applies the
-// defaults and the environment overrides (os.Getenv), validates it and expands
-// "~/" in every configDir. Any problem yields an error wrapping
-// ErrInvalidConfig; problems in the file's content come as one
-// *ValidationError that lists all of them with their JSON paths.
-func LoadConfig(path string) (*Config, error) {
-	return loadConfig(path, os.Getenv)
-}
-
-// LoadConfigFromEnv is LoadConfig for the file named by AUTH_POOL_CONFIG
-// (default config/auth-pool.json), with every environment variable read
-// through getenv.
-func LoadConfigFromEnv(getenv func(string) string) (*Config, error) {
-	path := getenv(EnvConfigPath)
-	if path == "" {
-		path = DefaultConfigPath
-	}
-	return loadConfig(path, getenv)
-}
-
-// PoolEnabled reports AUTH_POOL_ENABLED read through getenv: true when unset.
-func PoolEnabled(getenv func(string) string) (bool, error) {
-	v := getenv(EnvPoolEnabled)
-	if v == "" {
-		return true, nil
-	}
-	b, ok := parseSwitch(v)
-	if !ok {
-		return false, &ValidationError{Problems: []Problem{{Path: EnvPoolEnabled,
-			Message: "want true, false, 1 or 0, got " + quote(v)}}}
-	}
-	return b, nil
-}
-
-func loadConfig(path string, getenv func(string) string) (*Config, error) {
+// defaults and the overrides, validates it and expands "~/" in every
+// configDir. Any problem yields an error wrapping ErrInvalidConfig; problems
+// in the file's content or the overrides come as one *ValidationError that
+// lists all of them with their JSON paths (or variable names).
+func LoadConfig(path string, ov Overrides) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -81,12 +66,25 @@ func loadConfig(path string, getenv func(string) string) (*Config, error) {
 		return nil, &ValidationError{Source: path, Problems: []Problem{{
 			Message: fmt.Sprintf("file is larger than %d bytes", maxConfigBytes)}}}
 	}
-	return parseConfig(data, path, getenv)
+	return parseConfig(data, path, ov)
+}
+
+// PoolEnabled parses a value of AUTH_POOL_ENABLED: true when "".
+func PoolEnabled(v string) (bool, error) {
+	if v == "" {
+		return true, nil
+	}
+	b, ok := parseSwitch(v)
+	if !ok {
+		return false, &ValidationError{Problems: []Problem{{Path: EnvPoolEnabled,
+			Message: "want true, false, 1 or 0, got " + quote(v)}}}
+	}
+	return b, nil
 }
 
 // parseConfig is LoadConfig after the file has been read; source names the
 // file in errors.
-func parseConfig(data []byte, source string, getenv func(string) string) (*Config, error) {
+func parseConfig(data []byte, source string, ov Overrides) (*Config, error) {
 	chk := checker{dec: json.NewDecoder(bytes.NewReader(data)), data: data}
 	if !chk.document() {
 		return nil, &ValidationError{Source: source, Problems: chk.problems}
@@ -103,7 +101,7 @@ func parseConfig(data []byte, source string, getenv func(string) string) (*Confi
 	}
 
 	cfg.applyDefaults()
-	ps := append(chk.problems, cfg.applyEnv(getenv)...)
+	ps := append(chk.problems, cfg.applyOverrides(ov)...)
 	for _, p := range cfg.problems() {
 		if !chk.shadows(p.Path) {
 			ps = append(ps, p)
@@ -118,39 +116,11 @@ func parseConfig(data []byte, source string, getenv func(string) string) (*Confi
 	return &cfg, nil
 }
 
-// applyDefaults replaces the zero values that mean "default" (DESIGN §3).
-func (c *Config) applyDefaults() {
-	if c.MaxClientsPerSubscription == 0 {
-		c.MaxClientsPerSubscription = DefaultMaxClientsPerSubscription
-	}
-	if c.WeeklyBudgetThreshold == 0 {
-		c.WeeklyBudgetThreshold = DefaultWeeklyBudgetThreshold
-	}
-	if c.Rebalancing.IntervalSeconds == 0 {
-		c.Rebalancing.IntervalSeconds = DefaultIntervalSeconds
-	}
-	if c.Rebalancing.CostGapThreshold == 0 {
-		c.Rebalancing.CostGapThreshold = DefaultCostGapThreshold
-	}
-	if c.Rebalancing.MaxClientsToMovePerCycle == 0 {
-		c.Rebalancing.MaxClientsToMovePerCycle = DefaultMaxClientsToMovePerCycle
-	}
-	if c.Pool == "" {
-		c.Pool = DefaultPoolName
-	}
-	if c.IdleAfterSeconds == 0 {
-		c.IdleAfterSeconds = DefaultIdleAfterSeconds
-	}
-	if c.StaleAfterSeconds == 0 {
-		c.StaleAfterSeconds = DefaultStaleAfterSeconds
-	}
-}
-
-// applyEnv applies WEEKLY_BUDGET and AUTH_POOL_REBALANCING_ENABLED and
+// applyOverrides applies WEEKLY_BUDGET and AUTH_POOL_REBALANCING_ENABLED and
 // returns their problems, each under the variable's name.
-func (c *Config) applyEnv(getenv func(string) string) []Problem {
+func (c *Config) applyOverrides(ov Overrides) []Problem {
 	var ps problemList
-	if v := strings.TrimSpace(getenv(EnvWeeklyBudget)); v != "" {
+	if v := strings.TrimSpace(ov.WeeklyBudget); v != "" {
 		b, err := strconv.ParseFloat(v, 64)
 		if err != nil || !validBudget(b) {
 			ps.add(EnvWeeklyBudget, "%s, got %s", budgetWant, quote(v))
@@ -160,7 +130,7 @@ func (c *Config) applyEnv(getenv func(string) string) []Problem {
 			}
 		}
 	}
-	if v := getenv(EnvRebalancingEnabled); v != "" {
+	if v := ov.RebalancingEnabled; v != "" {
 		if b, ok := parseSwitch(v); ok {
 			c.Rebalancing.Enabled = &b
 		} else {
