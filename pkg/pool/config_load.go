@@ -3,12 +3,10 @@ package pool
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strconv"
 	"strings"
 )
@@ -85,28 +83,51 @@ func PoolEnabled(v string) (bool, error) {
 // parseConfig is LoadConfig after the file has been read; source names the
 // file in errors.
 func parseConfig(data []byte, source string, ov Overrides) (*Config, error) {
-	chk := checker{dec: json.NewDecoder(bytes.NewReader(data)), data: data}
-	if !chk.document() {
-		return nil, &ValidationError{Source: source, Problems: chk.problems}
+	tree, ps, ok := readTree(data)
+	if !ok {
+		return nil, &ValidationError{Source: source, Problems: ps}
 	}
-
-	// The checker has found every unknown key and every wrong type with its
-	// path; the standard decoder fills the values. It keeps going after those
-	// errors, so the rest of the file is still validated.
+	// The schema finds every unknown key and every value of the wrong type
+	// or out of range, with its path; the standard decoder fills the
+	// values. It keeps going after those errors, so the rest of the file is
+	// still validated.
+	refused := map[string]bool{}
+	for _, p := range ps { // duplicate keys
+		refused[p.Path] = true
+	}
+	found := schemaProblems(tree)
+	for _, f := range found {
+		if f.refuse {
+			refused[f.Path] = true
+		}
+	}
 	var cfg Config
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&cfg); err != nil && len(chk.problems) == 0 {
-		chk.add("", strings.TrimPrefix(err.Error(), "json: "))
+	if err := dec.Decode(&cfg); err != nil && len(found) == 0 && len(ps) == 0 {
+		ps = append(ps, Problem{Message: strings.TrimPrefix(err.Error(), "json: ")})
 	}
 
 	cfg.applyDefaults()
-	ps := append(chk.problems, cfg.applyOverrides(ov)...)
+	envProblems := cfg.applyOverrides(ov)
+	var codeProblems []Problem
+	checked := map[string]bool{}
 	for _, p := range cfg.problems() {
-		if !chk.shadows(p.Path) {
-			ps = append(ps, p)
+		if !shadowed(refused, p.Path) {
+			codeProblems = append(codeProblems, p)
+			checked[p.Path] = true
 		}
 	}
+	// A value the code also checks is described by the code's message; one
+	// an override replaced is no longer the file's problem.
+	budgetOverridden := strings.TrimSpace(ov.WeeklyBudget) != ""
+	for _, f := range found {
+		if !f.refuse && (checked[f.Path] || budgetOverridden && isBudgetPath(f.Path)) {
+			continue
+		}
+		ps = append(ps, f.Problem)
+	}
+	ps = append(append(ps, envProblems...), codeProblems...)
 	if len(ps) == 0 {
 		ps = cfg.expandConfigDirs()
 	}
@@ -169,238 +190,6 @@ func parseSwitch(v string) (bool, bool) {
 		return false, true
 	}
 	return false, false
-}
-
-// checker walks the JSON tokens of a config file against the Config type and
-// records, with its JSON path, every key the type does not have, every key
-// given twice and every value of the wrong JSON type; only a syntax error stops
-// it. It exists because encoding/json names neither all unknown keys nor where
-// they are.
-type checker struct {
-	dec      *json.Decoder
-	data     []byte
-	problems []Problem
-	shadowed map[string]bool // paths whose value was refused: later complaints about them are noise
-}
-
-// document checks the whole file; false means it is not JSON at all.
-func (c *checker) document() bool {
-	if len(bytes.Trim(c.data, " \t\r\n")) == 0 {
-		c.add("", "the file is empty; want a JSON object")
-		return false
-	}
-	c.dec.UseNumber()
-	if !c.value("", reflect.TypeFor[Config]()) {
-		return false
-	}
-	end := c.dec.InputOffset()
-	if _, err := c.dec.Token(); !errors.Is(err, io.EOF) {
-		rest := c.data[end:]
-		line, col := position(c.data, end+int64(len(rest)-len(bytes.TrimLeft(rest, " \t\r\n"))))
-		c.add("", fmt.Sprintf("unexpected data after the JSON object at line %d, column %d", line, col))
-	}
-	return true
-}
-
-// next reads one token; false means a syntax error, recorded at path.
-func (c *checker) next(path string) (json.Token, bool) {
-	tok, err := c.dec.Token()
-	if err == nil {
-		return tok, true
-	}
-	// The decoder's offsets differ between its code paths; the one-pass
-	// validator's is always just past the offending byte.
-	at, msg := c.dec.InputOffset(), strings.TrimPrefix(err.Error(), "json: ")
-	var se *json.SyntaxError
-	if errors.As(json.Unmarshal(c.data, new(json.RawMessage)), &se) {
-		at, msg = se.Offset-1, strings.TrimPrefix(se.Error(), "json: ")
-	}
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || msg == "unexpected end of JSON input" {
-		at, msg = int64(len(c.data)), "unexpected end of file"
-	}
-	line, col := position(c.data, at)
-	c.add(path, fmt.Sprintf("invalid JSON at line %d, column %d: %s", line, col, msg))
-	return nil, false
-}
-
-// value checks one value of type t at path; false means a syntax error.
-func (c *checker) value(path string, t reflect.Type) bool {
-	tok, ok := c.next(path)
-	if !ok {
-		return false
-	}
-	if tok == nil && path != "" {
-		return true // null leaves the zero value, which means the default
-	}
-	if t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	var bad error
-	switch t.Kind() {
-	case reflect.Struct:
-		if tok != json.Delim('{') {
-			return c.mismatch(path, "an object", tok)
-		}
-		return c.object(path, t)
-	case reflect.Slice:
-		if tok != json.Delim('[') {
-			return c.mismatch(path, "an array", tok)
-		}
-		for i := 0; c.dec.More(); i++ {
-			if !c.value(fmt.Sprintf("%s[%d]", path, i), t.Elem()) {
-				return false
-			}
-		}
-		_, ok := c.next(path) // ']'
-		return ok
-	case reflect.String:
-		if _, ok := tok.(string); !ok {
-			return c.mismatch(path, "a string", tok)
-		}
-	case reflect.Bool:
-		if _, ok := tok.(bool); !ok {
-			return c.mismatch(path, "true or false", tok)
-		}
-	case reflect.Int:
-		n, ok := tok.(json.Number)
-		if !ok {
-			return c.mismatch(path, "a whole number", tok)
-		}
-		if _, bad = strconv.ParseInt(n.String(), 10, strconv.IntSize); errors.Is(bad, strconv.ErrRange) {
-			c.refuse(path, "number out of range: "+quote(n.String()))
-		} else if bad != nil {
-			c.refuse(path, "want a whole number, got "+quote(n.String()))
-		}
-	case reflect.Float64:
-		n, ok := tok.(json.Number)
-		if !ok {
-			return c.mismatch(path, "a number", tok)
-		}
-		if _, bad = strconv.ParseFloat(n.String(), 64); bad != nil {
-			c.refuse(path, "number out of range: "+quote(n.String()))
-		}
-	default:
-		panic("pool: config field of unsupported kind " + t.Kind().String())
-	}
-	return true
-}
-
-// object checks the members of an object whose '{' has been read.
-func (c *checker) object(path string, t reflect.Type) bool {
-	fields := map[string]reflect.Type{}
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); f.IsExported() && name != "" && name != "-" {
-			fields[name] = f.Type
-		}
-	}
-	seen := map[string]bool{}
-	for c.dec.More() {
-		tok, ok := c.next(path)
-		if !ok {
-			return false
-		}
-		key, _ := tok.(string) // the decoder returns only string keys here
-		kp := joinKey(path, key)
-		ft, known := fields[key]
-		switch {
-		case known && !seen[key]:
-			seen[key] = true
-			if !c.value(kp, ft) {
-				return false
-			}
-			continue
-		case known:
-			c.refuse(kp, "duplicate key")
-		default:
-			msg := "unknown key"
-			for name := range fields {
-				if strings.EqualFold(name, key) {
-					msg += " (did you mean " + name + "?)"
-				}
-			}
-			c.add(kp, msg)
-		}
-		if tok, ok = c.next(kp); !ok || !c.skip(kp, tok) {
-			return false
-		}
-	}
-	_, ok := c.next(path) // '}'
-	return ok
-}
-
-// mismatch records a value of the wrong JSON type and skips the rest of it.
-func (c *checker) mismatch(path, want string, tok json.Token) bool {
-	got := "a string"
-	switch v := tok.(type) {
-	case json.Delim:
-		got = map[json.Delim]string{'{': "an object", '[': "an array"}[v]
-	case json.Number:
-		got = "the number " + v.String()
-	case bool:
-		got = strconv.FormatBool(v)
-	case nil:
-		got = "null"
-	}
-	if path == "" {
-		want = "a JSON object" // the file as a whole
-	}
-	c.refuse(path, "want "+want+", got "+got)
-	return c.skip(path, tok)
-}
-
-// skip discards the value that tok starts; a loop, not recursion, so that
-// deep nesting costs no stack.
-func (c *checker) skip(path string, tok json.Token) bool {
-	for depth := 0; ; {
-		switch tok {
-		case json.Delim('{'), json.Delim('['):
-			depth++
-		case json.Delim('}'), json.Delim(']'):
-			depth--
-		}
-		if depth == 0 {
-			return true
-		}
-		var ok bool
-		if tok, ok = c.next(path); !ok {
-			return false
-		}
-	}
-}
-
-func (c *checker) add(path, msg string) {
-	(*problemList)(&c.problems).add(path, "%s", msg)
-}
-
-// refuse records a problem with the value at path itself.
-func (c *checker) refuse(path, msg string) {
-	c.add(path, msg)
-	if c.shadowed == nil {
-		c.shadowed = map[string]bool{}
-	}
-	c.shadowed[path] = true
-}
-
-// shadows reports whether path is, or lies under, a refused value.
-func (c *checker) shadows(path string) bool {
-	for {
-		if c.shadowed[path] {
-			return true
-		}
-		i := strings.LastIndexAny(path, ".[")
-		if i < 0 {
-			return c.shadowed[""]
-		}
-		path = path[:i]
-	}
-}
-
-// position turns a byte offset into a 1-based line and column.
-func position(data []byte, off int64) (line, col int) {
-	before := data[:max(0, min(off, int64(len(data))))]
-	line = 1 + bytes.Count(before, []byte("\n"))
-	return line, 1 + len(before) - (bytes.LastIndexByte(before, '\n') + 1)
 }
 
 // joinKey appends an object key to a JSON path: a.b, or a["odd key"] for a

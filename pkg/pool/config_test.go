@@ -27,6 +27,97 @@ func rule(typ string, threshold float64, channels ...string) obj {
 	return r
 }
 
+// badConfig is a config with problems and the paths of all of them.
+type badConfig struct {
+	name  string
+	edit  func(d obj)
+	raw   string // instead of the edited document
+	paths []string
+	// code: a rule across fields or values, which only the code checks;
+	// the schema finds a part of the paths or none.
+	code bool
+}
+
+// badConfigs are fed to the loader and to the schema alone.
+var badConfigs = []badConfig{
+	{name: "empty subscriptions", edit: func(d obj) { d["subscriptions"] = []any{} }, paths: []string{"subscriptions"}},
+	{name: "no subscriptions key", edit: func(d obj) { delete(d, "subscriptions") }, paths: []string{"subscriptions"}},
+	{name: "three problems in one subscription", edit: func(d obj) {
+		s := subAt(d, 0)
+		s["id"], s["email"], s["type"] = "sub 1", "Bob <bob@example.com>", "claude-ultra"
+	}, paths: []string{"subscriptions[0].email", "subscriptions[0].id", "subscriptions[0].type"}, code: true},
+	{name: "ids rejected, not rewritten", edit: func(d obj) {
+		subAt(d, 0)["id"] = strings.Repeat("x", 65)
+		subAt(d, 1)["id"] = "b.c"
+	}, paths: []string{"subscriptions[0].id", "subscriptions[1].id"}},
+	{name: "duplicate id", edit: func(d obj) { subAt(d, 1)["id"] = "a" }, paths: []string{"subscriptions[1].id"}, code: true},
+	{name: "emails", edit: func(d obj) {
+		subAt(d, 0)["email"] = ""
+		subAt(d, 1)["email"] = "not-an-address"
+	}, paths: []string{"subscriptions[0].email", "subscriptions[1].email"}, code: true},
+	{name: "config dirs", edit: func(d obj) {
+		var subs []any
+		for i, dir := range []string{".claude", "~/../etc", "/srv/a\x00b", "", "~root/.claude", "/srv/ok/../../etc"} {
+			s := sub(string(rune('c' + i)))
+			s["configDir"] = dir
+			subs = append(subs, s)
+		}
+		d["subscriptions"] = subs
+	}, paths: []string{"subscriptions[0].configDir", "subscriptions[1].configDir", "subscriptions[2].configDir",
+		"subscriptions[3].configDir", "subscriptions[4].configDir", "subscriptions[5].configDir"}},
+	{name: "two subscriptions share a config dir", edit: func(d obj) { subAt(d, 1)["configDir"] = "/srv//claude-a/" },
+		paths: []string{"subscriptions[1].configDir"}, code: true},
+	{name: "budgets, caps and token variable", edit: func(d obj) {
+		subAt(d, 0)["weeklyBudget"] = 0
+		subAt(d, 0)["oauthTokenEnv"] = "claude_token"
+		subAt(d, 1)["weeklyBudget"] = -5
+		subAt(d, 1)["maxClientsPerSub"] = -1
+	}, paths: []string{"subscriptions[0].oauthTokenEnv", "subscriptions[0].weeklyBudget",
+		"subscriptions[1].maxClientsPerSub", "subscriptions[1].weeklyBudget"}},
+	{name: "pool-wide numbers and name", edit: func(d obj) {
+		d["maxClientsPerSubscription"], d["weeklyBudgetThreshold"], d["pool"] = -1, 1.5, "my pool"
+	}, paths: []string{"maxClientsPerSubscription", "pool", "weeklyBudgetThreshold"}},
+	{name: "rebalancing", edit: func(d obj) {
+		d["rebalancing"] = obj{"intervalSeconds": 5, "costGapThreshold": -1, "maxClientsToMovePerCycle": -2}
+	}, paths: []string{"rebalancing.costGapThreshold", "rebalancing.intervalSeconds", "rebalancing.maxClientsToMovePerCycle"}},
+	{name: "rule types and thresholds", edit: func(d obj) {
+		notif(d)["rules"] = []any{rule("bogus", 0, "log"), rule("usage_threshold", 0, "log"),
+			rule("usage_threshold", 1.2, "log"), rule("failover", 0.5, "log")}
+	}, paths: []string{"notifications.rules[0].type", "notifications.rules[1].threshold",
+		"notifications.rules[2].threshold", "notifications.rules[3].threshold"}},
+	{name: "rule channels", edit: func(d obj) {
+		notif(d)["rules"] = []any{rule("failover", 0), rule("rotation", 0, "email"), rule("recovered", 0, "log", "log")}
+	}, paths: []string{"notifications.rules[0].channels", "notifications.rules[1].channels[0]", "notifications.rules[2].channels[1]"}, code: true},
+	{name: "webhook rule without webhookUrl", edit: func(d obj) { delete(notif(d), "webhookUrl") },
+		paths: []string{"notifications.webhookUrl"}, code: true},
+	{name: "plain http webhook", edit: func(d obj) { notif(d)["webhookUrl"] = "http://127.0.0.1:9000/hook" },
+		paths: []string{"notifications.webhookUrl"}, code: true},
+	{name: "insecure webhooks only to loopback", edit: func(d obj) {
+		notif(d)["webhookUrl"], notif(d)["allowInsecureWebhooks"] = "http://localhost.example.com/hook", true
+	}, paths: []string{"notifications.webhookUrl"}, code: true},
+	{name: "webhook without scheme", edit: func(d obj) { notif(d)["webhookUrl"] = "hooks.example.com/notify" },
+		paths: []string{"notifications.webhookUrl"}},
+	{name: "stale not after idle", edit: func(d obj) { d["idleAfterSeconds"], d["staleAfterSeconds"] = 600, 300 },
+		paths: []string{"staleAfterSeconds"}, code: true},
+	{name: "negative idle", edit: func(d obj) { d["idleAfterSeconds"] = -1 }, paths: []string{"idleAfterSeconds"}},
+	{name: "wrong JSON types, reported once each", edit: func(d obj) {
+		subAt(d, 0)["weeklyBudget"] = "456"
+		d["maxClientsPerSubscription"] = 1.5
+		d["rebalancing"] = obj{"enabled": "yes"}
+		d["subscriptions"] = append(d["subscriptions"].([]any), "c")
+	}, paths: []string{"maxClientsPerSubscription", "rebalancing.enabled", "subscriptions[0].weeklyBudget", "subscriptions[2]"}},
+	{name: "unknown keys beside other problems", edit: func(d obj) {
+		subAt(d, 1)["budget"] = 5
+		subAt(d, 0)["id"] = ""
+		d["extra"] = true
+		d["rebalancing"] = obj{"intervalSecs": 60}
+	}, paths: []string{"extra", "rebalancing.intervalSecs", "subscriptions[0].id", "subscriptions[1].budget"}},
+	{name: "duplicate key", raw: `{"subscriptions":[{"id":"a","id":"b","email":"a@example.com","type":"api","configDir":"/a","weeklyBudget":1}]}`,
+		paths: []string{"subscriptions[0].id"}, code: true},
+	{name: "top level is an array", raw: `[{"subscriptions":[]}]`, paths: []string{""}},
+	{name: "top level is null", raw: `null`, paths: []string{""}},
+}
+
 // validDoc is a small valid config; each bad case edits one copy of it.
 func validDoc() obj {
 	return obj{
@@ -148,89 +239,7 @@ func TestConfigDefaults(t *testing.T) {
 }
 
 func TestConfigProblemsAreAllReportedWithPaths(t *testing.T) {
-	cases := []struct {
-		name  string
-		edit  func(d obj)
-		raw   string // instead of the edited document
-		paths []string
-	}{
-		{name: "empty subscriptions", edit: func(d obj) { d["subscriptions"] = []any{} }, paths: []string{"subscriptions"}},
-		{name: "no subscriptions key", edit: func(d obj) { delete(d, "subscriptions") }, paths: []string{"subscriptions"}},
-		{name: "three problems in one subscription", edit: func(d obj) {
-			s := subAt(d, 0)
-			s["id"], s["email"], s["type"] = "sub 1", "Bob <bob@example.com>", "claude-ultra"
-		}, paths: []string{"subscriptions[0].email", "subscriptions[0].id", "subscriptions[0].type"}},
-		{name: "ids rejected, not rewritten", edit: func(d obj) {
-			subAt(d, 0)["id"] = strings.Repeat("x", 65)
-			subAt(d, 1)["id"] = "b.c"
-		}, paths: []string{"subscriptions[0].id", "subscriptions[1].id"}},
-		{name: "duplicate id", edit: func(d obj) { subAt(d, 1)["id"] = "a" }, paths: []string{"subscriptions[1].id"}},
-		{name: "emails", edit: func(d obj) {
-			subAt(d, 0)["email"] = ""
-			subAt(d, 1)["email"] = "not-an-address"
-		}, paths: []string{"subscriptions[0].email", "subscriptions[1].email"}},
-		{name: "config dirs", edit: func(d obj) {
-			var subs []any
-			for i, dir := range []string{".claude", "~/../etc", "/srv/a\x00b", "", "~root/.claude", "/srv/ok/../../etc"} {
-				s := sub(string(rune('c' + i)))
-				s["configDir"] = dir
-				subs = append(subs, s)
-			}
-			d["subscriptions"] = subs
-		}, paths: []string{"subscriptions[0].configDir", "subscriptions[1].configDir", "subscriptions[2].configDir",
-			"subscriptions[3].configDir", "subscriptions[4].configDir", "subscriptions[5].configDir"}},
-		{name: "two subscriptions share a config dir", edit: func(d obj) { subAt(d, 1)["configDir"] = "/srv//claude-a/" },
-			paths: []string{"subscriptions[1].configDir"}},
-		{name: "budgets, caps and token variable", edit: func(d obj) {
-			subAt(d, 0)["weeklyBudget"] = 0
-			subAt(d, 0)["oauthTokenEnv"] = "claude_token"
-			subAt(d, 1)["weeklyBudget"] = -5
-			subAt(d, 1)["maxClientsPerSub"] = -1
-		}, paths: []string{"subscriptions[0].oauthTokenEnv", "subscriptions[0].weeklyBudget",
-			"subscriptions[1].maxClientsPerSub", "subscriptions[1].weeklyBudget"}},
-		{name: "pool-wide numbers and name", edit: func(d obj) {
-			d["maxClientsPerSubscription"], d["weeklyBudgetThreshold"], d["pool"] = -1, 1.5, "my pool"
-		}, paths: []string{"maxClientsPerSubscription", "pool", "weeklyBudgetThreshold"}},
-		{name: "rebalancing", edit: func(d obj) {
-			d["rebalancing"] = obj{"intervalSeconds": 5, "costGapThreshold": -1, "maxClientsToMovePerCycle": -2}
-		}, paths: []string{"rebalancing.costGapThreshold", "rebalancing.intervalSeconds", "rebalancing.maxClientsToMovePerCycle"}},
-		{name: "rule types and thresholds", edit: func(d obj) {
-			notif(d)["rules"] = []any{rule("bogus", 0, "log"), rule("usage_threshold", 0, "log"),
-				rule("usage_threshold", 1.2, "log"), rule("failover", 0.5, "log")}
-		}, paths: []string{"notifications.rules[0].type", "notifications.rules[1].threshold",
-			"notifications.rules[2].threshold", "notifications.rules[3].threshold"}},
-		{name: "rule channels", edit: func(d obj) {
-			notif(d)["rules"] = []any{rule("failover", 0), rule("rotation", 0, "email"), rule("recovered", 0, "log", "log")}
-		}, paths: []string{"notifications.rules[0].channels", "notifications.rules[1].channels[0]", "notifications.rules[2].channels[1]"}},
-		{name: "webhook rule without webhookUrl", edit: func(d obj) { delete(notif(d), "webhookUrl") },
-			paths: []string{"notifications.webhookUrl"}},
-		{name: "plain http webhook", edit: func(d obj) { notif(d)["webhookUrl"] = "http://127.0.0.1:9000/hook" },
-			paths: []string{"notifications.webhookUrl"}},
-		{name: "insecure webhooks only to loopback", edit: func(d obj) {
-			notif(d)["webhookUrl"], notif(d)["allowInsecureWebhooks"] = "http://localhost.example.com/hook", true
-		}, paths: []string{"notifications.webhookUrl"}},
-		{name: "webhook without scheme", edit: func(d obj) { notif(d)["webhookUrl"] = "hooks.example.com/notify" },
-			paths: []string{"notifications.webhookUrl"}},
-		{name: "stale not after idle", edit: func(d obj) { d["idleAfterSeconds"], d["staleAfterSeconds"] = 600, 300 },
-			paths: []string{"staleAfterSeconds"}},
-		{name: "negative idle", edit: func(d obj) { d["idleAfterSeconds"] = -1 }, paths: []string{"idleAfterSeconds"}},
-		{name: "wrong JSON types, reported once each", edit: func(d obj) {
-			subAt(d, 0)["weeklyBudget"] = "456"
-			d["maxClientsPerSubscription"] = 1.5
-			d["rebalancing"] = obj{"enabled": "yes"}
-			d["subscriptions"] = append(d["subscriptions"].([]any), "c")
-		}, paths: []string{"maxClientsPerSubscription", "rebalancing.enabled", "subscriptions[0].weeklyBudget", "subscriptions[2]"}},
-		{name: "unknown keys beside other problems", edit: func(d obj) {
-			subAt(d, 1)["budget"] = 5
-			subAt(d, 0)["id"] = ""
-			d["extra"] = true
-			d["rebalancing"] = obj{"intervalSecs": 60}
-		}, paths: []string{"extra", "rebalancing.intervalSecs", "subscriptions[0].id", "subscriptions[1].budget"}},
-		{name: "duplicate key", raw: `{"subscriptions":[{"id":"a","id":"b","email":"a@example.com","type":"api","configDir":"/a","weeklyBudget":1}]}`,
-			paths: []string{"subscriptions[0].id"}},
-		{name: "top level is an array", raw: `[{"subscriptions":[]}]`, paths: []string{""}},
-		{name: "top level is null", raw: `null`, paths: []string{""}},
-	}
+	cases := badConfigs
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			data := []byte(tc.raw)
@@ -251,36 +260,39 @@ func TestConfigProblemsAreAllReportedWithPaths(t *testing.T) {
 	}
 }
 
+// acceptedEdits turn validDoc into other valid configs.
+var acceptedEdits = map[string]func(d obj){
+	"https webhook with port and query": func(d obj) { notif(d)["webhookUrl"] = "https://hooks.example.com:8443/x?token=1" },
+	"insecure to 127.0.0.1": func(d obj) {
+		notif(d)["webhookUrl"], notif(d)["allowInsecureWebhooks"] = "http://127.0.0.1:9000/hook", true
+	},
+	"insecure to 127.8.9.10": func(d obj) {
+		notif(d)["webhookUrl"], notif(d)["allowInsecureWebhooks"] = "http://127.8.9.10/hook", true
+	},
+	"insecure to ::1": func(d obj) {
+		notif(d)["webhookUrl"], notif(d)["allowInsecureWebhooks"] = "http://[::1]:9000/hook", true
+	},
+	"insecure to localhost": func(d obj) {
+		notif(d)["webhookUrl"], notif(d)["allowInsecureWebhooks"] = "http://LOCALHOST/hook", true
+	},
+	"disabled webhook rule needs no url": func(d obj) {
+		delete(notif(d), "webhookUrl")
+		r := notif(d)["rules"].([]any)[0].(obj)
+		r["enabled"] = false
+	},
+	"no notifications at all": func(d obj) { delete(d, "notifications") },
+	"api type, own cap, token name": func(d obj) {
+		s := subAt(d, 0)
+		s["type"], s["maxClientsPerSub"], s["oauthTokenEnv"] = "api", 2, "CLAUDE_TOKEN_SUB1"
+	},
+	"zero gap means the default":      func(d obj) { d["rebalancing"] = obj{"costGapThreshold": 0, "intervalSeconds": 10} },
+	"threshold of exactly one":        func(d obj) { d["weeklyBudgetThreshold"] = 1 },
+	"64-character id and pool name":   func(d obj) { subAt(d, 0)["id"], d["pool"] = strings.Repeat("A", 64), "team_pool-2" },
+	"home dir as the config dir root": func(d obj) { subAt(d, 0)["configDir"] = "~/" },
+}
+
 func TestConfigAccepts(t *testing.T) {
-	cases := map[string]func(d obj){
-		"https webhook with port and query": func(d obj) { notif(d)["webhookUrl"] = "https://hooks.example.com:8443/x?token=1" },
-		"insecure to 127.0.0.1": func(d obj) {
-			notif(d)["webhookUrl"], notif(d)["allowInsecureWebhooks"] = "http://127.0.0.1:9000/hook", true
-		},
-		"insecure to 127.8.9.10": func(d obj) {
-			notif(d)["webhookUrl"], notif(d)["allowInsecureWebhooks"] = "http://127.8.9.10/hook", true
-		},
-		"insecure to ::1": func(d obj) {
-			notif(d)["webhookUrl"], notif(d)["allowInsecureWebhooks"] = "http://[::1]:9000/hook", true
-		},
-		"insecure to localhost": func(d obj) {
-			notif(d)["webhookUrl"], notif(d)["allowInsecureWebhooks"] = "http://LOCALHOST/hook", true
-		},
-		"disabled webhook rule needs no url": func(d obj) {
-			delete(notif(d), "webhookUrl")
-			r := notif(d)["rules"].([]any)[0].(obj)
-			r["enabled"] = false
-		},
-		"no notifications at all": func(d obj) { delete(d, "notifications") },
-		"api type, own cap, token name": func(d obj) {
-			s := subAt(d, 0)
-			s["type"], s["maxClientsPerSub"], s["oauthTokenEnv"] = "api", 2, "CLAUDE_TOKEN_SUB1"
-		},
-		"zero gap means the default":      func(d obj) { d["rebalancing"] = obj{"costGapThreshold": 0, "intervalSeconds": 10} },
-		"threshold of exactly one":        func(d obj) { d["weeklyBudgetThreshold"] = 1 },
-		"64-character id and pool name":   func(d obj) { subAt(d, 0)["id"], d["pool"] = strings.Repeat("A", 64), "team_pool-2" },
-		"home dir as the config dir root": func(d obj) { subAt(d, 0)["configDir"] = "~/" },
-	}
+	cases := acceptedEdits
 	for name, edit := range cases {
 		t.Run(name, func(t *testing.T) {
 			d := validDoc()
