@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/authpool/authpool/pkg/pool"
+	"github.com/authpool/authpool/internal/runenv"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 )
@@ -251,7 +251,11 @@ func TestChartConfigLoads(t *testing.T) {
 					}
 					return ""
 				}
-				cfg, err := pool.LoadConfigFromEnv(getenv)
+				pe, err := runenv.PoolFromEnv(getenv)
+				if err != nil {
+					t.Fatalf("%s: %v", component, err)
+				}
+				cfg, err := pe.Load()
 				if err != nil {
 					t.Fatalf("%s: the rendered config does not load: %v", component, err)
 				}

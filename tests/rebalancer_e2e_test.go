@@ -153,7 +153,7 @@ func (rc *rbReceiver) delivered() []notify.Payload {
 // rbSettle records usage on sub1 the way a gateway replica does.
 func rbSettle(t *testing.T, rdb *redis.Client, cfgPath, requestID string, cost float64) {
 	t.Helper()
-	cfg, err := pool.LoadConfig(cfgPath)
+	cfg, err := pool.LoadConfig(cfgPath, pool.Overrides{})
 	if err != nil {
 		t.Fatal(err)
 	}

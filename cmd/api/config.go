@@ -12,6 +12,7 @@ import (
 	"github.com/authpool/authpool/internal/runenv"
 	"github.com/authpool/authpool/pkg/backend"
 	"github.com/authpool/authpool/pkg/pool"
+	"github.com/authpool/authpool/pkg/telemetry"
 )
 
 // config is the gateway's environment (DESIGN §3). Secrets are kept for
@@ -34,8 +35,11 @@ type config struct {
 	// Redis (REDIS_URL, or REDIS_ADDRS + REDIS_MASTER_NAME, REDIS_PASSWORD)
 	// chooses Redis; none: the embedded one.
 	Redis runenv.Redis
-	// PoolEnabled is AUTH_POOL_ENABLED (default true).
-	PoolEnabled bool
+	// Pool is AUTH_POOL_CONFIG, AUTH_POOL_ENABLED (default true) and the
+	// overrides WEEKLY_BUDGET and AUTH_POOL_REBALANCING_ENABLED.
+	Pool runenv.Pool
+	// Telemetry is LOG_LEVEL, LOG_FORMAT, OTEL_EXPORTER_OTLP_* and SENTRY_*.
+	Telemetry telemetry.Config
 	// BackendsPath (BACKENDS_CONFIG, default config/backends.json) is
 	// optional unless set explicitly.
 	BackendsPath     string
@@ -64,7 +68,9 @@ const (
 	defaultShutdownTimeout = 30 * time.Second
 )
 
-// loadEnv reads the environment, listing every problem at once.
+// loadEnv reads the environment, listing every problem at once. It is the
+// gateway's one read of it, but for the variables that subscriptions'
+// oauthTokenEnv name (see oauthTokens).
 func loadEnv(getenv func(string) string) (*config, error) {
 	c := &config{AdminToken: getenv("ADMIN_TOKEN"), Redis: runenv.RedisFromEnv(getenv),
 		ClaudeBin: getenv("CLAUDE_BIN"), AnthropicAPIKey: getenv("ANTHROPIC_API_KEY"),
@@ -74,7 +80,7 @@ func loadEnv(getenv func(string) string) (*config, error) {
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 
 	c.APIKeys = runenv.List(getenv("API_KEYS"))
-	c.Production = strings.EqualFold(getenv("APP_ENV"), "production") || strings.EqualFold(getenv("NODE_ENV"), "production")
+	c.Production = runenv.Production(getenv)
 	if c.Production && len(c.APIKeys) == 0 {
 		bad("APP_ENV/NODE_ENV=production requires API_KEYS")
 	}
@@ -116,11 +122,15 @@ func loadEnv(getenv func(string) string) (*config, error) {
 		}
 		c.ShutdownTimeout = d
 	}
-	enabled, err := pool.PoolEnabled(getenv)
-	if err != nil {
+	var err error
+	if c.Pool, err = runenv.PoolFromEnv(getenv); err != nil {
 		bad("%v", err)
 	}
-	c.PoolEnabled = enabled
+	if c.Telemetry, err = runenv.TelemetryFromEnv(getenv, c.Production).Config(); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			bad("%s", line)
+		}
+	}
 	addr, err := listenAddr(getenv("LISTEN_ADDR"), getenv("PORT"), len(c.APIKeys) > 0)
 	if err != nil {
 		bad("%v", err)
@@ -180,14 +190,24 @@ func (c *config) String() string {
 	if proxies == "" {
 		proxies = "none"
 	}
-	return fmt.Sprintf("addr=%s apiKeys=%d adminToken=%s production=%t rateLimitPerMinute=%d trustedProxies=%s redis=%s pool=%t backends=%s claudeBin=%s fallbackKey=%s shutdownTimeout=%s",
-		c.Addr, len(c.APIKeys), mask(c.AdminToken), c.Production, c.RateLimitPerMinute, proxies, redisMode,
-		c.PoolEnabled, c.BackendsPath, c.ClaudeBin, mask(c.AnthropicAPIKey), c.ShutdownTimeout)
+	return fmt.Sprintf("addr=%s apiKeys=%d adminToken=%s production=%t rateLimitPerMinute=%d trustedProxies=%s redis=%s redisPassword=%s pool=%t poolConfig=%s backends=%s claudeBin=%s fallbackKey=%s webhookSecret=%s sentry=%s shutdownTimeout=%s",
+		c.Addr, len(c.APIKeys), runenv.Mask(c.AdminToken), c.Production, c.RateLimitPerMinute, proxies, redisMode,
+		runenv.Mask(c.Redis.Password), c.Pool.Enabled, c.Pool.ConfigPath, c.BackendsPath, c.ClaudeBin,
+		runenv.Mask(c.AnthropicAPIKey), runenv.Mask(c.WebhookSecret), runenv.Mask(c.Telemetry.Sentry.DSN), c.ShutdownTimeout)
 }
 
-func mask(secret string) string {
-	if secret == "" {
-		return "unset"
+// oauthTokens reads the variables that the subscriptions' oauthTokenEnv
+// name: subscription id → token. Their names come from the config file, so
+// this is the one read of the environment that waits for the file.
+func oauthTokens(getenv func(string) string, subs []pool.SubscriptionConfig) map[string]string {
+	tokens := map[string]string{}
+	for _, s := range subs {
+		if s.OAuthTokenEnv == "" {
+			continue
+		}
+		if tok := getenv(s.OAuthTokenEnv); tok != "" {
+			tokens[s.ID] = tok
+		}
 	}
-	return "set"
+	return tokens
 }

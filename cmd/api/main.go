@@ -53,6 +53,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/authpool/authpool/internal/runenv"
 	"github.com/authpool/authpool/pkg/gateway"
 	"github.com/authpool/authpool/pkg/pool"
 	"github.com/authpool/authpool/pkg/telemetry"
@@ -84,12 +85,9 @@ func run(ctx context.Context, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	log, err := telemetry.NewLogger(getenv, os.Stderr, "api")
-	if err != nil {
-		return err
-	}
+	log := telemetry.NewLogger(cfg.Telemetry.Log, os.Stderr, "api")
 	log.Info("starting", "version", version, "config", cfg.String())
-	tel, err := telemetry.Start(ctx, getenv, gateway.ServiceName, version, log)
+	tel, err := telemetry.Start(ctx, cfg.Telemetry, gateway.ServiceName, version, log)
 	if err != nil {
 		return err
 	}
@@ -114,13 +112,15 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 
 	var p *pool.Pool
-	if cfg.PoolEnabled {
-		pcfg, err := pool.LoadConfigFromEnv(getenv)
+	var tokens map[string]string
+	if cfg.Pool.Enabled {
+		pcfg, err := cfg.Pool.Load()
 		if err != nil {
 			return err
 		}
+		tokens = oauthTokens(getenv, pcfg.Subscriptions)
 		p = pool.New(rdb, pcfg, pool.Options{})
-		if err := syncPool(ctx, p, log); err != nil {
+		if err := runenv.SyncPool(ctx, p, log, syncGiveUp); err != nil {
 			return err
 		}
 		if err := metrics.ObservePool(p.Status); err != nil {
@@ -136,12 +136,12 @@ func run(ctx context.Context, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	if !cfg.PoolEnabled && backends.Fallback == nil {
+	if !cfg.Pool.Enabled && backends.Fallback == nil {
 		return errors.New("AUTH_POOL_ENABLED=false needs a fallback backend: set ANTHROPIC_API_KEY")
 	}
 
 	srv, err := gateway.New(gateway.Options{Pool: p, Redis: rdb, Backends: backends, APIKeys: cfg.APIKeys,
-		AdminToken: cfg.AdminToken, RateLimitPerMinute: cfg.RateLimitPerMinute, TrustedProxies: cfg.TrustedProxies, Getenv: getenv,
+		AdminToken: cfg.AdminToken, RateLimitPerMinute: cfg.RateLimitPerMinute, TrustedProxies: cfg.TrustedProxies, OAuthTokens: tokens,
 		Logger: telemetry.Module(log, "gateway"), Metrics: metrics})
 	if err != nil {
 		return err
@@ -206,28 +206,9 @@ func run(ctx context.Context, getenv func(string) string) error {
 	return err
 }
 
-// syncPool writes the configured subscriptions into Redis, retrying while
-// Redis comes up (a replica may start before it).
-func syncPool(ctx context.Context, p *pool.Pool, log *slog.Logger) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := p.Sync(sctx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			return fmt.Errorf("sync pool with Redis: %w", err)
-		}
-		log.Warn("Redis not ready; retrying the pool sync", "error", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
-}
+// syncGiveUp bounds the wait for Redis at start-up: a gateway that cannot
+// reach it should fail where the operator looks, not hang.
+const syncGiveUp = 30 * time.Second
 
 // openRedis connects to REDIS_URL, or REDIS_ADDRS (+ REDIS_MASTER_NAME for
 // Sentinel; several addresses without it for Cluster), or starts the

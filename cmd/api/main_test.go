@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/pkg/pool"
 )
 
 func env(m map[string]string) func(string) string {
@@ -29,7 +31,9 @@ func TestLoadEnv(t *testing.T) {
 	}{
 		{name: "defaults", env: map[string]string{}, wantAddr: "127.0.0.1:3000", check: func(t *testing.T, c *config) {
 			if c.RateLimitPerMinute != 60 || c.ClaudeBin != "claude" || c.BackendsPath != "config/backends.json" ||
-				c.BackendsExplicit || !c.PoolEnabled || c.ShutdownTimeout != 30*time.Second {
+				c.BackendsExplicit || !c.Pool.Enabled || c.Pool.ConfigPath != "config/auth-pool.json" ||
+				c.ShutdownTimeout != 30*time.Second || c.Telemetry.Log.Level != slog.LevelInfo || c.Telemetry.Log.JSON ||
+				c.Telemetry.Sentry.Environment != "development" {
 				t.Errorf("config = %+v", c)
 			}
 		}},
@@ -54,6 +58,22 @@ func TestLoadEnv(t *testing.T) {
 		{name: "bad rate limit", env: map[string]string{"RATE_LIMIT_PER_MINUTE": "-1"}, wantErr: "RATE_LIMIT_PER_MINUTE"},
 		{name: "bad port", env: map[string]string{"PORT": "http"}, wantErr: "PORT"},
 		{name: "bad pool switch", env: map[string]string{"AUTH_POOL_ENABLED": "maybe"}, wantErr: "AUTH_POOL_ENABLED"},
+		{name: "pool and telemetry read once", env: map[string]string{"AUTH_POOL_CONFIG": "/etc/p.json", "AUTH_POOL_ENABLED": "0",
+			"WEEKLY_BUDGET": "500", "AUTH_POOL_REBALANCING_ENABLED": "false", "LOG_LEVEL": "debug", "LOG_FORMAT": "json",
+			"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "SENTRY_DSN": "https://k@sentry.example.com/1",
+			"API_KEYS": "k", "APP_ENV": "Production"}, wantAddr: ":3000",
+			check: func(t *testing.T, c *config) {
+				want := pool.Overrides{WeeklyBudget: "500", RebalancingEnabled: "false"}
+				if c.Pool.ConfigPath != "/etc/p.json" || c.Pool.Enabled || c.Pool.Overrides != want || !c.Production {
+					t.Errorf("pool = %+v, production %v", c.Pool, c.Production)
+				}
+				if c.Telemetry.Log.Level != slog.LevelDebug || !c.Telemetry.Log.JSON || !c.Telemetry.Trace.Exporting() ||
+					c.Telemetry.Sentry.Environment != "production" {
+					t.Errorf("telemetry = %+v", c.Telemetry)
+				}
+			}},
+		{name: "bad log settings, both listed", env: map[string]string{"LOG_LEVEL": "loud", "LOG_FORMAT": "xml"},
+			wantErr: "LOG_LEVEL \"loud\": want debug, info, warn or error\n  telemetry: bad log configuration: LOG_FORMAT"},
 		{name: "both redis settings", env: map[string]string{"REDIS_URL": "redis://x", "REDIS_ADDRS": "a:1"}, wantErr: "not both"},
 		{name: "shutdown timeout in seconds", env: map[string]string{"SHUTDOWN_TIMEOUT": "5"}, wantAddr: "127.0.0.1:3000",
 			check: func(t *testing.T, c *config) {
@@ -88,15 +108,31 @@ func TestLoadEnv(t *testing.T) {
 
 func TestConfigStringMasksSecrets(t *testing.T) {
 	c, err := loadEnv(env(map[string]string{"API_KEYS": "sk-client-1", "ADMIN_TOKEN": "adm1n-s3cret",
-		"ANTHROPIC_API_KEY": "sk-ant-xyz", "REDIS_URL": "redis://:hunter2@redis:6379/0"}))
+		"ANTHROPIC_API_KEY": "sk-ant-xyz", "REDIS_URL": "redis://:hunter2@redis:6379/0", "REDIS_PASSWORD": "pw-secret",
+		"WEBHOOK_SECRET": "whsec-secret", "SENTRY_DSN": "https://dsnkey@sentry.example.com/1"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := c.String()
-	for _, secret := range []string{"sk-client-1", "adm1n-s3cret", "sk-ant-xyz", "hunter2"} {
+	for _, secret := range []string{"sk-client-1", "adm1n-s3cret", "sk-ant-xyz", "hunter2", "pw-secret", "whsec-secret", "dsnkey"} {
 		if strings.Contains(s, secret) {
 			t.Errorf("config string %q shows %q", s, secret)
 		}
+	}
+	for _, want := range []string{"adminToken=set", "redisPassword=set", "webhookSecret=set", "sentry=set", "fallbackKey=set"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("config string %q lacks %q", s, want)
+		}
+	}
+}
+
+// TestOAuthTokens: the gateway reads the variables the subscriptions name,
+// and only those, and passes the tokens down by subscription id.
+func TestOAuthTokens(t *testing.T) {
+	subs := []pool.SubscriptionConfig{{ID: "a", OAuthTokenEnv: "TOKEN_A"}, {ID: "b"}, {ID: "c", OAuthTokenEnv: "TOKEN_UNSET"}}
+	got := oauthTokens(env(map[string]string{"TOKEN_A": "tok-a", "TOKEN_B": "tok-b"}), subs)
+	if len(got) != 1 || got["a"] != "tok-a" {
+		t.Errorf("tokens = %v, want only a's", got)
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/authpool/authpool/internal/runenv"
-	"github.com/authpool/authpool/pkg/pool"
 	"github.com/authpool/authpool/pkg/rebalance"
 	"github.com/authpool/authpool/pkg/telemetry"
 )
@@ -27,8 +26,10 @@ type config struct {
 	// Redis (REDIS_URL, or REDIS_ADDRS + REDIS_MASTER_NAME for Sentinel;
 	// REDIS_PASSWORD when the URL carries none) is required.
 	Redis runenv.Redis
-	// ConfigPath (AUTH_POOL_CONFIG, -config; default config/auth-pool.json).
-	ConfigPath string
+	// Pool is AUTH_POOL_CONFIG (-config; default config/auth-pool.json),
+	// AUTH_POOL_ENABLED and the overrides WEEKLY_BUDGET and
+	// AUTH_POOL_REBALANCING_ENABLED.
+	Pool runenv.Pool
 	// WebhookSecret (WEBHOOK_SECRET) keys the X-AuthPool-Signature HMAC.
 	WebhookSecret string
 	// LockTTL (LEADER_LOCK_TTL, -lock-ttl) is the leader lock's expiry,
@@ -43,11 +44,12 @@ type config struct {
 	ClaimIdle time.Duration
 	// ShutdownTimeout (SHUTDOWN_TIMEOUT, -shutdown-timeout) bounds the
 	// graceful shutdown. Default 10 s.
-	// (OTEL_EXPORTER_OTLP_ENDPOINT and SENTRY_DSN are read by pkg/telemetry.)
 	ShutdownTimeout time.Duration
-	// LogLevel (LOG_LEVEL, -log-level: debug|info|warn|error, default info)
-	// and LogFormat (LOG_FORMAT, -log-format: json|text, default text).
-	LogLevel, LogFormat string
+	// Telemetry is LOG_LEVEL (-log-level: debug|info|warn|error, default
+	// info), LOG_FORMAT (-log-format: json|text, default text),
+	// OTEL_EXPORTER_OTLP_* and SENTRY_* (SENTRY_ENVIRONMENT defaults from
+	// APP_ENV/NODE_ENV).
+	Telemetry telemetry.Config
 }
 
 // Defaults of config.
@@ -60,13 +62,18 @@ const (
 )
 
 // loadConfig reads the environment, then the flags in args, and lists every
-// problem at once. A -h yields flag.ErrHelp after the usage went to out.
+// problem at once: the rebalancer's one read of its environment. A -h
+// yields flag.ErrHelp after the usage went to out.
 func loadConfig(args []string, getenv func(string) string, out io.Writer) (*config, error) {
-	c := &config{Redis: runenv.RedisFromEnv(getenv),
-		ConfigPath: getenv(pool.EnvConfigPath), WebhookSecret: getenv("WEBHOOK_SECRET"),
-		ReplicaID: getenv("REPLICA_ID"), LogLevel: getenv("LOG_LEVEL"), LogFormat: getenv("LOG_FORMAT")}
+	c := &config{Redis: runenv.RedisFromEnv(getenv), WebhookSecret: getenv("WEBHOOK_SECRET"),
+		ReplicaID: getenv("REPLICA_ID")}
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	var err error
+	if c.Pool, err = runenv.PoolFromEnv(getenv); err != nil {
+		bad("%v", err)
+	}
+	tel := runenv.TelemetryFromEnv(getenv, runenv.Production(getenv))
 	dur := func(name string, def time.Duration) time.Duration {
 		v := getenv(name)
 		if v == "" {
@@ -98,13 +105,13 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (*conf
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&port, "port", port, "`PORT` of /health, /ready and /leader")
-	fs.StringVar(&c.ConfigPath, "config", c.ConfigPath, "pool config file (AUTH_POOL_CONFIG; default "+pool.DefaultConfigPath+")")
+	fs.StringVar(&c.Pool.ConfigPath, "config", c.Pool.ConfigPath, "pool config file (AUTH_POOL_CONFIG)")
 	fs.DurationVar(&c.LockTTL, "lock-ttl", c.LockTTL, "leader lock expiry (LEADER_LOCK_TTL)")
 	fs.StringVar(&c.ReplicaID, "replica-id", c.ReplicaID, "this replica's id (REPLICA_ID; default host name and pid)")
 	fs.DurationVar(&c.ClaimIdle, "notify-claim-idle", c.ClaimIdle, "take over notifications held this long by a silent replica (NOTIFY_CLAIM_IDLE; 0: 30s)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "graceful shutdown bound (SHUTDOWN_TIMEOUT)")
-	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (LOG_LEVEL; default info)")
-	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or text (LOG_FORMAT; default text)")
+	fs.StringVar(&tel.LogLevel, "log-level", tel.LogLevel, "debug, info, warn or error (LOG_LEVEL; default info)")
+	fs.StringVar(&tel.LogFormat, "log-format", tel.LogFormat, "json or text (LOG_FORMAT; default text)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -135,34 +142,18 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (*conf
 	} else if !rebalance.ValidHolder(c.ReplicaID) {
 		bad("REPLICA_ID: want 1 to 128 characters of A-Z a-z 0-9 _ . : @ -, got %q", c.ReplicaID)
 	}
-	if _, err := telemetry.ParseLevel(c.LogLevel); err != nil {
-		bad("LOG_LEVEL: want debug, info, warn or error, got %q", c.LogLevel)
+	if c.Pool.ConfigPath == "" {
+		bad("-config: want a file name")
 	}
-	if f := strings.ToLower(c.LogFormat); f != "" && f != "json" && f != "text" {
-		bad("LOG_FORMAT: want json or text, got %q", c.LogFormat)
+	if c.Telemetry, err = tel.Config(); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			bad("%s", line)
+		}
 	}
 	if len(problems) > 0 {
 		return nil, errors.New("configuration:\n  " + strings.Join(problems, "\n  "))
 	}
 	return c, nil
-}
-
-// getenv is the environment as the flags amended it, for the packages that
-// read it themselves (the pool config loader, the logger).
-func (c *config) getenv(getenv func(string) string) func(string) string {
-	return func(k string) string {
-		switch k {
-		case pool.EnvConfigPath:
-			if c.ConfigPath != "" {
-				return c.ConfigPath
-			}
-		case "LOG_LEVEL":
-			return c.LogLevel
-		case "LOG_FORMAT":
-			return c.LogFormat
-		}
-		return getenv(k)
-	}
 }
 
 var notHolder = regexp.MustCompile(`[^A-Za-z0-9_.:@-]+`)
@@ -185,22 +176,11 @@ func defaultReplicaID() string {
 // may carry a password, so only its presence shows.
 func (c *config) String() string {
 	redisMode := c.Redis.Describe()
-	path := c.ConfigPath
-	if path == "" {
-		path = pool.DefaultConfigPath
-	}
 	claim := "default"
 	if c.ClaimIdle > 0 {
 		claim = c.ClaimIdle.String()
 	}
-	return fmt.Sprintf("addr=%s replica=%s redis=%s redisPassword=%s config=%s webhookSecret=%s lockTTL=%s notifyClaimIdle=%s shutdownTimeout=%s",
-		c.Addr, c.ReplicaID, redisMode, mask(c.Redis.Password), path, mask(c.WebhookSecret),
-		c.LockTTL, claim, c.ShutdownTimeout)
-}
-
-func mask(secret string) string {
-	if secret == "" {
-		return "unset"
-	}
-	return "set"
+	return fmt.Sprintf("addr=%s replica=%s redis=%s redisPassword=%s config=%s webhookSecret=%s sentry=%s lockTTL=%s notifyClaimIdle=%s shutdownTimeout=%s",
+		c.Addr, c.ReplicaID, redisMode, runenv.Mask(c.Redis.Password), c.Pool.ConfigPath, runenv.Mask(c.WebhookSecret),
+		runenv.Mask(c.Telemetry.Sentry.DSN), c.LockTTL, claim, c.ShutdownTimeout)
 }

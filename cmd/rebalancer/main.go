@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/authpool/authpool/internal/runenv"
 	"github.com/authpool/authpool/pkg/notify"
 	"github.com/authpool/authpool/pkg/pool"
 	"github.com/authpool/authpool/pkg/rebalance"
@@ -63,19 +64,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	env := cfg.getenv(getenv)
-	log, err := telemetry.NewLogger(env, stderr, "rebalancer")
-	if err != nil {
-		return err
-	}
-	log = log.With("replica", cfg.ReplicaID)
-	switch enabled, err := pool.PoolEnabled(env); {
-	case err != nil:
-		return err
-	case !enabled:
+	log := telemetry.NewLogger(cfg.Telemetry.Log, stderr, "rebalancer").With("replica", cfg.ReplicaID)
+	if !cfg.Pool.Enabled {
 		return errors.New("AUTH_POOL_ENABLED=false: there is no pool to rebalance; do not run the rebalancer")
 	}
-	pcfg, err := pool.LoadConfigFromEnv(env)
+	pcfg, err := cfg.Pool.Load()
 	if err != nil {
 		return err
 	}
@@ -83,7 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		"subscriptions", len(pcfg.Subscriptions), "rebalancingEnabled", pcfg.RebalancingEnabled(),
 		"intervalSeconds", pcfg.Rebalancing.IntervalSeconds)
 
-	tel, err := telemetry.Start(ctx, env, "authpool-rebalancer", version, log)
+	tel, err := telemetry.Start(ctx, cfg.Telemetry, "authpool-rebalancer", version, log)
 	if err != nil {
 		return err
 	}
@@ -136,7 +129,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 
-	if err := syncPool(ctx, p, log); err != nil {
+	if err := runenv.SyncPool(ctx, p, log, 0); err != nil {
 		_ = shutdown()
 		if ctx.Err() != nil {
 			return nil
@@ -159,28 +152,4 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log.Info("shutting down: resigning leadership", "leader", comp.IsLeader())
 	return shutdown()
-}
-
-// syncPool writes the configured subscriptions into Redis (idempotent),
-// retrying while Redis is unreachable until ctx ends.
-func syncPool(ctx context.Context, p *pool.Pool, log *slog.Logger) error {
-	wait := 500 * time.Millisecond
-	for {
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := p.Sync(sctx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		log.Warn("Redis not ready; retrying the pool sync", "error", err.Error(), "retryIn", wait.String())
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 5*time.Second)
-	}
 }

@@ -1,6 +1,11 @@
 // Package runenv reads what both binaries take from the environment in the
-// same way: comma-separated lists, durations, and the Redis connection
-// (REDIS_URL, or REDIS_ADDRS with REDIS_MASTER_NAME, and REDIS_PASSWORD).
+// same way: comma-separated lists, durations, the Redis connection
+// (REDIS_URL, or REDIS_ADDRS with REDIS_MASTER_NAME, and REDIS_PASSWORD), the
+// pool variables (AUTH_POOL_*, WEEKLY_BUDGET), production (APP_ENV,
+// NODE_ENV) and telemetry (LOG_*, OTEL_EXPORTER_OTLP_*, SENTRY_*); and it
+// syncs the pool into Redis at start-up. Each binary reads its environment
+// once through it and passes the values down: no package under pkg/ reads
+// the environment.
 package runenv
 
 import (

@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
@@ -81,9 +80,11 @@ type Options struct {
 	// this process, put a subscription in cooldown (reason "failures").
 	// Default 3.
 	FailureThreshold int
-	// Getenv reads the variables named by subscriptions' oauthTokenEnv.
-	// Default os.Getenv.
-	Getenv func(string) string
+	// OAuthTokens maps a subscription id to the `claude setup-token` token
+	// its CLI runs with (CLAUDE_CODE_OAUTH_TOKEN): the value of the variable
+	// its oauthTokenEnv names, which the binary reads. A subscription
+	// without one uses the login in its configDir. Never logged.
+	OAuthTokens map[string]string
 	// Logger receives the request log. Default: discard.
 	Logger *slog.Logger
 	// Metrics records HTTP requests, allocations, failovers, rotations,
@@ -157,10 +158,6 @@ func New(opts Options) (*Server, error) {
 	if opts.AdminToken != "" {
 		s.admin = newKeyring([]string{opts.AdminToken})
 	}
-	getenv := opts.Getenv
-	if getenv == nil {
-		getenv = os.Getenv
-	}
 	keys := lua.NewKeys(pool.DefaultPoolName)
 	if opts.PoolName != "" {
 		keys = lua.NewKeys(opts.PoolName)
@@ -172,10 +169,8 @@ func New(opts Options) (*Server, error) {
 			if s.backends.Subscriptions[sub.ID] == nil {
 				return nil, errors.Join(ErrInvalidOptions, errors.New("gateway: subscription "+sub.ID+" has no backend"))
 			}
-			if sub.OAuthTokenEnv != "" {
-				if tok := getenv(sub.OAuthTokenEnv); tok != "" {
-					s.tokens[sub.ID] = tok
-				}
+			if tok := opts.OAuthTokens[sub.ID]; tok != "" {
+				s.tokens[sub.ID] = tok
 			}
 		}
 	}

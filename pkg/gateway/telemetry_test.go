@@ -33,7 +33,7 @@ func TestSpanTree(t *testing.T) {
 	// propagator, which cmd/api installs with telemetry.SetupTracing.
 	prev := otel.GetTextMapPropagator()
 	t.Cleanup(func() { otel.SetTextMapPropagator(prev) })
-	if _, err := telemetry.SetupTracing(t.Context(), func(string) string { return "" }, ServiceName); err != nil {
+	if _, err := telemetry.SetupTracing(t.Context(), telemetry.TraceConfig{}, ServiceName); err != nil {
 		t.Fatal(err)
 	}
 

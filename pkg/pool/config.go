@@ -103,6 +103,36 @@ const (
 	DefaultStaleAfterSeconds         = 3600
 )
 
+// applyDefaults replaces the zero values that mean "default" (DESIGN §3). It
+// is the one place the defaults are applied: LoadConfig calls it before
+// validating, New on its own copy of a config built in code.
+func (c *Config) applyDefaults() {
+	if c.MaxClientsPerSubscription == 0 {
+		c.MaxClientsPerSubscription = DefaultMaxClientsPerSubscription
+	}
+	if c.WeeklyBudgetThreshold == 0 {
+		c.WeeklyBudgetThreshold = DefaultWeeklyBudgetThreshold
+	}
+	if c.Rebalancing.IntervalSeconds == 0 {
+		c.Rebalancing.IntervalSeconds = DefaultIntervalSeconds
+	}
+	if c.Rebalancing.CostGapThreshold == 0 {
+		c.Rebalancing.CostGapThreshold = DefaultCostGapThreshold
+	}
+	if c.Rebalancing.MaxClientsToMovePerCycle == 0 {
+		c.Rebalancing.MaxClientsToMovePerCycle = DefaultMaxClientsToMovePerCycle
+	}
+	if c.Pool == "" {
+		c.Pool = DefaultPoolName
+	}
+	if c.IdleAfterSeconds == 0 {
+		c.IdleAfterSeconds = DefaultIdleAfterSeconds
+	}
+	if c.StaleAfterSeconds == 0 {
+		c.StaleAfterSeconds = DefaultStaleAfterSeconds
+	}
+}
+
 // MaxWeeklyBudget bounds a subscription's weeklyBudget (and WEEKLY_BUDGET), in
 // USD: far above any real subscription, and low enough that the scripts'
 // micro-USD integers stay exact (below 2^53) and print as the number given.

@@ -32,7 +32,7 @@ func FuzzLoadConfig(f *testing.F) {
 	f.Add([]byte(`null`))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := parseConfig(data, "fuzz.json", env())
+		cfg, err := parseConfig(data, "fuzz.json", Overrides{})
 		if err != nil {
 			var ve *ValidationError
 			if !errors.As(err, &ve) || len(ve.Problems) == 0 || !errors.Is(err, ErrInvalidConfig) {
@@ -47,7 +47,7 @@ func FuzzLoadConfig(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		again, err := parseConfig(out, "round-trip.json", env())
+		again, err := parseConfig(out, "round-trip.json", Overrides{})
 		if err != nil {
 			t.Fatalf("encoding/json's rendering of an accepted config is refused: %v\n%s", err, out)
 		}

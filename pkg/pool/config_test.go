@@ -14,15 +14,6 @@ import (
 
 type obj = map[string]any
 
-// env is a getenv over a fixed set of variables.
-func env(kv ...string) func(string) string {
-	m := map[string]string{}
-	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
-	}
-	return func(k string) string { return m[k] }
-}
-
 func sub(id string) obj {
 	return obj{"id": id, "email": id + "@example.com", "type": "claude-max",
 		"configDir": "/srv/claude-" + id, "weeklyBudget": 100.0}
@@ -34,6 +25,97 @@ func rule(typ string, threshold float64, channels ...string) obj {
 		r["threshold"] = threshold
 	}
 	return r
+}
+
+// badConfig is a config with problems and the paths of all of them.
+type badConfig struct {
+	name  string
+	edit  func(d obj)
+	raw   string // instead of the edited document
+	paths []string
+	// code: a rule across fields or values, which only the code checks;
+	// the schema finds a part of the paths or none.
+	code bool
+}
+
+// badConfigs are fed to the loader and to the schema alone.
+var badConfigs = []badConfig{
+	{name: "empty subscriptions", edit: func(d obj) { d["subscriptions"] = []any{} }, paths: []string{"subscriptions"}},
+	{name: "no subscriptions key", edit: func(d obj) { delete(d, "subscriptions") }, paths: []string{"subscriptions"}},
+	{name: "three problems in one subscription", edit: func(d obj) {
+		s := subAt(d, 0)
+		s["id"], s["email"], s["type"] = "sub 1", "Bob <bob@example.com>", "claude-ultra"
+	}, paths: []string{"subscriptions[0].email", "subscriptions[0].id", "subscriptions[0].type"}, code: true},
+	{name: "ids rejected, not rewritten", edit: func(d obj) {
+		subAt(d, 0)["id"] = strings.Repeat("x", 65)
+		subAt(d, 1)["id"] = "b.c"
+	}, paths: []string{"subscriptions[0].id", "subscriptions[1].id"}},
+	{name: "duplicate id", edit: func(d obj) { subAt(d, 1)["id"] = "a" }, paths: []string{"subscriptions[1].id"}, code: true},
+	{name: "emails", edit: func(d obj) {
+		subAt(d, 0)["email"] = ""
+		subAt(d, 1)["email"] = "not-an-address"
+	}, paths: []string{"subscriptions[0].email", "subscriptions[1].email"}, code: true},
+	{name: "config dirs", edit: func(d obj) {
+		var subs []any
+		for i, dir := range []string{".claude", "~/../etc", "/srv/a\x00b", "", "~root/.claude", "/srv/ok/../../etc"} {
+			s := sub(string(rune('c' + i)))
+			s["configDir"] = dir
+			subs = append(subs, s)
+		}
+		d["subscriptions"] = subs
+	}, paths: []string{"subscriptions[0].configDir", "subscriptions[1].configDir", "subscriptions[2].configDir",
+		"subscriptions[3].configDir", "subscriptions[4].configDir", "subscriptions[5].configDir"}},
+	{name: "two subscriptions share a config dir", edit: func(d obj) { subAt(d, 1)["configDir"] = "/srv//claude-a/" },
+		paths: []string{"subscriptions[1].configDir"}, code: true},
+	{name: "budgets, caps and token variable", edit: func(d obj) {
+		subAt(d, 0)["weeklyBudget"] = 0
+		subAt(d, 0)["oauthTokenEnv"] = "claude_token"
+		subAt(d, 1)["weeklyBudget"] = -5
+		subAt(d, 1)["maxClientsPerSub"] = -1
+	}, paths: []string{"subscriptions[0].oauthTokenEnv", "subscriptions[0].weeklyBudget",
+		"subscriptions[1].maxClientsPerSub", "subscriptions[1].weeklyBudget"}},
+	{name: "pool-wide numbers and name", edit: func(d obj) {
+		d["maxClientsPerSubscription"], d["weeklyBudgetThreshold"], d["pool"] = -1, 1.5, "my pool"
+	}, paths: []string{"maxClientsPerSubscription", "pool", "weeklyBudgetThreshold"}},
+	{name: "rebalancing", edit: func(d obj) {
+		d["rebalancing"] = obj{"intervalSeconds": 5, "costGapThreshold": -1, "maxClientsToMovePerCycle": -2}
+	}, paths: []string{"rebalancing.costGapThreshold", "rebalancing.intervalSeconds", "rebalancing.maxClientsToMovePerCycle"}},
+	{name: "rule types and thresholds", edit: func(d obj) {
+		notif(d)["rules"] = []any{rule("bogus", 0, "log"), rule("usage_threshold", 0, "log"),
+			rule("usage_threshold", 1.2, "log"), rule("failover", 0.5, "log")}
+	}, paths: []string{"notifications.rules[0].type", "notifications.rules[1].threshold",
+		"notifications.rules[2].threshold", "notifications.rules[3].threshold"}},
+	{name: "rule channels", edit: func(d obj) {
+		notif(d)["rules"] = []any{rule("failover", 0), rule("rotation", 0, "email"), rule("recovered", 0, "log", "log")}
+	}, paths: []string{"notifications.rules[0].channels", "notifications.rules[1].channels[0]", "notifications.rules[2].channels[1]"}, code: true},
+	{name: "webhook rule without webhookUrl", edit: func(d obj) { delete(notif(d), "webhookUrl") },
+		paths: []string{"notifications.webhookUrl"}, code: true},
+	{name: "plain http webhook", edit: func(d obj) { notif(d)["webhookUrl"] = "http://127.0.0.1:9000/hook" },
+		paths: []string{"notifications.webhookUrl"}, code: true},
+	{name: "insecure webhooks only to loopback", edit: func(d obj) {
+		notif(d)["webhookUrl"], notif(d)["allowInsecureWebhooks"] = "http://localhost.example.com/hook", true
+	}, paths: []string{"notifications.webhookUrl"}, code: true},
+	{name: "webhook without scheme", edit: func(d obj) { notif(d)["webhookUrl"] = "hooks.example.com/notify" },
+		paths: []string{"notifications.webhookUrl"}},
+	{name: "stale not after idle", edit: func(d obj) { d["idleAfterSeconds"], d["staleAfterSeconds"] = 600, 300 },
+		paths: []string{"staleAfterSeconds"}, code: true},
+	{name: "negative idle", edit: func(d obj) { d["idleAfterSeconds"] = -1 }, paths: []string{"idleAfterSeconds"}},
+	{name: "wrong JSON types, reported once each", edit: func(d obj) {
+		subAt(d, 0)["weeklyBudget"] = "456"
+		d["maxClientsPerSubscription"] = 1.5
+		d["rebalancing"] = obj{"enabled": "yes"}
+		d["subscriptions"] = append(d["subscriptions"].([]any), "c")
+	}, paths: []string{"maxClientsPerSubscription", "rebalancing.enabled", "subscriptions[0].weeklyBudget", "subscriptions[2]"}},
+	{name: "unknown keys beside other problems", edit: func(d obj) {
+		subAt(d, 1)["budget"] = 5
+		subAt(d, 0)["id"] = ""
+		d["extra"] = true
+		d["rebalancing"] = obj{"intervalSecs": 60}
+	}, paths: []string{"extra", "rebalancing.intervalSecs", "subscriptions[0].id", "subscriptions[1].budget"}},
+	{name: "duplicate key", raw: `{"subscriptions":[{"id":"a","id":"b","email":"a@example.com","type":"api","configDir":"/a","weeklyBudget":1}]}`,
+		paths: []string{"subscriptions[0].id"}, code: true},
+	{name: "top level is an array", raw: `[{"subscriptions":[]}]`, paths: []string{""}},
+	{name: "top level is null", raw: `null`, paths: []string{""}},
 }
 
 // validDoc is a small valid config; each bad case edits one copy of it.
@@ -78,8 +160,6 @@ func problemPaths(t *testing.T, err error) []string {
 func TestConfigSeedExamplesLoadUnchanged(t *testing.T) {
 	home := t.TempDir()
 	t.Setenv("HOME", home)
-	t.Setenv(EnvWeeklyBudget, "")
-	t.Setenv(EnvRebalancingEnabled, "")
 	on := true
 	integration := &Config{
 		MaxClientsPerSubscription: 15, WeeklyBudgetThreshold: 0.85, FallbackWhenExhausted: &on,
@@ -100,7 +180,7 @@ func TestConfigSeedExamplesLoadUnchanged(t *testing.T) {
 	}
 
 	for _, file := range []string{"testdata/config/integration.json", "../../config/auth-pool.json"} {
-		got, err := LoadConfig(file)
+		got, err := LoadConfig(file, Overrides{})
 		if err != nil {
 			t.Fatalf("%s: %v", file, err)
 		}
@@ -109,7 +189,7 @@ func TestConfigSeedExamplesLoadUnchanged(t *testing.T) {
 		}
 	}
 
-	prod, err := LoadConfig("testdata/config/production.json")
+	prod, err := LoadConfig("testdata/config/production.json", Overrides{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,18 +209,18 @@ func TestConfigSeedExamplesLoadUnchanged(t *testing.T) {
 		t.Errorf("production notifications: %+v", prod.Notifications)
 	}
 
-	// With no AUTH_POOL_CONFIG the gateway reads config/auth-pool.json from
-	// its working directory, the repository root.
+	// With no AUTH_POOL_CONFIG the binaries read DefaultConfigPath from
+	// their working directory, the repository root.
 	t.Chdir("../..")
-	got, err := LoadConfigFromEnv(env())
+	got, err := LoadConfig(DefaultConfigPath, Overrides{})
 	if err != nil || !reflect.DeepEqual(got, integration) {
-		t.Errorf("LoadConfigFromEnv at the repository root = %+v, %v", got, err)
+		t.Errorf("LoadConfig(DefaultConfigPath) at the repository root = %+v, %v", got, err)
 	}
 }
 
 func TestConfigDefaults(t *testing.T) {
 	d := obj{"subscriptions": []any{sub("a")}, "rebalancing": obj{"enabled": nil}, "pool": nil}
-	cfg, err := parseConfig(marshal(t, d), "test", env())
+	cfg, err := parseConfig(marshal(t, d), "test", Overrides{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,89 +239,7 @@ func TestConfigDefaults(t *testing.T) {
 }
 
 func TestConfigProblemsAreAllReportedWithPaths(t *testing.T) {
-	cases := []struct {
-		name  string
-		edit  func(d obj)
-		raw   string // instead of the edited document
-		paths []string
-	}{
-		{name: "empty subscriptions", edit: func(d obj) { d["subscriptions"] = []any{} }, paths: []string{"subscriptions"}},
-		{name: "no subscriptions key", edit: func(d obj) { delete(d, "subscriptions") }, paths: []string{"subscriptions"}},
-		{name: "three problems in one subscription", edit: func(d obj) {
-			s := subAt(d, 0)
-			s["id"], s["email"], s["type"] = "sub 1", "Bob <bob@example.com>", "claude-ultra"
-		}, paths: []string{"subscriptions[0].email", "subscriptions[0].id", "subscriptions[0].type"}},
-		{name: "ids rejected, not rewritten", edit: func(d obj) {
-			subAt(d, 0)["id"] = strings.Repeat("x", 65)
-			subAt(d, 1)["id"] = "b.c"
-		}, paths: []string{"subscriptions[0].id", "subscriptions[1].id"}},
-		{name: "duplicate id", edit: func(d obj) { subAt(d, 1)["id"] = "a" }, paths: []string{"subscriptions[1].id"}},
-		{name: "emails", edit: func(d obj) {
-			subAt(d, 0)["email"] = ""
-			subAt(d, 1)["email"] = "not-an-address"
-		}, paths: []string{"subscriptions[0].email", "subscriptions[1].email"}},
-		{name: "config dirs", edit: func(d obj) {
-			var subs []any
-			for i, dir := range []string{".claude", "~/../etc", "/srv/a\x00b", "", "~root/.claude", "/srv/ok/../../etc"} {
-				s := sub(string(rune('c' + i)))
-				s["configDir"] = dir
-				subs = append(subs, s)
-			}
-			d["subscriptions"] = subs
-		}, paths: []string{"subscriptions[0].configDir", "subscriptions[1].configDir", "subscriptions[2].configDir",
-			"subscriptions[3].configDir", "subscriptions[4].configDir", "subscriptions[5].configDir"}},
-		{name: "two subscriptions share a config dir", edit: func(d obj) { subAt(d, 1)["configDir"] = "/srv//claude-a/" },
-			paths: []string{"subscriptions[1].configDir"}},
-		{name: "budgets, caps and token variable", edit: func(d obj) {
-			subAt(d, 0)["weeklyBudget"] = 0
-			subAt(d, 0)["oauthTokenEnv"] = "claude_token"
-			subAt(d, 1)["weeklyBudget"] = -5
-			subAt(d, 1)["maxClientsPerSub"] = -1
-		}, paths: []string{"subscriptions[0].oauthTokenEnv", "subscriptions[0].weeklyBudget",
-			"subscriptions[1].maxClientsPerSub", "subscriptions[1].weeklyBudget"}},
-		{name: "pool-wide numbers and name", edit: func(d obj) {
-			d["maxClientsPerSubscription"], d["weeklyBudgetThreshold"], d["pool"] = -1, 1.5, "my pool"
-		}, paths: []string{"maxClientsPerSubscription", "pool", "weeklyBudgetThreshold"}},
-		{name: "rebalancing", edit: func(d obj) {
-			d["rebalancing"] = obj{"intervalSeconds": 5, "costGapThreshold": -1, "maxClientsToMovePerCycle": -2}
-		}, paths: []string{"rebalancing.costGapThreshold", "rebalancing.intervalSeconds", "rebalancing.maxClientsToMovePerCycle"}},
-		{name: "rule types and thresholds", edit: func(d obj) {
-			notif(d)["rules"] = []any{rule("bogus", 0, "log"), rule("usage_threshold", 0, "log"),
-				rule("usage_threshold", 1.2, "log"), rule("failover", 0.5, "log")}
-		}, paths: []string{"notifications.rules[0].type", "notifications.rules[1].threshold",
-			"notifications.rules[2].threshold", "notifications.rules[3].threshold"}},
-		{name: "rule channels", edit: func(d obj) {
-			notif(d)["rules"] = []any{rule("failover", 0), rule("rotation", 0, "email"), rule("recovered", 0, "log", "log")}
-		}, paths: []string{"notifications.rules[0].channels", "notifications.rules[1].channels[0]", "notifications.rules[2].channels[1]"}},
-		{name: "webhook rule without webhookUrl", edit: func(d obj) { delete(notif(d), "webhookUrl") },
-			paths: []string{"notifications.webhookUrl"}},
-		{name: "plain http webhook", edit: func(d obj) { notif(d)["webhookUrl"] = "http://127.0.0.1:9000/hook" },
-			paths: []string{"notifications.webhookUrl"}},
-		{name: "insecure webhooks only to loopback", edit: func(d obj) {
-			notif(d)["webhookUrl"], notif(d)["allowInsecureWebhooks"] = "http://localhost.example.com/hook", true
-		}, paths: []string{"notifications.webhookUrl"}},
-		{name: "webhook without scheme", edit: func(d obj) { notif(d)["webhookUrl"] = "hooks.example.com/notify" },
-			paths: []string{"notifications.webhookUrl"}},
-		{name: "stale not after idle", edit: func(d obj) { d["idleAfterSeconds"], d["staleAfterSeconds"] = 600, 300 },
-			paths: []string{"staleAfterSeconds"}},
-		{name: "negative idle", edit: func(d obj) { d["idleAfterSeconds"] = -1 }, paths: []string{"idleAfterSeconds"}},
-		{name: "wrong JSON types, reported once each", edit: func(d obj) {
-			subAt(d, 0)["weeklyBudget"] = "456"
-			d["maxClientsPerSubscription"] = 1.5
-			d["rebalancing"] = obj{"enabled": "yes"}
-			d["subscriptions"] = append(d["subscriptions"].([]any), "c")
-		}, paths: []string{"maxClientsPerSubscription", "rebalancing.enabled", "subscriptions[0].weeklyBudget", "subscriptions[2]"}},
-		{name: "unknown keys beside other problems", edit: func(d obj) {
-			subAt(d, 1)["budget"] = 5
-			subAt(d, 0)["id"] = ""
-			d["extra"] = true
-			d["rebalancing"] = obj{"intervalSecs": 60}
-		}, paths: []string{"extra", "rebalancing.intervalSecs", "subscriptions[0].id", "subscriptions[1].budget"}},
-		{name: "duplicate key", raw: `{"subscriptions":[{"id":"a","id":"b","email":"a@example.com","type":"api","configDir":"/a","weeklyBudget":1}]}`,
-			paths: []string{"subscriptions[0].id"}},
-		{name: "top level is an array", raw: `[{"subscriptions":[]}]`, paths: []string{""}},
-		{name: "top level is null", raw: `null`, paths: []string{""}},
-	}
+	cases := badConfigs
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			data := []byte(tc.raw)
@@ -250,7 +248,7 @@ func TestConfigProblemsAreAllReportedWithPaths(t *testing.T) {
 				tc.edit(d)
 				data = marshal(t, d)
 			}
-			cfg, err := parseConfig(data, "test.json", env())
+			cfg, err := parseConfig(data, "test.json", Overrides{})
 			if cfg != nil {
 				t.Fatalf("accepted %s", data)
 			}
@@ -262,41 +260,44 @@ func TestConfigProblemsAreAllReportedWithPaths(t *testing.T) {
 	}
 }
 
+// acceptedEdits turn validDoc into other valid configs.
+var acceptedEdits = map[string]func(d obj){
+	"https webhook with port and query": func(d obj) { notif(d)["webhookUrl"] = "https://hooks.example.com:8443/x?token=1" },
+	"insecure to 127.0.0.1": func(d obj) {
+		notif(d)["webhookUrl"], notif(d)["allowInsecureWebhooks"] = "http://127.0.0.1:9000/hook", true
+	},
+	"insecure to 127.8.9.10": func(d obj) {
+		notif(d)["webhookUrl"], notif(d)["allowInsecureWebhooks"] = "http://127.8.9.10/hook", true
+	},
+	"insecure to ::1": func(d obj) {
+		notif(d)["webhookUrl"], notif(d)["allowInsecureWebhooks"] = "http://[::1]:9000/hook", true
+	},
+	"insecure to localhost": func(d obj) {
+		notif(d)["webhookUrl"], notif(d)["allowInsecureWebhooks"] = "http://LOCALHOST/hook", true
+	},
+	"disabled webhook rule needs no url": func(d obj) {
+		delete(notif(d), "webhookUrl")
+		r := notif(d)["rules"].([]any)[0].(obj)
+		r["enabled"] = false
+	},
+	"no notifications at all": func(d obj) { delete(d, "notifications") },
+	"api type, own cap, token name": func(d obj) {
+		s := subAt(d, 0)
+		s["type"], s["maxClientsPerSub"], s["oauthTokenEnv"] = "api", 2, "CLAUDE_TOKEN_SUB1"
+	},
+	"zero gap means the default":      func(d obj) { d["rebalancing"] = obj{"costGapThreshold": 0, "intervalSeconds": 10} },
+	"threshold of exactly one":        func(d obj) { d["weeklyBudgetThreshold"] = 1 },
+	"64-character id and pool name":   func(d obj) { subAt(d, 0)["id"], d["pool"] = strings.Repeat("A", 64), "team_pool-2" },
+	"home dir as the config dir root": func(d obj) { subAt(d, 0)["configDir"] = "~/" },
+}
+
 func TestConfigAccepts(t *testing.T) {
-	cases := map[string]func(d obj){
-		"https webhook with port and query": func(d obj) { notif(d)["webhookUrl"] = "https://hooks.example.com:8443/x?token=1" },
-		"insecure to 127.0.0.1": func(d obj) {
-			notif(d)["webhookUrl"], notif(d)["allowInsecureWebhooks"] = "http://127.0.0.1:9000/hook", true
-		},
-		"insecure to 127.8.9.10": func(d obj) {
-			notif(d)["webhookUrl"], notif(d)["allowInsecureWebhooks"] = "http://127.8.9.10/hook", true
-		},
-		"insecure to ::1": func(d obj) {
-			notif(d)["webhookUrl"], notif(d)["allowInsecureWebhooks"] = "http://[::1]:9000/hook", true
-		},
-		"insecure to localhost": func(d obj) {
-			notif(d)["webhookUrl"], notif(d)["allowInsecureWebhooks"] = "http://LOCALHOST/hook", true
-		},
-		"disabled webhook rule needs no url": func(d obj) {
-			delete(notif(d), "webhookUrl")
-			r := notif(d)["rules"].([]any)[0].(obj)
-			r["enabled"] = false
-		},
-		"no notifications at all": func(d obj) { delete(d, "notifications") },
-		"api type, own cap, token name": func(d obj) {
-			s := subAt(d, 0)
-			s["type"], s["maxClientsPerSub"], s["oauthTokenEnv"] = "api", 2, "CLAUDE_TOKEN_SUB1"
-		},
-		"zero gap means the default":      func(d obj) { d["rebalancing"] = obj{"costGapThreshold": 0, "intervalSeconds": 10} },
-		"threshold of exactly one":        func(d obj) { d["weeklyBudgetThreshold"] = 1 },
-		"64-character id and pool name":   func(d obj) { subAt(d, 0)["id"], d["pool"] = strings.Repeat("A", 64), "team_pool-2" },
-		"home dir as the config dir root": func(d obj) { subAt(d, 0)["configDir"] = "~/" },
-	}
+	cases := acceptedEdits
 	for name, edit := range cases {
 		t.Run(name, func(t *testing.T) {
 			d := validDoc()
 			edit(d)
-			if _, err := parseConfig(marshal(t, d), "test.json", env()); err != nil {
+			if _, err := parseConfig(marshal(t, d), "test.json", Overrides{}); err != nil {
 				t.Error(err)
 			}
 		})
@@ -309,7 +310,7 @@ func TestConfigUnknownKeysNamePath(t *testing.T) {
 	subAt(d, 0)["WeeklyBudget"] = 5
 	notif(d)["rules"].([]any)[1].(obj)["severity"] = obj{"deep": []any{[]any{obj{}}}}
 	d["odd key"] = 1
-	_, err := parseConfig(marshal(t, d), "auth-pool.json", env())
+	_, err := parseConfig(marshal(t, d), "auth-pool.json", Overrides{})
 	for _, want := range []string{
 		"pool: invalid config auth-pool.json (4 problems):",
 		"\n  subscriptions[1].budget: unknown key",
@@ -326,31 +327,31 @@ func TestConfigUnknownKeysNamePath(t *testing.T) {
 func TestConfigEnvOverrides(t *testing.T) {
 	cases := []struct {
 		name          string
-		env           []string
+		ov            Overrides
 		budget        float64 // of every subscription
 		rebalancing   bool
 		problemsPaths []string
 	}{
 		{name: "none", budget: 100, rebalancing: true},
-		{name: "weekly budget", env: []string{EnvWeeklyBudget, "500"}, budget: 500, rebalancing: true},
-		{name: "fractional budget", env: []string{EnvWeeklyBudget, " 123.5 "}, budget: 123.5, rebalancing: true},
-		{name: "rebalancing off", env: []string{EnvRebalancingEnabled, "false"}, budget: 100},
-		{name: "rebalancing 0", env: []string{EnvRebalancingEnabled, "0"}, budget: 100},
-		{name: "rebalancing TRUE", env: []string{EnvRebalancingEnabled, "TRUE"}, budget: 100, rebalancing: true},
-		{name: "budget not a number", env: []string{EnvWeeklyBudget, "lots"}, problemsPaths: []string{EnvWeeklyBudget}},
-		{name: "budget zero", env: []string{EnvWeeklyBudget, "0"}, problemsPaths: []string{EnvWeeklyBudget}},
-		{name: "budget negative", env: []string{EnvWeeklyBudget, "-5"}, problemsPaths: []string{EnvWeeklyBudget}},
-		{name: "budget infinite", env: []string{EnvWeeklyBudget, "Inf"}, problemsPaths: []string{EnvWeeklyBudget}},
-		{name: "budget NaN", env: []string{EnvWeeklyBudget, "NaN"}, problemsPaths: []string{EnvWeeklyBudget}},
-		{name: "rebalancing yes", env: []string{EnvRebalancingEnabled, "yes"}, problemsPaths: []string{EnvRebalancingEnabled}},
-		{name: "both bad", env: []string{EnvWeeklyBudget, "1e999", EnvRebalancingEnabled, "off"},
+		{name: "weekly budget", ov: Overrides{WeeklyBudget: "500"}, budget: 500, rebalancing: true},
+		{name: "fractional budget", ov: Overrides{WeeklyBudget: " 123.5 "}, budget: 123.5, rebalancing: true},
+		{name: "rebalancing off", ov: Overrides{RebalancingEnabled: "false"}, budget: 100},
+		{name: "rebalancing 0", ov: Overrides{RebalancingEnabled: "0"}, budget: 100},
+		{name: "rebalancing TRUE", ov: Overrides{RebalancingEnabled: "TRUE"}, budget: 100, rebalancing: true},
+		{name: "budget not a number", ov: Overrides{WeeklyBudget: "lots"}, problemsPaths: []string{EnvWeeklyBudget}},
+		{name: "budget zero", ov: Overrides{WeeklyBudget: "0"}, problemsPaths: []string{EnvWeeklyBudget}},
+		{name: "budget negative", ov: Overrides{WeeklyBudget: "-5"}, problemsPaths: []string{EnvWeeklyBudget}},
+		{name: "budget infinite", ov: Overrides{WeeklyBudget: "Inf"}, problemsPaths: []string{EnvWeeklyBudget}},
+		{name: "budget NaN", ov: Overrides{WeeklyBudget: "NaN"}, problemsPaths: []string{EnvWeeklyBudget}},
+		{name: "rebalancing yes", ov: Overrides{RebalancingEnabled: "yes"}, problemsPaths: []string{EnvRebalancingEnabled}},
+		{name: "both bad", ov: Overrides{WeeklyBudget: "1e999", RebalancingEnabled: "off"},
 			problemsPaths: []string{EnvRebalancingEnabled, EnvWeeklyBudget}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			d := validDoc()
 			d["rebalancing"] = obj{"enabled": true}
-			cfg, err := parseConfig(marshal(t, d), "test.json", env(tc.env...))
+			cfg, err := parseConfig(marshal(t, d), "test.json", tc.ov)
 			if tc.problemsPaths != nil {
 				if got := problemPaths(t, err); !slices.Equal(got, tc.problemsPaths) {
 					t.Errorf("paths = %q, want %q", got, tc.problemsPaths)
@@ -375,27 +376,27 @@ func TestConfigEnvOverrides(t *testing.T) {
 	// reported together with the file's own problems.
 	d := validDoc()
 	subAt(d, 0)["weeklyBudget"] = -1
-	if _, err := parseConfig(marshal(t, d), "test.json", env(EnvWeeklyBudget, "456")); err != nil {
+	if _, err := parseConfig(marshal(t, d), "test.json", Overrides{WeeklyBudget: "456"}); err != nil {
 		t.Errorf("WEEKLY_BUDGET overrides a bad budget: %v", err)
 	}
 	subAt(d, 1)["id"] = "a"
-	_, err := parseConfig(marshal(t, d), "test.json", env(EnvWeeklyBudget, "x"))
+	_, err := parseConfig(marshal(t, d), "test.json", Overrides{WeeklyBudget: "x"})
 	want := []string{EnvWeeklyBudget, "subscriptions[0].weeklyBudget", "subscriptions[1].id"}
 	if got := problemPaths(t, err); !slices.Equal(got, want) {
 		t.Errorf("paths = %q, want %q", got, want)
 	}
 }
 
-func TestLoadConfigFromEnvPath(t *testing.T) {
+func TestLoadConfigPathAndOverrides(t *testing.T) {
 	t.Setenv("HOME", t.TempDir())
-	cfg, err := LoadConfigFromEnv(env(EnvConfigPath, "testdata/config/production.json", EnvWeeklyBudget, "500"))
+	cfg, err := LoadConfig("testdata/config/production.json", Overrides{WeeklyBudget: "500"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Subscriptions[0].ID != "prod-sub1" || cfg.Subscriptions[2].WeeklyBudget != 500 {
 		t.Errorf("got %+v", cfg.Subscriptions)
 	}
-	_, err = LoadConfigFromEnv(env(EnvConfigPath, "testdata/config/missing.json"))
+	_, err = LoadConfig("testdata/config/missing.json", Overrides{})
 	if !errors.Is(err, ErrInvalidConfig) || !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "missing.json") {
 		t.Errorf("missing file: %v", err)
 	}
@@ -403,11 +404,11 @@ func TestLoadConfigFromEnvPath(t *testing.T) {
 
 func TestConfigPoolEnabled(t *testing.T) {
 	for v, want := range map[string]bool{"": true, "true": true, "1": true, "false": false, "0": false, " False ": false} {
-		if got, err := PoolEnabled(env(EnvPoolEnabled, v)); err != nil || got != want {
+		if got, err := PoolEnabled(v); err != nil || got != want {
 			t.Errorf("AUTH_POOL_ENABLED=%q: %v, %v; want %v", v, got, err, want)
 		}
 	}
-	_, err := PoolEnabled(env(EnvPoolEnabled, "disabled"))
+	_, err := PoolEnabled("disabled")
 	if got := problemPaths(t, err); !slices.Equal(got, []string{EnvPoolEnabled}) {
 		t.Errorf("AUTH_POOL_ENABLED=disabled: %v", err)
 	}
@@ -419,7 +420,7 @@ func TestConfigDirExpansion(t *testing.T) {
 	d := validDoc()
 	subAt(d, 0)["configDir"] = "~/.claude-a"
 	subAt(d, 1)["configDir"] = "/srv//claude-b/./"
-	cfg, err := parseConfig(marshal(t, d), "test.json", env())
+	cfg, err := parseConfig(marshal(t, d), "test.json", Overrides{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +432,7 @@ func TestConfigDirExpansion(t *testing.T) {
 	}
 
 	t.Setenv("HOME", "relative/home")
-	_, err = parseConfig(marshal(t, d), "test.json", env())
+	_, err = parseConfig(marshal(t, d), "test.json", Overrides{})
 	if got := problemPaths(t, err); !slices.Equal(got, []string{"subscriptions[0].configDir"}) {
 		t.Errorf("a relative HOME cannot expand ~/: %v", err)
 	}
@@ -457,7 +458,7 @@ func TestConfigFileErrors(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			_, err := loadConfig(write(name, tc.content), env())
+			_, err := LoadConfig(write(name, tc.content), Overrides{})
 			if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("got %v\nwant it to contain %q", err, tc.want)
 			}
@@ -468,15 +469,23 @@ func TestConfigFileErrors(t *testing.T) {
 func TestConfigErrorsKeepSecrets(t *testing.T) {
 	d := validDoc()
 	notif(d)["webhookUrl"] = "http://user:hunter2@hooks.example.com/T0/B0/s3cr3t"
-	subAt(d, 0)["oauthTokenEnv"] = "CLAUDE_TOKEN_SUB1"
-	var asked []string
-	getenv := func(k string) string { asked = append(asked, k); return "" }
-	_, err := parseConfig(marshal(t, d), "test.json", getenv)
+	_, err := parseConfig(marshal(t, d), "test.json", Overrides{})
 	if err == nil || strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "s3cr3t") {
 		t.Errorf("the webhook URL must be refused without being quoted: %v", err)
 	}
-	if slices.Contains(asked, "CLAUDE_TOKEN_SUB1") {
-		t.Error("loading the config read the OAuth token itself; it must only hold the variable's name")
+
+	// The config holds the token variable's name, never the token: the
+	// binary resolves it (the loader has no access to the environment).
+	t.Setenv("CLAUDE_TOKEN_SUB1", "sk-ant-oat-token-value")
+	d = validDoc()
+	subAt(d, 0)["oauthTokenEnv"] = "CLAUDE_TOKEN_SUB1"
+	cfg, err := parseConfig(marshal(t, d), "test.json", Overrides{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := json.Marshal(cfg); strings.Contains(string(out), "sk-ant-oat-token-value") ||
+		cfg.Subscriptions[0].OAuthTokenEnv != "CLAUDE_TOKEN_SUB1" {
+		t.Errorf("the loaded config carries the token: %s", out)
 	}
 }
 
@@ -499,7 +508,7 @@ func TestConfigValidationErrorLists(t *testing.T) {
 
 func TestConfigManyProblemsStayBounded(t *testing.T) {
 	data := `{"subscriptions":[` + strings.Repeat(`{},"x",`, 20000) + `{}]}`
-	_, err := parseConfig([]byte(data), "big.json", env())
+	_, err := parseConfig([]byte(data), "big.json", Overrides{})
 	var ve *ValidationError
 	if !errors.As(err, &ve) {
 		t.Fatalf("got %v", err)

@@ -84,11 +84,7 @@ func TestWeeklyBudgetBounded(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d := validDoc()
 			subAt(d, 0)["weeklyBudget"] = tc.file
-			getenv := env()
-			if tc.env != "" {
-				getenv = env(EnvWeeklyBudget, tc.env)
-			}
-			cfg, err := parseConfig(marshal(t, d), "test.json", getenv)
+			cfg, err := parseConfig(marshal(t, d), "test.json", Overrides{WeeklyBudget: tc.env})
 			if tc.path == "" {
 				if err != nil {
 					t.Fatal(err)

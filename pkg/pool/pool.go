@@ -150,30 +150,7 @@ func New(rdb redis.UniversalClient, cfg *Config, opts Options) *Pool {
 // Config built in code (tests, embedding) behaves like one loaded from a file.
 func withDefaults(in *Config) *Config {
 	c := *in
-	if c.MaxClientsPerSubscription <= 0 {
-		c.MaxClientsPerSubscription = DefaultMaxClientsPerSubscription
-	}
-	if c.WeeklyBudgetThreshold <= 0 {
-		c.WeeklyBudgetThreshold = DefaultWeeklyBudgetThreshold
-	}
-	if c.IdleAfterSeconds <= 0 {
-		c.IdleAfterSeconds = DefaultIdleAfterSeconds
-	}
-	if c.StaleAfterSeconds <= 0 {
-		c.StaleAfterSeconds = DefaultStaleAfterSeconds
-	}
-	if c.Rebalancing.IntervalSeconds <= 0 {
-		c.Rebalancing.IntervalSeconds = DefaultIntervalSeconds
-	}
-	if c.Rebalancing.CostGapThreshold <= 0 {
-		c.Rebalancing.CostGapThreshold = DefaultCostGapThreshold
-	}
-	if c.Rebalancing.MaxClientsToMovePerCycle <= 0 {
-		c.Rebalancing.MaxClientsToMovePerCycle = DefaultMaxClientsToMovePerCycle
-	}
-	if c.Pool == "" {
-		c.Pool = DefaultPoolName
-	}
+	c.applyDefaults()
 	return &c
 }
 

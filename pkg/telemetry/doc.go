@@ -2,7 +2,8 @@
 // structured logs, Prometheus metrics, OpenTelemetry traces and Sentry
 // errors. It owns the formats and the names; the binaries only wire it.
 //
-//   - Logs: NewLogger reads LOG_LEVEL and LOG_FORMAT; json writes the seeds'
+//   - Logs: NewLogger writes as the LogConfig that ParseLogConfig made of
+//     LOG_LEVEL and LOG_FORMAT; json writes the seeds'
 //     lines (timestamp, level, module, message, context) and both formats
 //     redact secrets. Module names the writer.
 //   - Metrics: NewMetrics builds an OTel meter provider exported by the
@@ -12,29 +13,28 @@
 //     per-subscription gauges from pool snapshots. *Metrics is also the
 //     notify.Metrics of the Deliverer. A nil *Metrics records nothing.
 //   - Traces: SetupTracing installs the W3C propagator and, with
-//     OTEL_EXPORTER_OTLP_ENDPOINT, an OTLP exporter; InstrumentRedis traces
+//     an OTLP endpoint, an OTLP exporter; InstrumentRedis traces
 //     Redis calls without their statements; Tracer names a tracer.
-//   - Errors: SetupSentry enables Sentry with SENTRY_DSN; CaptureError and
+//   - Errors: SetupSentry enables Sentry with a DSN; CaptureError and
 //     CapturePanic report with request and subscription tags; WithRequest
 //     attaches the failing request (credentials scrubbed).
 //
-// The package does not log on its own: SetOTelErrorLogger routes the OTel
+// The package reads no environment variable itself: each binary reads its
+// environment once into a Config and passes it down. The package does not
+// log on its own: SetOTelErrorLogger routes the OTel
 // SDK's internal errors to the process logger.
 //
 // Wiring in cmd/api (cmd/rebalancer is the same with "rebalancer" and no
 // gateway; it serves m.Handler() on its own mux as GET /metrics):
 //
-//	log, err := telemetry.NewLogger(getenv, os.Stderr, "api")
-//	if err != nil {
-//		return err
-//	}
+//	log := telemetry.NewLogger(cfg.Telemetry.Log, os.Stderr, "api")
 //	telemetry.SetOTelErrorLogger(log)
-//	stopTracing, err := telemetry.SetupTracing(ctx, getenv, "authpool-api")
+//	stopTracing, err := telemetry.SetupTracing(ctx, cfg.Telemetry.Trace, "authpool-api")
 //	if err != nil {
 //		return err
 //	}
 //	defer func() { _ = stopTracing(context.Background()) }()
-//	flush, sentryOn, err := telemetry.SetupSentry(getenv, version)
+//	flush, sentryOn, err := telemetry.SetupSentry(cfg.Telemetry.Sentry, version)
 //	if err != nil {
 //		return err
 //	}

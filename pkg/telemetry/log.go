@@ -19,9 +19,37 @@ const ModuleKey = "module"
 // timestampLayout is RFC 3339 in UTC with milliseconds, the seeds' example.
 const timestampLayout = "2006-01-02T15:04:05.000Z07:00"
 
-// NewLogger builds a process logger writing to w, configured by LOG_LEVEL
-// (debug|info|warn|error, default info) and LOG_FORMAT (json|text, default
-// text) read through getenv. module names the writer until Module changes it.
+// LogConfig is how a process logs: LOG_LEVEL and LOG_FORMAT, read by the
+// binary and parsed once by ParseLogConfig.
+type LogConfig struct {
+	// Level is the lowest level written. Default info.
+	Level slog.Level
+	// JSON writes the seeds' JSON lines; false writes text. Default false.
+	JSON bool
+}
+
+// ParseLogConfig parses the values of LOG_LEVEL (debug|info|warn|error,
+// default info) and LOG_FORMAT (json|text, default text). The error wraps
+// ErrLogConfig and names each bad variable, one per line.
+func ParseLogConfig(level, format string) (LogConfig, error) {
+	var c LogConfig
+	l, err := ParseLevel(level)
+	c.Level = l
+	switch strings.ToLower(strings.TrimSpace(format)) {
+	case "", "text":
+	case "json":
+		c.JSON = true
+	default:
+		err = errors.Join(err, fmt.Errorf("%w: LOG_FORMAT %q: want json or text", ErrLogConfig, format))
+	}
+	if err != nil {
+		return LogConfig{}, err
+	}
+	return c, nil
+}
+
+// NewLogger builds a process logger writing to w as c says. module names
+// the writer until Module changes it.
 //
 // The json format writes the seeds' lines:
 //
@@ -32,24 +60,16 @@ const timestampLayout = "2006-01-02T15:04:05.000Z07:00"
 // (token, secret, password, authorization, api_key, dsn, cookie) is written
 // as [REDACTED], and bearer credentials, sk-ant- keys and URL passwords are
 // cut out of every string, the message included.
-func NewLogger(getenv func(string) string, w io.Writer, module string) (*slog.Logger, error) {
-	level, err := ParseLevel(getenv("LOG_LEVEL"))
-	if err != nil {
-		return nil, err
-	}
-	opts := &slog.HandlerOptions{Level: level}
+func NewLogger(c LogConfig, w io.Writer, module string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.Level}
 	var inner slog.Handler
-	format := strings.ToLower(strings.TrimSpace(getenv("LOG_FORMAT")))
-	switch format {
-	case "", "text":
-		inner = slog.NewTextHandler(w, opts)
-	case "json":
+	if c.JSON {
 		opts.ReplaceAttr = seedsKeys
 		inner = slog.NewJSONHandler(w, opts)
-	default:
-		return nil, fmt.Errorf("%w: LOG_FORMAT %q: want json or text", ErrLogConfig, getenv("LOG_FORMAT"))
+	} else {
+		inner = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(&handler{inner: inner, module: module, nest: format == "json"}), nil
+	return slog.New(&handler{inner: inner, module: module, nest: c.JSON})
 }
 
 // ParseLevel parses a LOG_LEVEL value: debug, info, warn (or warning), error;

@@ -22,6 +22,16 @@ func env(kv ...string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
+// newLogger is what a binary does with its LOG_LEVEL and LOG_FORMAT:
+// parse them once, then build the logger.
+func newLogger(getenv func(string) string, w io.Writer, module string) (*slog.Logger, error) {
+	c, err := ParseLogConfig(getenv("LOG_LEVEL"), getenv("LOG_FORMAT"))
+	if err != nil {
+		return nil, err
+	}
+	return NewLogger(c, w, module), nil
+}
+
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func jsonLines(t *testing.T, out string) []map[string]any {
@@ -39,7 +49,7 @@ func jsonLines(t *testing.T, out string) []map[string]any {
 
 func TestJSONLinesHaveTheSeedsShape(t *testing.T) {
 	var buf bytes.Buffer
-	l, err := NewLogger(env("LOG_FORMAT", "json"), &buf, "api")
+	l, err := newLogger(env("LOG_FORMAT", "json"), &buf, "api")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +88,7 @@ func keys(m map[string]any) []string {
 
 func TestJSONContextKeepsWithAttrsAndGroups(t *testing.T) {
 	var buf bytes.Buffer
-	l, err := NewLogger(env("LOG_FORMAT", "json", "LOG_LEVEL", "debug"), &buf, "rebalancer")
+	l, err := newLogger(env("LOG_FORMAT", "json", "LOG_LEVEL", "debug"), &buf, "rebalancer")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +129,7 @@ func TestLevelsAndFormats(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var buf bytes.Buffer
-			l, err := NewLogger(tt.env, &buf, "api")
+			l, err := newLogger(tt.env, &buf, "api")
 			if tt.wantErr {
 				if !errors.Is(err, ErrLogConfig) {
 					t.Fatalf("err %v, want ErrLogConfig", err)
@@ -175,7 +185,7 @@ func TestSecretsNeverReachTheLog(t *testing.T) {
 	for _, format := range []string{"json", "text"} {
 		t.Run(format, func(t *testing.T) {
 			var buf bytes.Buffer
-			l, err := NewLogger(env("LOG_FORMAT", format), &buf, "api")
+			l, err := newLogger(env("LOG_FORMAT", format), &buf, "api")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -201,7 +211,7 @@ func TestSecretsNeverReachTheLog(t *testing.T) {
 
 func TestTokenCountsAreNotSecrets(t *testing.T) {
 	var buf bytes.Buffer
-	l, err := NewLogger(env("LOG_FORMAT", "json"), &buf, "gateway")
+	l, err := newLogger(env("LOG_FORMAT", "json"), &buf, "gateway")
 	if err != nil {
 		t.Fatal(err)
 	}

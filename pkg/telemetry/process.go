@@ -9,7 +9,18 @@ import (
 // sentryFlushTimeout bounds the wait for queued Sentry events at exit.
 const sentryFlushTimeout = 2 * time.Second
 
-// Process is a binary's telemetry, set up from its environment by Start:
+// Config is the telemetry part of a binary's environment, read once by the
+// binary (internal/runenv) and passed down.
+type Config struct {
+	// Log is LOG_LEVEL and LOG_FORMAT, for NewLogger.
+	Log LogConfig
+	// Trace is OTEL_EXPORTER_OTLP_*, for SetupTracing.
+	Trace TraceConfig
+	// Sentry is SENTRY_DSN and the environment, for SetupSentry.
+	Sentry SentryConfig
+}
+
+// Process is a binary's telemetry, set up from its Config by Start:
 // OTel errors to the log, tracing (SetupTracing), Sentry (SetupSentry) and
 // the metrics to serve at /metrics.
 type Process struct {
@@ -24,13 +35,13 @@ type Process struct {
 
 // Start sets up the process's telemetry for service (its trace service
 // name) at release (its Sentry release). Close it before the process exits.
-func Start(ctx context.Context, getenv func(string) string, service, release string, log *slog.Logger) (*Process, error) {
+func Start(ctx context.Context, c Config, service, release string, log *slog.Logger) (*Process, error) {
 	SetOTelErrorLogger(log)
-	stop, err := SetupTracing(ctx, getenv, service)
+	stop, err := SetupTracing(ctx, c.Trace, service)
 	if err != nil {
 		return nil, err
 	}
-	flush, on, err := SetupSentry(getenv, release)
+	flush, on, err := SetupSentry(c.Sentry, release)
 	if err != nil {
 		_ = stop(ctx)
 		return nil, err
@@ -41,8 +52,7 @@ func Start(ctx context.Context, getenv func(string) string, service, release str
 		_ = stop(ctx)
 		return nil, err
 	}
-	log.Info("telemetry", "sentry", on, "tracing", getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" ||
-		getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != "")
+	log.Info("telemetry", "sentry", on, "tracing", c.Trace.Exporting())
 	return &Process{Metrics: m, Sentry: on, stopTracing: stop, flush: flush}, nil
 }
 

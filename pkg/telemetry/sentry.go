@@ -21,25 +21,38 @@ const (
 	TagSubscriptionID = "subscription_id"
 )
 
-// SetupSentry turns on error reporting to Sentry when SENTRY_DSN is set:
-// errors passed to CaptureError and panics passed to CapturePanic are sent,
-// tagged with release and the environment (SENTRY_ENVIRONMENT, else
-// production when APP_ENV or NODE_ENV says so, else development). Request
-// headers that carry credentials, cookies, request bodies and any string
-// that looks like a key or token are removed before an event leaves the
-// process. Without SENTRY_DSN nothing is ever sent and enabled is false.
-// flush waits up to its timeout for queued events; call it before exiting.
-func SetupSentry(getenv func(string) string, release string) (flush func(time.Duration) bool, enabled bool, err error) {
-	dsn := strings.TrimSpace(getenv("SENTRY_DSN"))
+// SentryConfig is the Sentry part of a binary's environment.
+type SentryConfig struct {
+	// DSN (SENTRY_DSN) turns reporting on. It holds a key: never log it.
+	DSN string
+	// Environment (SENTRY_ENVIRONMENT; the binary defaults it to production
+	// when APP_ENV or NODE_ENV says so) tags every event. Default
+	// development.
+	Environment string
+}
+
+// SetupSentry turns on error reporting to Sentry when c.DSN is set: errors
+// passed to CaptureError and panics passed to CapturePanic are sent, tagged
+// with release and c.Environment. Request headers that carry credentials,
+// cookies, request bodies and any string that looks like a key or token are
+// removed before an event leaves the process. Without a DSN nothing is ever
+// sent and enabled is false. flush waits up to its timeout for queued
+// events; call it before exiting.
+func SetupSentry(c SentryConfig, release string) (flush func(time.Duration) bool, enabled bool, err error) {
+	dsn := strings.TrimSpace(c.DSN)
 	if dsn == "" {
 		// Unbind any client a previous setup installed: "unset" means silent.
 		sentry.CurrentHub().BindClient(nil)
 		return func(time.Duration) bool { return true }, false, nil
 	}
+	environment := strings.TrimSpace(c.Environment)
+	if environment == "" {
+		environment = "development"
+	}
 	err = sentry.Init(sentry.ClientOptions{
 		Dsn:              dsn,
 		Release:          release,
-		Environment:      sentryEnvironment(getenv),
+		Environment:      environment,
 		AttachStacktrace: true,
 		BeforeSend:       scrubEvent,
 		BeforeBreadcrumb: func(b *sentry.Breadcrumb, _ *sentry.BreadcrumbHint) *sentry.Breadcrumb {
@@ -52,16 +65,6 @@ func SetupSentry(getenv func(string) string, release string) (flush func(time.Du
 		return nil, false, fmt.Errorf("%w: SENTRY_DSN was not accepted", ErrSentryConfig)
 	}
 	return sentry.Flush, true, nil
-}
-
-func sentryEnvironment(getenv func(string) string) string {
-	if e := strings.TrimSpace(getenv("SENTRY_ENVIRONMENT")); e != "" {
-		return e
-	}
-	if getenv("APP_ENV") == "production" || getenv("NODE_ENV") == "production" {
-		return "production"
-	}
-	return "development"
 }
 
 // hub is the Sentry hub of ctx (one set by WithRequest or an SDK

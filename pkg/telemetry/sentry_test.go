@@ -12,14 +12,14 @@ import (
 	"github.com/authpool/authpool/internal/sentrytest"
 )
 
-func setupSentry(t *testing.T, getenv func(string) string) func(time.Duration) bool {
+func setupSentry(t *testing.T, c SentryConfig) func(time.Duration) bool {
 	t.Helper()
-	flush, _, err := SetupSentry(getenv, "authpool@test")
+	flush, _, err := SetupSentry(c, "authpool@test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Leave the process hub silent for the tests that follow.
-	t.Cleanup(func() { _, _, _ = SetupSentry(env(), "") })
+	t.Cleanup(func() { _, _, _ = SetupSentry(SentryConfig{}, "") })
 	return flush
 }
 
@@ -34,7 +34,7 @@ func failedRequest() *http.Request {
 
 func TestCaptureErrorSendsTagsAndNoCredentials(t *testing.T) {
 	sink := sentrytest.New(t)
-	flush := setupSentry(t, env("SENTRY_DSN", sink.DSN(), "NODE_ENV", "production"))
+	flush := setupSentry(t, SentryConfig{DSN: sink.DSN(), Environment: "production"})
 
 	ctx := WithRequest(context.Background(), failedRequest())
 	CaptureError(ctx, errors.New("backend: claude exited 1 (key "+oauthToken+")"),
@@ -75,7 +75,7 @@ func TestCaptureErrorSendsTagsAndNoCredentials(t *testing.T) {
 
 func TestCapturePanicIsReported(t *testing.T) {
 	sink := sentrytest.New(t)
-	flush := setupSentry(t, env("SENTRY_DSN", sink.DSN()))
+	flush := setupSentry(t, SentryConfig{DSN: sink.DSN()})
 
 	func() {
 		defer func() {
@@ -98,8 +98,8 @@ func TestCapturePanicIsReported(t *testing.T) {
 func TestWithoutDSNNothingIsSent(t *testing.T) {
 	sink := sentrytest.New(t)
 	// Enabled first, then configured without SENTRY_DSN: silence wins.
-	setupSentry(t, env("SENTRY_DSN", sink.DSN()))
-	flush, enabled, err := SetupSentry(env(), "authpool@test")
+	setupSentry(t, SentryConfig{DSN: sink.DSN()})
+	flush, enabled, err := SetupSentry(SentryConfig{}, "authpool@test")
 	if err != nil || enabled {
 		t.Fatalf("SetupSentry without DSN: enabled %v, err %v", enabled, err)
 	}
@@ -114,7 +114,7 @@ func TestWithoutDSNNothingIsSent(t *testing.T) {
 }
 
 func TestBadDSNIsRejectedWithoutEchoingIt(t *testing.T) {
-	_, enabled, err := SetupSentry(env("SENTRY_DSN", "not a dsn "+sentryKey), "")
+	_, enabled, err := SetupSentry(SentryConfig{DSN: "not a dsn " + sentryKey}, "")
 	if !errors.Is(err, ErrSentryConfig) || enabled {
 		t.Fatalf("err %v enabled %v, want ErrSentryConfig", err, enabled)
 	}

@@ -30,29 +30,52 @@ const (
 	ProtocolGRPC = "grpc"
 )
 
+// TraceConfig says where spans go, as the binary read it from the
+// OTEL_EXPORTER_OTLP_* variables named on each field. The zero value
+// exports nothing.
+type TraceConfig struct {
+	// Endpoint (OTEL_EXPORTER_OTLP_ENDPOINT) is the collector's base URL;
+	// http/protobuf appends /v1/traces. It may carry credentials.
+	Endpoint string
+	// TracesEndpoint (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is the full URL of
+	// the traces endpoint; it wins over Endpoint.
+	TracesEndpoint string
+	// Protocol (OTEL_EXPORTER_OTLP_PROTOCOL) is ProtocolHTTP (default) or
+	// ProtocolGRPC.
+	Protocol string
+	// TracesProtocol (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) wins over Protocol.
+	TracesProtocol string
+}
+
+// Exporting reports whether c names an endpoint, that is whether
+// SetupTracing will export spans.
+func (c TraceConfig) Exporting() bool {
+	return strings.TrimSpace(c.TracesEndpoint) != "" || strings.TrimSpace(c.Endpoint) != ""
+}
+
 // SetupTracing installs the W3C trace-context and baggage propagator
 // globally, so incoming traceparent headers continue in our spans and
-// outgoing requests carry them. With OTEL_EXPORTER_OTLP_ENDPOINT (or
-// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, used as the full URL) set, it also
-// installs a global tracer provider whose batch exporter sends spans over
-// OTLP: http/protobuf (default; /v1/traces is appended to the endpoint) or
-// grpc, per OTEL_EXPORTER_OTLP_PROTOCOL (or ..._TRACES_PROTOCOL). Without an
-// endpoint nothing is exported and the global tracer provider is left as it
-// is (OTel's default is a no-op), so a test may install its own.
+// outgoing requests carry them. With c.Endpoint (or c.TracesEndpoint, used
+// as the full URL) set, it also installs a global tracer provider whose
+// batch exporter sends spans over OTLP: http/protobuf (default; /v1/traces
+// is appended to the endpoint) or grpc, per c.Protocol (or
+// c.TracesProtocol). Without an endpoint nothing is exported and the global
+// tracer provider is left as it is (OTel's default is a no-op), so a test
+// may install its own.
 //
-// The endpoint and protocol are read through getenv; the exporter itself
-// also honours the process's other OTEL_EXPORTER_OTLP_* variables (headers,
-// timeout, certificates) and OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES.
+// The exporter itself also honours the process's other
+// OTEL_EXPORTER_OTLP_* variables (headers, timeout, certificates) and
+// OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES: the OTel SDK reads those.
 // shutdown flushes pending spans; call it before the process exits.
-func SetupTracing(ctx context.Context, getenv func(string) string, serviceName string) (shutdown func(context.Context) error, err error) {
+func SetupTracing(ctx context.Context, c TraceConfig, serviceName string) (shutdown func(context.Context) error, err error) {
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	noop := func(context.Context) error { return nil }
 
 	name, full := "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", true
-	endpoint := strings.TrimSpace(getenv(name))
+	endpoint := strings.TrimSpace(c.TracesEndpoint)
 	if endpoint == "" {
 		name, full = "OTEL_EXPORTER_OTLP_ENDPOINT", false
-		endpoint = strings.TrimSpace(getenv(name))
+		endpoint = strings.TrimSpace(c.Endpoint)
 	}
 	if endpoint == "" {
 		return noop, nil
@@ -62,9 +85,9 @@ func SetupTracing(ctx context.Context, getenv func(string) string, serviceName s
 		// The URL may carry credentials: name the variable, not its value.
 		return nil, fmt.Errorf("%w: %s must be an http:// or https:// URL with a host", ErrTraceConfig, name)
 	}
-	protocol := strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"))
+	protocol := strings.TrimSpace(c.TracesProtocol)
 	if protocol == "" {
-		protocol = strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_PROTOCOL"))
+		protocol = strings.TrimSpace(c.Protocol)
 	}
 	var exp *otlptrace.Exporter
 	switch protocol {

@@ -79,7 +79,7 @@ func TestRedisScriptCallIsAChildSpanWithoutStatement(t *testing.T) {
 
 func TestSetupTracingWithoutEndpointOnlyPropagates(t *testing.T) {
 	before := otel.GetTracerProvider()
-	shutdown, err := SetupTracing(context.Background(), env(), "authpool-api")
+	shutdown, err := SetupTracing(context.Background(), TraceConfig{}, "authpool-api")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +118,7 @@ func TestSetupTracingExportsOverOTLPHTTP(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	shutdown, err := SetupTracing(context.Background(), env("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL), "authpool-api")
+	shutdown, err := SetupTracing(context.Background(), TraceConfig{Endpoint: srv.URL}, "authpool-api")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,9 +162,8 @@ func TestSetupTracingExportsOverOTLPGRPC(t *testing.T) {
 	go func() { _ = gs.Serve(lis) }()
 	defer gs.Stop()
 
-	shutdown, err := SetupTracing(context.Background(), env(
-		"OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+lis.Addr().String(),
-		"OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"), "authpool-rebalancer")
+	shutdown, err := SetupTracing(context.Background(), TraceConfig{
+		Endpoint: "http://" + lis.Addr().String(), Protocol: "grpc"}, "authpool-rebalancer")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,15 +206,17 @@ func exported(reqs []*coltracepb.ExportTraceServiceRequest) (name, service strin
 func TestSetupTracingRejectsBadSettings(t *testing.T) {
 	tests := []struct {
 		name string
-		env  func(string) string
+		cfg  TraceConfig
 	}{
-		{"not a URL", env("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318")},
-		{"ftp", env("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://user:hunter2secret@collector")},
-		{"http/json", env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318", "OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")},
+		{"not a URL", TraceConfig{Endpoint: "collector:4318"}},
+		{"ftp", TraceConfig{Endpoint: "ftp://user:hunter2secret@collector"}},
+		{"traces URL", TraceConfig{Endpoint: "http://collector:4318", TracesEndpoint: "ftp://user:hunter2secret@collector"}},
+		{"http/json", TraceConfig{Endpoint: "http://collector:4318", Protocol: "http/json"}},
+		{"traces protocol wins", TraceConfig{Endpoint: "http://collector:4318", Protocol: "grpc", TracesProtocol: "http/json"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := SetupTracing(context.Background(), tt.env, "authpool-api")
+			_, err := SetupTracing(context.Background(), tt.cfg, "authpool-api")
 			if !errors.Is(err, ErrTraceConfig) {
 				t.Fatalf("err %v, want ErrTraceConfig", err)
 			}
