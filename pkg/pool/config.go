@@ -4,6 +4,9 @@ package pool
 // seeds' format. Every field states its default; a zero value in the file
 // means "use the default" only where noted (see applyDefaults).
 type Config struct {
+	// Schema names the JSON Schema for editors ("$schema"); the binaries
+	// validate with the embedded one whatever it says.
+	Schema string `json:"$schema,omitempty"`
 	// Subscriptions are the Claude subscriptions in the pool. Required, at least one.
 	Subscriptions []SubscriptionConfig `json:"subscriptions"`
 	// MaxClientsPerSubscription is the live-client cap of a subscription that sets

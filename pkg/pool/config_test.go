@@ -262,6 +262,7 @@ func TestConfigProblemsAreAllReportedWithPaths(t *testing.T) {
 
 // acceptedEdits turn validDoc into other valid configs.
 var acceptedEdits = map[string]func(d obj){
+	"$schema for editors":               func(d obj) { d["$schema"] = "./auth-pool.schema.json" },
 	"https webhook with port and query": func(d obj) { notif(d)["webhookUrl"] = "https://hooks.example.com:8443/x?token=1" },
 	"insecure to 127.0.0.1": func(d obj) {
 		notif(d)["webhookUrl"], notif(d)["allowInsecureWebhooks"] = "http://127.0.0.1:9000/hook", true
