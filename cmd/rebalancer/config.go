@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/authpool/authpool/internal/ids"
 	"github.com/authpool/authpool/internal/runenv"
 	"github.com/authpool/authpool/pkg/pool"
 	"github.com/authpool/authpool/pkg/rebalance"
@@ -165,8 +165,6 @@ func (c *config) getenv(getenv func(string) string) func(string) string {
 	}
 }
 
-var notHolder = regexp.MustCompile(`[^A-Za-z0-9_.:@-]+`)
-
 // defaultReplicaID is host name and pid: unique per process, and the pod
 // name under Kubernetes.
 func defaultReplicaID() string {
@@ -174,7 +172,7 @@ func defaultReplicaID() string {
 	if err != nil || host == "" {
 		host = "rebalancer"
 	}
-	id := notHolder.ReplaceAllString(host, "-") + "-" + strconv.Itoa(os.Getpid())
+	id := ids.NotReplica.ReplaceAllString(host, "-") + "-" + strconv.Itoa(os.Getpid())
 	if len(id) > 128 {
 		id = id[len(id)-128:]
 	}

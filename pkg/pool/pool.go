@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/authpool/authpool/internal/ids"
 	"github.com/authpool/authpool/pkg/lua"
 )
 
@@ -46,7 +47,7 @@ func ParsePriority(s string) (Priority, error) {
 }
 
 // ValidSessionID reports whether s is an acceptable session id.
-func ValidSessionID(s string) bool { return lua.ValidID(s) }
+func ValidSessionID(s string) bool { return ids.ValidSession(s) }
 
 // Options tune the pool beyond the config file. The zero value means the
 // defaults below.

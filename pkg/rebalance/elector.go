@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"regexp"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/authpool/authpool/internal/backoff"
+	"github.com/authpool/authpool/internal/ids"
 	"github.com/authpool/authpool/pkg/lua"
 	"github.com/authpool/authpool/pkg/pool"
 )
@@ -41,7 +41,7 @@ var (
 
 // holderPattern is the shape of a replica id: it is stored in Redis and
 // appears in logs. Host names and pod names fit.
-var holderPattern = regexp.MustCompile(`^[A-Za-z0-9_.:@-]{1,128}$`)
+var holderPattern = ids.Replica
 
 // ValidHolder reports whether s may name a replica.
 func ValidHolder(s string) bool { return holderPattern.MatchString(s) }
