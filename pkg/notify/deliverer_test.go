@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/lua"
 	"github.com/authpool/authpool/pkg/pool"
 )
@@ -30,8 +31,8 @@ func TestReceiverRecoversAfterFailures(t *testing.T) {
 		start(t, testOptions(tg.Client, "p1", "c1", webhookConfig(rc.srv.URL), &recLogger{}))
 		id := addEvent(t, tg.Client, "p1", TypeUsageThreshold, usageData)
 
-		eventually(t, 5*time.Second, "delivery", func() bool { _, _, d := rc.stats(); return d[id] == 1 })
-		eventually(t, 2*time.Second, "acknowledgement", func() bool { return acked(t, tg.Client, "p1", id) })
+		testutil.Eventually(t, 5*time.Second, "delivery", func() bool { _, _, d := rc.stats(); return d[id] == 1 })
+		testutil.Eventually(t, 2*time.Second, "acknowledgement", func() bool { return acked(t, tg.Client, "p1", id) })
 		time.Sleep(100 * time.Millisecond) // a second delivery would show up here
 		requests, badSig, delivered := rc.stats()
 		if requests != 4 || delivered[id] != 1 || badSig != 0 {
@@ -74,7 +75,7 @@ func TestUndeliverableEventsGoToTheDeadStream(t *testing.T) {
 				start(t, testOptions(tg.Client, poolName, "c1", webhookConfig(rc.srv.URL), log))
 				id := addEvent(t, tg.Client, poolName, TypeFailover, `{"sessionId":"s1","from":"sub1","reason":"exhausted"}`)
 
-				eventually(t, 5*time.Second, "dead entry", func() bool { return len(deadEntries(t, tg.Client, poolName)) == 1 })
+				testutil.Eventually(t, 5*time.Second, "dead entry", func() bool { return len(deadEntries(t, tg.Client, poolName)) == 1 })
 				dead := deadEntries(t, tg.Client, poolName)[0].Values
 				if dead["eventId"] != id || dead["type"] != TypeFailover || dead["subscriptionId"] != "sub1" ||
 					dead["data"] != `{"sessionId":"s1","from":"sub1","reason":"exhausted"}` {
@@ -92,7 +93,7 @@ func TestUndeliverableEventsGoToTheDeadStream(t *testing.T) {
 				if requests, _, _ := rc.stats(); requests != tt.wantRequests {
 					t.Fatalf("receiver saw %d requests, want %d", requests, tt.wantRequests)
 				}
-				eventually(t, time.Second, "a warning about the dead event", func() bool {
+				testutil.Eventually(t, time.Second, "a warning about the dead event", func() bool {
 					w := log.warnings()
 					return len(w) == 1 && strings.Contains(w[0], "dead stream") && strings.Contains(w[0], id)
 				})
@@ -124,7 +125,7 @@ func TestRoutingDecidesWhereEventsGo(t *testing.T) {
 				start(t, testOptions(tg.Client, poolName, "c1", cfg, log))
 				id := addEvent(t, tg.Client, poolName, TypeRotation, `{"sessionId":"s","from":"a","to":"b","reason":"idle"}`)
 
-				eventually(t, 3*time.Second, "acknowledgement", func() bool { return acked(t, tg.Client, poolName, id) })
+				testutil.Eventually(t, 3*time.Second, "acknowledgement", func() bool { return acked(t, tg.Client, poolName, id) })
 				logged := log.logged()
 				if gotLog := len(logged) == 1 && logged[0].ID == id; gotLog != tt.wantLog {
 					t.Fatalf("log channel got %v, want it: %v", logged, tt.wantLog)
@@ -145,7 +146,7 @@ func TestMalformedEventGoesToTheDeadStream(t *testing.T) {
 		log := &recLogger{}
 		start(t, testOptions(tg.Client, "p1", "c1", pool.NotificationsConfig{}, log))
 		id := addEvent(t, tg.Client, "p1", "bogus_type", `{}`)
-		eventually(t, 3*time.Second, "dead entry", func() bool { return len(deadEntries(t, tg.Client, "p1")) == 1 })
+		testutil.Eventually(t, 3*time.Second, "dead entry", func() bool { return len(deadEntries(t, tg.Client, "p1")) == 1 })
 		dead := deadEntries(t, tg.Client, "p1")[0].Values
 		if dead["eventId"] != id || !strings.Contains(dead["error"].(string), "malformed") {
 			t.Fatalf("dead entry = %v", dead)
@@ -167,8 +168,8 @@ func TestTwoDeliverersDeliverEachEventOnce(t *testing.T) {
 		for i := range ids {
 			ids[i] = addEvent(t, tg.Client, "p1", TypeRecovered, `{"previousStatus":"limited"}`)
 		}
-		eventually(t, 10*time.Second, "all deliveries", func() bool { _, _, d := rc.stats(); return len(d) == n })
-		eventually(t, 2*time.Second, "acknowledgements", func() bool { return acked(t, tg.Client, "p1", ids[n-1]) })
+		testutil.Eventually(t, 10*time.Second, "all deliveries", func() bool { _, _, d := rc.stats(); return len(d) == n })
+		testutil.Eventually(t, 2*time.Second, "acknowledgements", func() bool { return acked(t, tg.Client, "p1", ids[n-1]) })
 		time.Sleep(100 * time.Millisecond)
 		requests, _, d := rc.stats()
 		for _, id := range ids {
@@ -217,8 +218,8 @@ func TestStoppedDelivererLeavesTheEventToAnother(t *testing.T) {
 		}
 
 		start(t, testOptions(tg.Client, "p1", "replica-b", cfg, &recLogger{}))
-		eventually(t, 5*time.Second, "takeover delivery", func() bool { _, _, d := rc.stats(); return d[id] == 1 })
-		eventually(t, 2*time.Second, "acknowledgement", func() bool { return acked(t, tg.Client, "p1", id) })
+		testutil.Eventually(t, 5*time.Second, "takeover delivery", func() bool { _, _, d := rc.stats(); return d[id] == 1 })
+		testutil.Eventually(t, 2*time.Second, "acknowledgement", func() bool { return acked(t, tg.Client, "p1", id) })
 		if _, _, d := rc.stats(); d[id] != 1 {
 			t.Fatalf("delivered %d times, want once", d[id])
 		}
@@ -235,8 +236,8 @@ func TestSlowDeliveryIsNotTakenOver(t *testing.T) {
 		start(t, testOptions(tg.Client, "p1", "replica-a", cfg, &recLogger{}))
 		start(t, testOptions(tg.Client, "p1", "replica-b", cfg, &recLogger{}))
 		id := addEvent(t, tg.Client, "p1", TypeFailover, `{"sessionId":"s","from":"sub1","reason":"x"}`)
-		eventually(t, 5*time.Second, "delivery", func() bool { _, _, d := rc.stats(); return d[id] == 1 })
-		eventually(t, 2*time.Second, "acknowledgement", func() bool { return acked(t, tg.Client, "p1", id) })
+		testutil.Eventually(t, 5*time.Second, "delivery", func() bool { _, _, d := rc.stats(); return d[id] == 1 })
+		testutil.Eventually(t, 2*time.Second, "acknowledgement", func() bool { return acked(t, tg.Client, "p1", id) })
 		if requests, _, _ := rc.stats(); requests != 1 {
 			t.Fatalf("receiver saw %d requests, want 1 (no takeover of a live delivery)", requests)
 		}
@@ -265,7 +266,7 @@ func TestPoisonedEventEndsInTheDeadStream(t *testing.T) {
 			}
 		}
 		start(t, testOptions(tg.Client, "p1", "survivor", webhookConfig(rc.srv.URL), &recLogger{}))
-		eventually(t, 5*time.Second, "dead entry", func() bool { return len(deadEntries(t, tg.Client, "p1")) == 1 })
+		testutil.Eventually(t, 5*time.Second, "dead entry", func() bool { return len(deadEntries(t, tg.Client, "p1")) == 1 })
 		dead := deadEntries(t, tg.Client, "p1")[0].Values
 		if dead["eventId"] != id || dead["attempts"] != "4" || !strings.Contains(dead["error"].(string), "exhausted") {
 			t.Fatalf("dead entry = %v", dead)
@@ -335,7 +336,7 @@ func TestRedirectsStayOnTheWebhookHost(t *testing.T) {
 
 		start(t, testOptions(tg.Client, "same", "c1", webhookConfig(srv.URL+"/same"), &recLogger{}))
 		id := addEvent(t, tg.Client, "same", TypeFailover, `{"sessionId":"s","from":"sub1","reason":"x"}`)
-		eventually(t, 5*time.Second, "delivery through the same-host redirect", func() bool {
+		testutil.Eventually(t, 5*time.Second, "delivery through the same-host redirect", func() bool {
 			return acked(t, tg.Client, "same", id)
 		})
 		mu.Lock()
@@ -347,7 +348,7 @@ func TestRedirectsStayOnTheWebhookHost(t *testing.T) {
 
 		start(t, testOptions(tg.Client, "other", "c1", webhookConfig(srv.URL+"/away"), &recLogger{}))
 		addEvent(t, tg.Client, "other", TypeFailover, `{"sessionId":"s","from":"sub1","reason":"x"}`)
-		eventually(t, 5*time.Second, "dead entry", func() bool { return len(deadEntries(t, tg.Client, "other")) == 1 })
+		testutil.Eventually(t, 5*time.Second, "dead entry", func() bool { return len(deadEntries(t, tg.Client, "other")) == 1 })
 		if requests, _, _ := elsewhere.stats(); requests != 0 {
 			t.Fatalf("the event was sent to another host (%d requests)", requests)
 		}
@@ -365,7 +366,7 @@ func TestPublishHintWakesTheDeliverer(t *testing.T) {
 		start(t, opts)
 		time.Sleep(200 * time.Millisecond) // let the loop go idle and the subscription settle
 		id := addEvent(t, tg.Client, "p1", TypeRecovered, `{"previousStatus":"cooldown"}`)
-		eventually(t, 3*time.Second, "the log channel", func() bool {
+		testutil.Eventually(t, 3*time.Second, "the log channel", func() bool {
 			l := log.logged()
 			return len(l) == 1 && l[0].ID == id
 		})

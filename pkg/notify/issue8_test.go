@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/pool"
 )
 
@@ -52,7 +53,7 @@ func TestExhaustedEventReachesTheWebhook(t *testing.T) {
 		}
 
 		var got Payload
-		eventually(t, 3*time.Second, "exhausted delivered", func() bool {
+		testutil.Eventually(t, 3*time.Second, "exhausted delivered", func() bool {
 			rc.mu.Lock()
 			defer rc.mu.Unlock()
 			for _, pl := range rc.payloads {

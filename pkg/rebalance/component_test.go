@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/notify"
 	"github.com/authpool/authpool/pkg/pool"
 )
@@ -35,7 +36,7 @@ func TestInProcessComponentRunsTheLoops(t *testing.T) {
 	if err := c.Start(context.Background()); !errors.Is(err, ErrAlreadyRunning) {
 		t.Fatalf("second start: %v", err)
 	}
-	waitFor(t, 3*time.Second, "moves", func() bool { return rec.moved() == 3 })
+	testutil.Eventually(t, 3*time.Second, "moves", func() bool { return rec.moved() == 3 })
 	if !c.IsLeader() || c.Epoch() < 1 || c.Leadership().Holder != DefaultInProcessHolder {
 		t.Fatalf("leadership = %+v", c.Leadership())
 	}
@@ -72,16 +73,13 @@ func TestComponentShutdownLeavesNoGoroutines(t *testing.T) {
 			if err := c.Start(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 3*time.Second, "leadership", c.IsLeader)
+			testutil.Eventually(t, 3*time.Second, "leadership", c.IsLeader)
 			time.Sleep(testTTL / 2) // a few cycles and an extend
 			if err := c.Shutdown(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			deadline := time.Now().Add(2 * time.Second)
-			for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-				time.Sleep(20 * time.Millisecond)
-			}
-			if after := runtime.NumGoroutine(); after > before {
+			if !testutil.Within(2*time.Second, func() bool { return runtime.NumGoroutine() <= before }) {
+				after := runtime.NumGoroutine()
 				buf := make([]byte, 1<<16)
 				t.Fatalf("%d goroutines before Start, %d after Shutdown:\n%s", before, after,
 					buf[:runtime.Stack(buf, true)])
@@ -107,7 +105,7 @@ func TestComponentShutdownHandsOver(t *testing.T) {
 		t.Cleanup(func() { _ = c.Shutdown(context.Background()) })
 		comps = append(comps, c)
 	}
-	waitFor(t, 3*time.Second, "a leader", func() bool { return comps[0].IsLeader() != comps[1].IsLeader() })
+	testutil.Eventually(t, 3*time.Second, "a leader", func() bool { return comps[0].IsLeader() != comps[1].IsLeader() })
 	leader, standby := comps[0], comps[1]
 	if !leader.IsLeader() {
 		leader, standby = standby, leader
@@ -116,7 +114,7 @@ func TestComponentShutdownHandsOver(t *testing.T) {
 	if err := leader.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	took := waitFor(t, 2*time.Second, "the standby to lead", standby.IsLeader)
+	took := testutil.Eventually(t, 2*time.Second, "the standby to lead", standby.IsLeader)
 	if standby.Epoch() <= old {
 		t.Fatalf("epoch %d not above %d", standby.Epoch(), old)
 	}

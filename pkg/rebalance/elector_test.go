@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/lua"
 	"github.com/authpool/authpool/pkg/pool"
 )
@@ -52,7 +53,7 @@ func TestTwoElectorsExactlyOneLeads(t *testing.T) {
 	var ts tenures
 	a := startElector(t, tg.Addr, keys, "rb-a", testTTL, ts.work("rb-a"))
 	b := startElector(t, tg.Addr, keys, "rb-b", testTTL, ts.work("rb-b"))
-	waitFor(t, 3*time.Second, "a leader", func() bool { return a.IsLeader() || b.IsLeader() })
+	testutil.Eventually(t, 3*time.Second, "a leader", func() bool { return a.IsLeader() || b.IsLeader() })
 
 	// Across several extends exactly one leads, always the same one.
 	first := leaderOf(a, b)
@@ -97,8 +98,8 @@ func TestLeaderWhoseExtendFailsStepsDownBeforeExpiry(t *testing.T) {
 			}
 			var ts tenures
 			a := runElector(t, ca, fa, keys, "rb-a", testTTL, ts.wrap("rb-a", loops.Run))
-			waitFor(t, 3*time.Second, "a to lead", a.IsLeader)
-			waitFor(t, time.Second, "a's loops to cycle", func() bool { return len(cycles.cycleTimes()) > 2 })
+			testutil.Eventually(t, 3*time.Second, "a to lead", a.IsLeader)
+			testutil.Eventually(t, time.Second, "a's loops to cycle", func() bool { return len(cycles.cycleTimes()) > 2 })
 			b := startElector(t, tg.Addr, keys, "rb-b", testTTL, ts.work("rb-b"))
 			oldEpoch := a.Epoch()
 
@@ -109,8 +110,8 @@ func TestLeaderWhoseExtendFailsStepsDownBeforeExpiry(t *testing.T) {
 			expiresBy := time.Now().Add(pttl) // no extend of a succeeds after this point
 			a.fault.mode.Store(tc.mode)
 
-			waitFor(t, 2*testTTL, "a to step down", func() bool { return !a.IsLeader() })
-			waitFor(t, 2*testTTL, "b to lead", b.IsLeader)
+			testutil.Eventually(t, 2*testTTL, "a to step down", func() bool { return !a.IsLeader() })
+			testutil.Eventually(t, 2*testTTL, "b to lead", b.IsLeader)
 			got := ts.list()
 			if len(got) != 2 || got[0].holder != "rb-a" || got[1].holder != "rb-b" {
 				t.Fatalf("tenures = %+v", got)
@@ -143,13 +144,13 @@ func TestShutdownResignsAndStandbyTakesOverAtOnce(t *testing.T) {
 	keys := lua.NewKeys("elect")
 	var ts tenures
 	a := startElector(t, tg.Addr, keys, "rb-a", 10*time.Second, ts.work("rb-a"))
-	waitFor(t, 3*time.Second, "a to lead", a.IsLeader)
+	testutil.Eventually(t, 3*time.Second, "a to lead", a.IsLeader)
 	b := startElector(t, tg.Addr, keys, "rb-b", 10*time.Second, ts.work("rb-b"))
 	time.Sleep(3 * testRetry) // b is a standby now
 	oldEpoch := a.Epoch()
 
 	a.stop()
-	took := waitFor(t, 2*time.Second, "b to lead", b.IsLeader)
+	took := testutil.Eventually(t, 2*time.Second, "b to lead", b.IsLeader)
 	t.Logf("standby took over %s after the leader resigned", took)
 	if b.Epoch() <= oldEpoch {
 		t.Fatalf("b's epoch %d not above %d", b.Epoch(), oldEpoch)
@@ -175,12 +176,12 @@ func TestFencedLeaderResignsAndTakesANewEpoch(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := startElector(t, tg.Addr, p.Keys(), "rb-a", testTTL, loops.Run)
-	waitFor(t, 3*time.Second, "a to lead", a.IsLeader)
+	testutil.Eventually(t, 3*time.Second, "a to lead", a.IsLeader)
 	first := a.Epoch()
 	if _, err := p.NextEpoch(ctx); err != nil { // someone else moved the epoch on
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "a to lead again", func() bool { return a.Epoch() > first+1 })
+	testutil.Eventually(t, 3*time.Second, "a to lead again", func() bool { return a.Epoch() > first+1 })
 	stored, err := tg.Client.Get(ctx, p.Keys().Epoch()).Int64()
 	if got := a.Epoch(); err != nil || got != stored {
 		t.Fatalf("new epoch %d, the counter holds %d (%v)", got, stored, err)
@@ -200,17 +201,17 @@ func TestElectionResumesAfterRedisRestart(t *testing.T) {
 	var ts tenures
 	a := startElector(t, srv.Addr, keys, "rb-a", testTTL, ts.work("rb-a"))
 	b := startElector(t, srv.Addr, keys, "rb-b", testTTL, ts.work("rb-b"))
-	waitFor(t, 3*time.Second, "a leader", func() bool { return leaderOf(a, b) != nil })
+	testutil.Eventually(t, 3*time.Second, "a leader", func() bool { return leaderOf(a, b) != nil })
 	before := leaderOf(a, b).Epoch()
 
 	srv.Stop()
-	waitFor(t, 2*testTTL, "the leader to step down", func() bool { return !a.IsLeader() && !b.IsLeader() })
+	testutil.Eventually(t, 2*testTTL, "the leader to step down", func() bool { return !a.IsLeader() && !b.IsLeader() })
 	srv, err = redistest.StartServerOnPort(srv.Port)
 	if err != nil {
 		t.Fatalf("restart redis: %v", err)
 	}
 	t.Cleanup(func() { srv.Stop() })
-	took := waitFor(t, 10*time.Second, "a leader after the restart", func() bool { return leaderOf(a, b) != nil })
+	took := testutil.Eventually(t, 10*time.Second, "a leader after the restart", func() bool { return leaderOf(a, b) != nil })
 	t.Logf("leader again %s after the restarted Redis answered", took)
 	l := leaderOf(a, b)
 	if l.Epoch() <= before {

@@ -195,18 +195,6 @@ func runElectorParams(t testing.TB, c *redis.Client, f *fault, p ElectorParams, 
 	return r
 }
 
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // recorder is a Reporter that keeps what it was told.
 type recorder struct {
 	mu       sync.Mutex

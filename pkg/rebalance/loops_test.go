@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/pool"
 )
 
@@ -192,7 +193,7 @@ func TestRunCyclesUntilCancelled(t *testing.T) {
 	go func() { done <- loops.Run(ctx, epoch) }()
 	// The gap is in cost, which moving clients does not change: each cycle
 	// moves one more client until none is left.
-	waitFor(t, 3*time.Second, "three moves", func() bool { return rec.moved() == 3 })
+	testutil.Eventually(t, 3*time.Second, "three moves", func() bool { return rec.moved() == 3 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run returned %v after cancel, want nil", err)
