@@ -1,11 +1,14 @@
-package pool
+package pool_test
 
 import (
 	"context"
 	"testing"
 	"time"
 
+	"github.com/authpool/authpool/internal/pooltest"
 	"github.com/authpool/authpool/internal/testutil"
+
+	. "github.com/authpool/authpool/pkg/pool"
 )
 
 // The embedded Redis expires keys as time passes (miniredis alone does not),
@@ -17,7 +20,7 @@ func TestEmbeddedExpiresKeys(t *testing.T) {
 	}
 	defer e.Close()
 	ctx := context.Background()
-	p := New(e.Client, testConfig(1, 100, 5), Options{})
+	p := New(e.Client, pooltest.Config(1, 100, 5), Options{})
 	if err := p.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}

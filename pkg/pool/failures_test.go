@@ -1,4 +1,4 @@
-package pool
+package pool_test
 
 import (
 	"context"
@@ -7,16 +7,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authpool/authpool/internal/pooltest"
 	"github.com/authpool/authpool/internal/redistest"
+
+	. "github.com/authpool/authpool/pkg/pool"
 )
 
 // Two replicas report a subscription's crashes: the cooldown trips at the
 // threshold counted across both (one replica alone saw fewer), and a success
 // on either, in between, starts the count again.
 func TestFailuresCountAcrossReplicas(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
 		ctx := context.Background()
-		cfg := testConfig(2, 100, 5)
+		cfg := pooltest.Config(2, 100, 5)
+		cfg.Pool = tg.Pool // the replicas share it; other tests keep out
 		a := New(tg.Client, cfg, Options{FailureThreshold: 3, Cooldown: 10 * time.Minute})
 		if err := a.Sync(ctx); err != nil {
 			t.Fatal(err)
@@ -72,7 +76,7 @@ func TestFailuresTripWritesMarksEvent(t *testing.T) {
 	tg := redistest.Mini(t)
 	ctx := context.Background()
 	newClock(tg, time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)) // both scripts read one instant
-	p := New(tg.Client, testConfig(2, 100, 5), Options{FailureThreshold: 1})
+	p := New(tg.Client, pooltest.Config(2, 100, 5), Options{FailureThreshold: 1})
 	if err := p.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +112,7 @@ func TestFailuresTripWritesMarksEvent(t *testing.T) {
 
 func TestFailuresOfUnknownSubscription(t *testing.T) {
 	tg := redistest.Mini(t)
-	p := newPool(t, tg, testConfig(1, 100, 5))
+	p := newPool(t, tg, pooltest.Config(1, 100, 5))
 	if _, err := p.Failed(context.Background(), "nope"); err == nil {
 		t.Fatal("failure of an unknown subscription counted")
 	}

@@ -21,7 +21,7 @@ import (
 
 // The embedded default of cmd/api: one process, no election, the same loops.
 func TestInProcessComponentRunsTheLoops(t *testing.T) {
-	tg := redistest.Real(t)
+	tg := shared(t)
 	cfg := testConfig(2, 1000, 20)
 	s := seed(t, tg, cfg, 3, 20)
 	idle()
@@ -90,11 +90,13 @@ func TestComponentShutdownLeavesNoGoroutines(t *testing.T) {
 
 // Two elected Components: the leader's Shutdown hands over at once.
 func TestComponentShutdownHandsOver(t *testing.T) {
-	tg := redistest.Real(t)
+	tg := shared(t)
+	cfg := testConfig(2, 100, 10)
+	cfg.Pool = tg.Pool
 	var comps []*Component
 	for _, h := range []string{"rb-a", "rb-b"} {
 		c2, _ := newClient(t, tg.Addr)
-		p := pool.New(c2, testConfig(2, 100, 10), pool.Options{})
+		p := pool.New(c2, cfg, pool.Options{})
 		c, err := New(Params{Pool: p, Holder: h, Interval: time.Hour})
 		if err != nil {
 			t.Fatal(err)

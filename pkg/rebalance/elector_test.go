@@ -48,8 +48,8 @@ func assertNoOverlap(t *testing.T, ts []tenure) {
 }
 
 func TestTwoElectorsExactlyOneLeads(t *testing.T) {
-	tg := redistest.Real(t)
-	keys := lua.NewKeys("elect")
+	tg := shared(t)
+	keys := lua.NewKeys(tg.Pool)
 	var ts tenures
 	a := startElector(t, tg.Addr, keys, "rb-a", testTTL, ts.work("rb-a"))
 	b := startElector(t, tg.Addr, keys, "rb-b", testTTL, ts.work("rb-b"))
@@ -76,6 +76,7 @@ func TestTwoElectorsExactlyOneLeads(t *testing.T) {
 // answering) cancels its work before its lock could have expired, and the
 // standby then leads with a higher epoch — never both at once.
 func TestLeaderWhoseExtendFailsStepsDownBeforeExpiry(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		mode int32
@@ -84,9 +85,10 @@ func TestLeaderWhoseExtendFailsStepsDownBeforeExpiry(t *testing.T) {
 		{"extend hangs", faultHang},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tg := redistest.Real(t)
+			tg := shared(t)
 			ctx := context.Background()
 			cfg := testConfig(2, 100, 10)
+			cfg.Pool = tg.Pool
 			keys := newPool(t, tg.Client, cfg).Keys()
 			// a's work is the real loops, on a's own client.
 			ca, fa := newClient(t, tg.Addr)
@@ -140,8 +142,8 @@ func TestLeaderWhoseExtendFailsStepsDownBeforeExpiry(t *testing.T) {
 // On shutdown the leader unlocks: the standby leads at its next attempt,
 // long before the (here 10 s) lock would have expired.
 func TestShutdownResignsAndStandbyTakesOverAtOnce(t *testing.T) {
-	tg := redistest.Real(t)
-	keys := lua.NewKeys("elect")
+	tg := shared(t)
+	keys := lua.NewKeys(tg.Pool)
 	var ts tenures
 	a := startElector(t, tg.Addr, keys, "rb-a", 10*time.Second, ts.work("rb-a"))
 	testutil.Eventually(t, 3*time.Second, "a to lead", a.IsLeader)
@@ -168,9 +170,11 @@ func TestShutdownResignsAndStandbyTakesOverAtOnce(t *testing.T) {
 // A leader whose epoch moved on (its fenced calls are refused) resigns and
 // campaigns again, so a replica never keeps the lock with a useless epoch.
 func TestFencedLeaderResignsAndTakesANewEpoch(t *testing.T) {
-	tg := redistest.Real(t)
+	tg := shared(t)
 	ctx := context.Background()
-	p := newPool(t, tg.Client, testConfig(2, 100, 10))
+	cfg := testConfig(2, 100, 10)
+	cfg.Pool = tg.Pool
+	p := newPool(t, tg.Client, cfg)
 	loops, err := NewLoops(LoopsParams{Pool: p, Interval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -192,6 +196,7 @@ func TestFencedLeaderResignsAndTakesANewEpoch(t *testing.T) {
 // and once Redis is back one of them leads again, with an epoch above the
 // one granted before the restart although the restarted Redis kept nothing.
 func TestElectionResumesAfterRedisRestart(t *testing.T) {
+	t.Parallel() // on a server of its own
 	srv, err := redistest.StartServer()
 	if err != nil {
 		t.Skipf("real Redis unavailable: %v", err)

@@ -22,12 +22,12 @@ import (
 // just started, its subscription perhaps not confirmed yet). 20 runs on one
 // Redis, a fresh pool per run.
 func TestResignationWakesStandbyAtOnce(t *testing.T) {
-	tg := redistest.Real(t)
+	tg := shared(t)
 	const ttl, retry = 30 * time.Second, 6 * time.Second
 	var slowest time.Duration
 	var ts tenures
 	for i := 0; i < 20; i++ {
-		keys := lua.NewKeys(fmt.Sprintf("handover%02d", i))
+		keys := lua.NewKeys(fmt.Sprintf("%s-%02d", tg.Pool, i))
 		a := startElector(t, tg.Addr, keys, "rb-a", ttl, ts.work("rb-a"))
 		testutil.Eventually(t, 3*time.Second, "a to lead", a.IsLeader)
 		cb, fb := newClient(t, tg.Addr)
@@ -89,10 +89,10 @@ func TestStandbyWithoutHintsTakesOverOnItsTimer(t *testing.T) {
 // next resignation wakes the standby again (its timer alone would take 5 s
 // or more here).
 func TestHintsResumeAfterTheSubscriptionDrops(t *testing.T) {
-	tg := redistest.Real(t)
+	tg := shared(t)
 	ctx := context.Background()
 	const ttl, retry = 30 * time.Second, 6 * time.Second
-	keys := lua.NewKeys("redial")
+	keys := lua.NewKeys(tg.Pool)
 	var ts tenures
 	a := startElector(t, tg.Addr, keys, "rb-a", ttl, ts.work("rb-a"))
 	testutil.Eventually(t, 3*time.Second, "a to lead", a.IsLeader)
