@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -24,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/lua"
 )
 
@@ -168,25 +168,8 @@ func (c *cluster) sub(id string) sub {
 type replica struct {
 	url  string
 	cmd  *exec.Cmd
-	logs *lockedBuffer
+	logs *testutil.Buffer
 	done chan error
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // startReplica runs cmd/api in dir with env plus a free PORT, waits until
@@ -198,7 +181,7 @@ func startReplica(t *testing.T, dir string, env []string) *replica {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &replica{url: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &lockedBuffer{}, done: make(chan error, 1)}
+	r := &replica{url: fmt.Sprintf("http://127.0.0.1:%d", port), logs: &testutil.Buffer{}, done: make(chan error, 1)}
 	r.cmd = exec.Command(apiBin)
 	r.cmd.Dir = dir
 	r.cmd.Env = append(append([]string{}, env...), "PORT="+strconv.Itoa(port))

@@ -18,6 +18,7 @@ import (
 	"github.com/openai/openai-go"
 
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/internal/testutil"
 )
 
 // TestBadInputLeavesPoolUnchanged (issue 3, "must show" 4): each refused
@@ -144,13 +145,8 @@ func TestDisconnectKillsCLI(t *testing.T) {
 		t.Fatalf("calls = %+v", calls)
 	}
 	pid := calls[0].Pid
-	deadline := time.Now().Add(5 * time.Second)
-	for alive(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("CLI process %d still running 5 s after the client left", pid)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, fmt.Sprintf("the end of CLI process %d after the client left", pid),
+		func() bool { return !alive(pid) })
 	// Nothing was answered, so nothing was settled.
 	if st := c.debugStatus(0)[sub]; st["requests"].(float64) != 0 {
 		t.Errorf("%s settled %v requests", sub, st["requests"])
@@ -204,7 +200,7 @@ func TestFreshCheckoutStarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &testutil.Buffer{}
 	cmd := exec.Command(apiBin)
 	cmd.Dir = repoRoot
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "PORT=" + strconv.Itoa(port)}
@@ -231,18 +227,14 @@ func TestFreshCheckoutStarts(t *testing.T) {
 		}
 	}()
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testutil.Eventually(t, 15*time.Second, "/health", func() bool {
 		resp, err := http.Get(base + "/health")
-		if err == nil && resp.StatusCode == 200 {
-			resp.Body.Close()
-			break
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/health: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
 	resp, err := http.Get(base + "/debug/auth-pool")
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("/debug/auth-pool: %v", err)

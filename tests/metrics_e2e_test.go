@@ -1,14 +1,12 @@
 package tests
 
 import (
-	"bufio"
 	"fmt"
-	"net/http"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/authpool/authpool/internal/testutil"
 )
 
 // TestMetricsAfterTraffic (issue 5, "must show" 2): a gateway process and a
@@ -40,7 +38,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		t.Fatalf("third turn via %q, fallback saw %d requests", got, len(api.seen()))
 	}
 
-	gw := scrape(t, c.replicas[0].url+"/metrics")
+	gw := testutil.Scrape(t, c.replicas[0].url+"/metrics")
 	exact := map[string]float64{
 		`authpool_allocations_total{priority="normal",result="resumed"}`:           1,
 		`authpool_allocations_total{priority="normal",result="fallback"}`:          1,
@@ -72,7 +70,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		`go_memstats_heap_alloc_bytes`:                                 1,
 	}
 	for k, min := range atLeast {
-		if got := sum(gw, k); got < min {
+		if got := testutil.Sum(gw, k); got < min {
 			t.Errorf("gateway %s = %v, want at least %v", k, got, min)
 		}
 	}
@@ -93,17 +91,12 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	// limit_reached events to the log channel.
 	rb := rbStart(t, rbBuild(t), "metrics-rb", redisAddr, filepath.Join(c.dir, "auth-pool.json"))
 	var rm map[string]float64
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		rm = scrape(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", rb.port))
-		if rm["authpool_leader"] == 1 && sum(rm, "authpool_rebalance_runs_total") >= 1 &&
-			rm[`authpool_notifications_total{channel="log",result="delivered",type="limit_reached"}`] >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("rebalancer metrics never showed a leader, a run and 2 deliveries:\n%v", rm)
-		}
-		time.Sleep(200 * time.Millisecond)
+	if !testutil.Poll(15*time.Second, 200*time.Millisecond, func() bool {
+		rm = testutil.Scrape(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", rb.port))
+		return rm["authpool_leader"] == 1 && testutil.Sum(rm, "authpool_rebalance_runs_total") >= 1 &&
+			rm[`authpool_notifications_total{channel="log",result="delivered",type="limit_reached"}`] >= 2
+	}) {
+		t.Fatalf("rebalancer metrics never showed a leader, a run and 2 deliveries:\n%v", rm)
 	}
 	if rm[`authpool_rebalance_runs_total{result="ok"}`] < 1 {
 		t.Errorf("rebalance runs = %v, want an ok one", rm)
@@ -111,52 +104,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	if _, ok := rm["authpool_rebalance_moves_total"]; !ok {
 		t.Errorf("rebalancer lacks authpool_rebalance_moves_total")
 	}
-	if sum(rm, "authpool_rebalance_duration_seconds_count") < 1 {
+	if testutil.Sum(rm, "authpool_rebalance_duration_seconds_count") < 1 {
 		t.Errorf("rebalancer lacks run durations")
 	}
-}
-
-// scrape reads a Prometheus text exposition into series → value, a series
-// written as the exposition writes it: name{label="v",…} in label order.
-func scrape(t *testing.T, url string) map[string]float64 {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %d", url, resp.StatusCode)
-	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("%s: line %q: %v", url, line, err)
-		}
-		out[line[:i]] = v
-	}
-	return out
-}
-
-// sum adds the series named key: exactly that series when key has labels,
-// else every series of that name.
-func sum(series map[string]float64, key string) float64 {
-	if strings.Contains(key, "{") {
-		return series[key]
-	}
-	var s float64
-	for k, v := range series {
-		if k == key || strings.HasPrefix(k, key+"{") {
-			s += v
-		}
-	}
-	return s
 }

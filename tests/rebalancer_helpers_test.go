@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/lua"
 	"github.com/authpool/authpool/pkg/rebalance"
 )
@@ -94,7 +95,7 @@ type rbProc struct {
 	id   string
 	port int
 	cmd  *exec.Cmd
-	log  *lockedBuffer
+	log  *testutil.Buffer
 	done chan struct{} // closed when the process has exited
 }
 
@@ -105,7 +106,7 @@ func rbStart(t *testing.T, bin, id, redisAddr, cfgPath string) *rbProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &rbProc{id: id, port: port, log: &lockedBuffer{}, done: make(chan struct{})}
+	p := &rbProc{id: id, port: port, log: &testutil.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin)
 	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 		"REDIS_URL=redis://" + redisAddr, "AUTH_POOL_CONFIG=" + cfgPath, "WEBHOOK_SECRET=" + rbSecret,

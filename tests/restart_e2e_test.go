@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/internal/testutil"
 )
 
 // TestGatewaySurvivesRedisRestart (issue 4, "must show" 5, the gateway's
@@ -40,13 +41,8 @@ func TestGatewaySurvivesRedisRestart(t *testing.T) {
 		t.Fatalf("restart redis-server: %v", err)
 	}
 	t.Cleanup(srv2.Stop)
-	deadline := time.Now().Add(10 * time.Second)
-	for c.rdb.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("restarted redis-server does not answer")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, "the restarted redis-server",
+		func() bool { return c.rdb.Ping(context.Background()).Err() == nil })
 	// No /ready first: the request path itself must notice the empty Redis.
 	cc, hr, err := ask(t, client, "after-restart", "three")
 	if err != nil {

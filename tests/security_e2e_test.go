@@ -15,6 +15,7 @@ import (
 
 	"github.com/authpool/authpool/internal/redistest"
 	"github.com/authpool/authpool/internal/sentrytest"
+	"github.com/authpool/authpool/internal/testutil"
 )
 
 // gatewaySecrets are the gateway's variables that no CLI may see.
@@ -115,10 +116,10 @@ func TestCLIWithToolsIsRefused(t *testing.T) {
 		t.Errorf("%d error-level logs of the mounted tools, want 2:\n%s", logged, c.replicas[0].logs)
 	}
 	var events []map[string]any
-	for deadline := time.Now().Add(10 * time.Second); len(events) < 2 && time.Now().Before(deadline); {
-		time.Sleep(100 * time.Millisecond)
+	testutil.Poll(10*time.Second, 100*time.Millisecond, func() bool {
 		_, events = sink.Snapshot()
-	}
+		return len(events) >= 2
+	})
 	if len(events) != 2 {
 		t.Errorf("Sentry events = %d, want one per refused run", len(events))
 	}

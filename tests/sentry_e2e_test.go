@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/authpool/authpool/internal/sentrytest"
+	"github.com/authpool/authpool/internal/testutil"
 )
 
 // TestSentryReportsBackendFailure (issue 5): with SENTRY_DSN set, a CLI that
@@ -25,11 +26,10 @@ func TestSentryReportsBackendFailure(t *testing.T) {
 	}
 	var events []map[string]any
 	var raw string
-	deadline := time.Now().Add(10 * time.Second)
-	for len(events) == 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
+	testutil.Poll(10*time.Second, 100*time.Millisecond, func() bool {
 		raw, events = sink.Snapshot()
-	}
+		return len(events) > 0
+	})
 	if len(events) != 1 {
 		t.Fatalf("sentry events = %d, want 1", len(events))
 	}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/authpool/authpool/internal/testutil"
 )
 
 // cutProxy is a TCP proxy between the gateway and redis-server that the
@@ -115,13 +117,7 @@ func TestSettleSurvivesRedisCut(t *testing.T) {
 		done <- answer{resp.StatusCode, string(data)}
 	}()
 	// The CLI runs for 1.5 s; the cut starts while it runs and ends 3 s later.
-	deadline := time.Now().Add(10 * time.Second)
-	for len(c.calls("sub1")) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the CLI never ran")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, "a run of the CLI", func() bool { return len(c.calls("sub1")) > 0 })
 	time.Sleep(300 * time.Millisecond)
 	proxy.cut(3 * time.Second)
 	cutEnds := time.Now().Add(3 * time.Second)

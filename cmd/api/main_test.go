@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/pool"
 )
 
@@ -157,18 +158,14 @@ func TestRunEmbedded(t *testing.T) {
 			"BACKENDS_CONFIG": "", "LOG_LEVEL": "error"}))
 	}()
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.Eventually(t, 10*time.Second, "/ready", func() bool {
 		r, err := http.Get(base + "/ready")
-		if err == nil && r.StatusCode == 200 {
-			r.Body.Close()
-			break
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not ready: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		r.Body.Close()
+		return r.StatusCode == 200
+	})
 	r, err := http.Get(base + "/debug/auth-pool")
 	if err != nil || r.StatusCode != 200 {
 		t.Fatalf("/debug/auth-pool: %v", err)

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/authpool/authpool/internal/ids"
 	"github.com/authpool/authpool/internal/runenv"
 	"github.com/authpool/authpool/pkg/rebalance"
 	"github.com/authpool/authpool/pkg/telemetry"
@@ -156,8 +156,6 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (*conf
 	return c, nil
 }
 
-var notHolder = regexp.MustCompile(`[^A-Za-z0-9_.:@-]+`)
-
 // defaultReplicaID is host name and pid: unique per process, and the pod
 // name under Kubernetes.
 func defaultReplicaID() string {
@@ -165,7 +163,7 @@ func defaultReplicaID() string {
 	if err != nil || host == "" {
 		host = "rebalancer"
 	}
-	id := notHolder.ReplaceAllString(host, "-") + "-" + strconv.Itoa(os.Getpid())
+	id := ids.NotReplica.ReplaceAllString(host, "-") + "-" + strconv.Itoa(os.Getpid())
 	if len(id) > 128 {
 		id = id[len(id)-128:]
 	}

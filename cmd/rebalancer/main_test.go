@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,32 +10,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/lua"
 	"github.com/authpool/authpool/pkg/rebalance"
 )
-
-// lockedBuffer collects the logs written by run's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func writePoolConfig(t *testing.T) string {
 	t.Helper()
@@ -74,7 +55,7 @@ func TestRunLeadsAnswersAndResigns(t *testing.T) {
 		"WEBHOOK_SECRET": "whsec-do-not-log"})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var logs lockedBuffer
+	var logs testutil.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, e, &logs) }()
 
@@ -84,15 +65,11 @@ func TestRunLeadsAnswersAndResigns(t *testing.T) {
 		Leader  bool   `json:"leader"`
 		Epoch   int64  `json:"epoch"`
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if code, err := getJSON(base+"/health", &health); err == nil && code == 200 && health.Leader {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no leadership within 5s: %+v\n%s", health, logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !testutil.Within(5*time.Second, func() bool {
+		code, err := getJSON(base+"/health", &health)
+		return err == nil && code == 200 && health.Leader
+	}) {
+		t.Fatalf("no leadership within 5s: %+v\n%s", health, logs.String())
 	}
 	if health.Status != "ok" || health.Replica != "rb-run" || health.Epoch < 1 {
 		t.Fatalf("/health = %+v", health)
@@ -148,7 +125,7 @@ func TestRunLeadsAnswersAndResigns(t *testing.T) {
 
 func TestRunRefusesWithoutAPool(t *testing.T) {
 	err := run(context.Background(), nil, env(map[string]string{"REDIS_URL": "redis://127.0.0.1:1",
-		"AUTH_POOL_ENABLED": "false"}), &lockedBuffer{})
+		"AUTH_POOL_ENABLED": "false"}), &testutil.Buffer{})
 	if err == nil || !strings.Contains(err.Error(), "AUTH_POOL_ENABLED=false") {
 		t.Fatalf("err = %v", err)
 	}

@@ -2,6 +2,11 @@
 // PATH, against a real redis-server started on a free port. With
 // REDIS_REQUIRED=1 (CI) a missing redis-server fails the test instead of
 // skipping the real-Redis half.
+//
+// Every Target carries a pool name of its own (Target.Pool). Tests that keep
+// their keys under it share the real server with each other and run in
+// parallel (Shared, EachParallel); the others get a flushed server (Real,
+// Each) and run alone.
 package redistest
 
 import (
@@ -15,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -33,6 +39,10 @@ type Target struct {
 	Mini *miniredis.Miniredis
 	// Addr is host:port.
 	Addr string
+	// Pool is a pool name no other test of the process uses (PoolName), so
+	// the keys authpool:{Pool}:… and their Pub/Sub channels are the test's
+	// own.
+	Pool string
 }
 
 // Real reports whether this target is a real redis-server.
@@ -46,20 +56,62 @@ func Each(t *testing.T, fn func(t *testing.T, tg *Target)) {
 	t.Run("redis-server", func(t *testing.T) { fn(t, Real(t)) })
 }
 
+// EachParallel marks t parallel and runs fn as parallel subtests on
+// miniredis and on the shared redis-server (Shared). fn must keep to
+// tg.Pool's keys.
+func EachParallel(t *testing.T, fn func(t *testing.T, tg *Target)) {
+	t.Helper()
+	t.Parallel()
+	t.Run("miniredis", func(t *testing.T) { t.Parallel(); fn(t, Mini(t)) })
+	t.Run("redis-server", func(t *testing.T) { t.Parallel(); fn(t, Shared(t)) })
+}
+
+var poolSeq atomic.Int64
+
+// PoolName returns a pool name made of the test's name and a number no
+// other call of this process returns: a valid pool name (at most 64 of
+// [A-Za-z0-9_-]) that names the test in redis-cli's output.
+func PoolName(t testing.TB) string {
+	name := []byte(t.Name())
+	for i, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			name[i] = '-'
+		}
+	}
+	if len(name) > 48 {
+		name = name[len(name)-48:] // the subtest's end of the name tells tests apart
+	}
+	return fmt.Sprintf("%s-%d", name, poolSeq.Add(1))
+}
+
 // Mini starts a miniredis for the test.
 func Mini(t testing.TB) *Target {
 	t.Helper()
 	m := miniredis.RunT(t)
 	c := redis.NewClient(&redis.Options{Addr: m.Addr()})
 	t.Cleanup(func() { _ = c.Close() })
-	return &Target{Name: "miniredis", Client: c, Mini: m, Addr: m.Addr()}
+	return &Target{Name: "miniredis", Client: c, Mini: m, Addr: m.Addr(), Pool: PoolName(t)}
 }
 
 // Real starts (once per test binary) a redis-server on a free port and returns
 // a client on a flushed database. Tests using Real must not run in parallel
-// with each other (t.Parallel), since they share the server. It skips when redis-server is missing,
-// unless REDIS_REQUIRED=1.
+// (t.Parallel), since the flush takes every other test's keys; tests that
+// keep to Target.Pool use Shared instead. It skips when redis-server is
+// missing, unless REDIS_REQUIRED=1.
 func Real(t testing.TB) *Target {
+	t.Helper()
+	tg := Shared(t)
+	if err := tg.Client.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatalf("flushall: %v", err)
+	}
+	return tg
+}
+
+// Shared is the redis-server of Real without the flush: tests that keep to
+// Target.Pool's keys run on it in parallel, each in a key space of its own.
+// Parallel tests run after the sequential ones of their package, so a
+// flush by Real never reaches them.
+func Shared(t testing.TB) *Target {
 	t.Helper()
 	addr, err := sharedServer()
 	if err != nil {
@@ -69,11 +121,8 @@ func Real(t testing.TB) *Target {
 		t.Skipf("real Redis unavailable: %v", err)
 	}
 	c := redis.NewClient(&redis.Options{Addr: addr, PoolSize: 128})
-	if err := c.FlushAll(context.Background()).Err(); err != nil {
-		t.Fatalf("flushall: %v", err)
-	}
 	t.Cleanup(func() { _ = c.Close() })
-	return &Target{Name: "redis-server", Client: c, Addr: addr}
+	return &Target{Name: "redis-server", Client: c, Addr: addr, Pool: PoolName(t)}
 }
 
 var (

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/authpool/authpool/internal/ids"
 )
 
 // Defaults of CLIOptions.
@@ -67,10 +69,10 @@ var controlledEnv = []string{"CLAUDE_CONFIG_DIR", "CLAUDE_CODE_OAUTH_TOKEN", "AN
 func DefaultStateDir() string { return filepath.Join(os.TempDir(), "authpool") }
 
 var (
-	namePattern    = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+	namePattern    = ids.Backend
 	envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
 	// resumePattern is the shape of a CLI session id (a UUID in practice).
-	resumePattern = regexp.MustCompile(`^[A-Za-z0-9-]{1,128}$`)
+	resumePattern = ids.CLISession
 	// modelPattern admits aliases and claude-* names, never a leading dash.
 	modelPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:\[\]-]{0,127}$`)
 )

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/authpool/authpool/internal/testutil"
 )
 
 // The fake CLI (tests/fakeclaude) is built on first use, not in TestMain:
@@ -121,15 +123,12 @@ func calls(t *testing.T, dir string) []fakeCall {
 // waitCalls waits until the CLI of dir has been called n times.
 func waitCalls(t *testing.T, dir string, n int) []fakeCall {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if cs := calls(t, dir); len(cs) >= n {
-			return cs
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("the CLI was not called %d times", n)
-	return nil
+	var cs []fakeCall
+	testutil.Eventually(t, 10*time.Second, fmt.Sprintf("%d calls of the CLI", n), func() bool {
+		cs = calls(t, dir)
+		return len(cs) >= n
+	})
+	return cs
 }
 
 // alive reports whether pid is a running (not zombie) process.
@@ -147,13 +146,7 @@ func alive(pid int) bool {
 
 func waitGone(t *testing.T, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for alive(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("process %d is still running", pid)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, fmt.Sprintf("the end of process %d", pid), func() bool { return !alive(pid) })
 }
 
 func TestClaudeCLIAnswers(t *testing.T) {
@@ -594,11 +587,7 @@ func TestClaudeCLIQueueFull(t *testing.T) {
 	go run()
 	waitCalls(t, dir, 1)
 	go run()
-	for deadline := time.Now().Add(5 * time.Second); c.Load().Waiting != 1; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("load = %+v, want one waiting", c.Load())
-		}
-	}
+	testutil.Eventually(t, 5*time.Second, "one waiting run", func() bool { return c.Load().Waiting == 1 })
 	start := time.Now()
 	_, err := c.Run(ctx, Target{ConfigDir: dir}, Request{Prompt: "hi"}, nil)
 	var qf *QueueFullError

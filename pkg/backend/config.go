@@ -9,9 +9,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
+
+	"github.com/authpool/authpool/internal/ids"
 )
 
 // Backend types of backends.json.
@@ -123,7 +124,7 @@ func (c *BackendsConfig) Fallback() (BackendConfig, bool) {
 }
 
 // accountPattern is the shape of a subscription id (as in auth-pool.json).
-var accountPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+var accountPattern = ids.Name
 
 // maxBackendsFile bounds the file: a real one is a few kilobytes.
 const maxBackendsFile = 1 << 20

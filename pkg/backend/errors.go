@@ -3,11 +3,12 @@ package backend
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/authpool/authpool/internal/secret"
 )
 
 // Sentinel errors of Run; the gateway maps each to one HTTP status.
@@ -95,7 +96,7 @@ const maxExcerpt = 200
 
 // secretPattern matches Anthropic keys and tokens (sk-ant-api…, sk-ant-oat…)
 // so that one echoed by a tool never reaches an error.
-var secretPattern = regexp.MustCompile(`sk-ant-[A-Za-z0-9_\-]+`)
+var secretPattern = secret.AnthropicKey
 
 // excerpt makes s fit for an error message: secrets removed, whitespace
 // folded, clipped to maxExcerpt bytes on a rune boundary.

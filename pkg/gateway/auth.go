@@ -12,7 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/authpool/authpool/pkg/lua"
+	"github.com/authpool/authpool/internal/ids"
 	"github.com/authpool/authpool/pkg/pool"
 )
 
@@ -48,11 +48,11 @@ func requestID(c *gin.Context) {
 	if id == "" {
 		id = newRequestID()
 	}
-	if !lua.ValidID(id) {
+	if !ids.ValidKey(id) {
 		id = newRequestID()
 		c.Header(HeaderRequestID, id)
 		c.Set(ctxRequestID, id)
-		writeError(c, badField("X-Request-ID", "must match ^[A-Za-z0-9_-]{1,128}$"))
+		writeError(c, badField("X-Request-ID", "must match %s", ids.Key))
 		return
 	}
 	c.Header(HeaderRequestID, id)

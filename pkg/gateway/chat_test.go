@@ -226,7 +226,7 @@ func TestAuthFailureCoolsDownAndRetries(t *testing.T) {
 }
 
 func TestRepeatedCrashesCoolDown(t *testing.T) {
-	h := newHarness(t, harnessOpts{subs: 1, opts: Options{FailureThreshold: 3}})
+	h := newHarness(t, harnessOpts{subs: 1, poolOpts: pool.Options{FailureThreshold: 3}})
 	h.subs["sub1"].setAnswer(func(int, backend.Target, backend.Request) (*backend.Result, error) {
 		return nil, fmt.Errorf("%w: exit status 2", backend.ErrBackend)
 	})

@@ -83,7 +83,7 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 		res, err := s.runOn(ctx, alloc, t, onDelta)
 		stop()
 		if err == nil {
-			s.succeeded(sub.ID)
+			s.succeeded(ctx, sub.ID)
 			s.settle(ctx, reqID, turnID, sub.ID, sid, res)
 			return res, nil
 		}
@@ -291,26 +291,29 @@ func (s *Server) mark(ctx context.Context, subID, status, reason string, until t
 		"reason", reason, "until", r.Until, "changed", r.Changed)
 }
 
-// failed counts a crash or timeout; FailureThreshold in a row put the
-// subscription in cooldown.
+// failed counts a crash or timeout in the pool, where every replica's add
+// up; the pool puts the subscription in cooldown at its threshold.
 func (s *Server) failed(ctx context.Context, subID string) {
-	s.mu.Lock()
-	s.failures[subID]++
-	trip := s.failures[subID] >= s.threshold
-	if trip {
-		s.failures[subID] = 0
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	r, err := s.pool.Failed(ctx, subID)
+	if err != nil {
+		s.log.ErrorContext(ctx, "failure not counted", "subscription", subID, "error", err)
+		return
 	}
-	s.mu.Unlock()
-	if trip {
-		s.mark(ctx, subID, pool.StatusCooldown, "failures", time.Time{})
+	if r.Tripped {
+		s.log.WarnContext(ctx, "subscription marked", "subscription", subID, "status", r.Status,
+			"reason", "failures", "until", r.Until, "changed", true)
 	}
 }
 
-// succeeded resets the failure count.
-func (s *Server) succeeded(subID string) {
-	s.mu.Lock()
-	delete(s.failures, subID)
-	s.mu.Unlock()
+// succeeded ends the subscription's run of failures.
+func (s *Server) succeeded(ctx context.Context, subID string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	if err := s.pool.Succeeded(ctx, subID); err != nil {
+		s.log.WarnContext(ctx, "failure count not reset", "subscription", subID, "error", err)
+	}
 }
 
 // release ends a one-shot session after its request.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/authpool/authpool/internal/ids"
 	"github.com/authpool/authpool/pkg/backend"
 	"github.com/authpool/authpool/pkg/pool"
 )
@@ -121,7 +122,7 @@ func classify(err error) problem {
 		return row(http.StatusBadRequest, "invalid_request_error", "invalid_request", err.Error())
 	case errors.Is(err, pool.ErrInvalidSession):
 		p := row(http.StatusBadRequest, "invalid_request_error", "invalid_session_id",
-			"session_id must match ^[A-Za-z0-9_-]{1,128}$")
+			"session_id must match "+ids.Key.String())
 		p.body.Param = "session_id"
 		return p
 	case errors.Is(err, pool.ErrInvalidPriority):

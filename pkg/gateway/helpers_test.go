@@ -89,6 +89,7 @@ type harnessOpts struct {
 	fallbackOff bool // fallbackWhenExhausted: false
 	noFallback  bool // no fallback backend
 	opts        Options
+	poolOpts    pool.Options
 }
 
 func newHarness(t *testing.T, ho harnessOpts) *harness {
@@ -108,7 +109,7 @@ func newHarness(t *testing.T, ho harnessOpts) *harness {
 			Type: "claude-pro", ConfigDir: t.TempDir(), WeeklyBudget: 100})
 		h.subs[id] = &fakeBackend{name: "cli-" + id, mu: &h.mu, calls: &h.calls}
 	}
-	h.pool = pool.New(h.tg.Client, cfg, pool.Options{})
+	h.pool = pool.New(h.tg.Client, cfg, ho.poolOpts)
 	if err := h.pool.Sync(context.Background()); err != nil {
 		t.Fatalf("sync: %v", err)
 	}

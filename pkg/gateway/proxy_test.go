@@ -1,32 +1,14 @@
 package gateway
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/authpool/authpool/internal/testutil"
 )
-
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestTrustedProxies (finding 10): X-Forwarded-For is believed only from
 // TRUSTED_PROXIES. Without it, two clients claiming different addresses
@@ -49,7 +31,7 @@ func TestTrustedProxies(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &testutil.Buffer{}
 			h := newHarness(t, harnessOpts{opts: Options{RateLimitPerMinute: 1, TrustedProxies: tc.trusted,
 				Logger: slog.New(slog.NewJSONHandler(logs, nil))}})
 			first := h.do("GET", "/v1/models", nil, "X-Forwarded-For", "203.0.113.1")

@@ -10,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/authpool/authpool/internal/ids"
 	"github.com/authpool/authpool/pkg/lua"
 )
 
@@ -50,7 +51,7 @@ type Decision struct {
 
 // Allow counts one request of subject (^[A-Za-z0-9_-]{1,128}$).
 func (l *RateLimiter) Allow(ctx context.Context, subject string) (Decision, error) {
-	if !lua.ValidID(subject) {
+	if !ids.ValidKey(subject) {
 		return Decision{}, fmt.Errorf("gateway: rate limit: invalid subject: %w", ErrInvalidRequest)
 	}
 	interval := l.interval.Milliseconds()

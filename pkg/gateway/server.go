@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -33,9 +32,6 @@ import (
 const (
 	// DefaultMaxBodyBytes is the request body limit (1 MiB).
 	DefaultMaxBodyBytes = 1 << 20
-	// DefaultFailureThreshold is how many crashes or timeouts in a row put a
-	// subscription in cooldown.
-	DefaultFailureThreshold = 3
 )
 
 // Backends says where allocations run.
@@ -76,10 +72,6 @@ type Options struct {
 	TrustedProxies []string
 	// MaxBodyBytes is the request body limit. Default 1 MiB.
 	MaxBodyBytes int64
-	// FailureThreshold is how many crashes or timeouts in a row, counted in
-	// this process, put a subscription in cooldown (reason "failures").
-	// Default 3.
-	FailureThreshold int
 	// OAuthTokens maps a subscription id to the `claude setup-token` token
 	// its CLI runs with (CLAUDE_CODE_OAUTH_TOKEN): the value of the variable
 	// its oauthTokenEnv names, which the binary reads. A subscription
@@ -107,25 +99,21 @@ type Options struct {
 
 // Server is the gateway. Create it with New and serve Handler.
 type Server struct {
-	pool      *pool.Pool
-	rdb       redis.UniversalClient
-	backends  Backends
-	tokens    map[string]string // subscription id → OAuth token (never logged)
-	keys      *keyring
-	admin     *keyring // nil: loopback only
-	limiter   *RateLimiter
-	maxBody   int64
-	threshold int
-	retries   int // re-allocations after limit/auth answers: min(subscriptions, maxRetries)
-	log       *slog.Logger
-	metrics   *telemetry.Metrics // nil: not recorded
-	tp        trace.TracerProvider
-	tracer    trace.Tracer
-	engine    *gin.Engine
-	settles   *settleRetry // failed settlements, retried until they land
-
-	mu       sync.Mutex
-	failures map[string]int // subscription id → crashes/timeouts in a row
+	pool     *pool.Pool
+	rdb      redis.UniversalClient
+	backends Backends
+	tokens   map[string]string // subscription id → OAuth token (never logged)
+	keys     *keyring
+	admin    *keyring // nil: loopback only
+	limiter  *RateLimiter
+	maxBody  int64
+	retries  int // re-allocations after limit/auth answers: min(subscriptions, maxRetries)
+	log      *slog.Logger
+	metrics  *telemetry.Metrics // nil: not recorded
+	tp       trace.TracerProvider
+	tracer   trace.Tracer
+	engine   *gin.Engine
+	settles  *settleRetry // failed settlements, retried until they land
 }
 
 // ErrInvalidOptions is returned by New for options it cannot serve with.
@@ -134,8 +122,8 @@ var ErrInvalidOptions = errors.New("gateway: invalid options")
 // New builds a Server.
 func New(opts Options) (*Server, error) {
 	s := &Server{pool: opts.Pool, rdb: opts.Redis, backends: opts.Backends, tokens: map[string]string{},
-		keys: newKeyring(opts.APIKeys), maxBody: opts.MaxBodyBytes, threshold: opts.FailureThreshold,
-		log: opts.Logger, metrics: opts.Metrics, tp: opts.TracerProvider, failures: map[string]int{}}
+		keys: newKeyring(opts.APIKeys), maxBody: opts.MaxBodyBytes,
+		log: opts.Logger, metrics: opts.Metrics, tp: opts.TracerProvider}
 	if s.tp == nil {
 		s.tp = otel.GetTracerProvider()
 	}
@@ -148,9 +136,6 @@ func New(opts Options) (*Server, error) {
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = DefaultMaxBodyBytes
-	}
-	if s.threshold <= 0 {
-		s.threshold = DefaultFailureThreshold
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/backend"
 )
 
@@ -13,7 +14,7 @@ import (
 // the route pattern, as the traces and metrics do, never the raw path with
 // its session id.
 func TestAccessLogHoldsNoSessionID(t *testing.T) {
-	var logs syncBuffer
+	var logs testutil.Buffer
 	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h := newHarness(t, harnessOpts{opts: Options{Logger: log}})
 	const sid = "secret-session-4711"

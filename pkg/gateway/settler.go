@@ -3,10 +3,10 @@ package gateway
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"sync"
 	"time"
 
+	"github.com/authpool/authpool/internal/backoff"
 	"github.com/authpool/authpool/pkg/pool"
 )
 
@@ -161,7 +161,6 @@ func (q *settleRetry) run() {
 // behind the head: while Redis is away every settlement fails alike.
 func (q *settleRetry) retry(p *pendingSettle) {
 	defer q.p.OnBacklog(-1)
-	wait := settleMinBackoff
 	for {
 		if q.hard.Err() != nil {
 			q.drop(p, dropShutdown, nil)
@@ -182,14 +181,13 @@ func (q *settleRetry) retry(p *pendingSettle) {
 			q.drop(p, dropExpired, err)
 			return
 		}
-		// Full jitter over the upper half: replicas that lost Redis at once
-		// do not come back in step.
-		d := wait/2 + rand.N(wait/2+1)
+		// Jittered: replicas that lost Redis at once do not come back in
+		// step. The first attempt was the turn's own settle.
+		d := backoff.Next(p.attempts-1, settleMinBackoff, settleMaxBackoff)
 		select {
 		case <-time.After(d):
 		case <-q.hard.Done():
 		}
-		wait = min(2*wait, settleMaxBackoff)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/backend"
 )
 
@@ -154,12 +155,8 @@ func TestClientDisconnectStopsBackend(t *testing.T) {
 		t.Fatal("backend still running 5 s after the client left")
 	}
 	// The one-shot session is released even so.
-	deadline := time.Now().Add(2 * time.Second)
-	for h.sessionKeys() != 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := h.sessionKeys(); n != 0 {
-		t.Errorf("%d sessions left after the disconnect", n)
+	if !testutil.Within(2*time.Second, func() bool { return h.sessionKeys() == 0 }) {
+		t.Errorf("%d sessions left after the disconnect", h.sessionKeys())
 	}
 }
 

@@ -1,8 +1,6 @@
 package gateway
 
 import (
-	"bufio"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -14,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/telemetry"
 )
 
@@ -145,21 +144,10 @@ func TestMetricsEndpoint(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("/metrics status = %d", resp.StatusCode)
 	}
-	series := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") || line == "" {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("line %q: %v", line, err)
-		}
-		series[line[:i]] = v
+	series, err := testutil.ParseMetrics(resp.Body)
+	if err != nil {
+		t.Fatal(err)
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
 	want := map[string]float64{
 		`authpool_allocations_total{priority="normal",result="bound"}`:          3,
 		`authpool_allocations_total{priority="normal",result="resumed"}`:        1,

@@ -1,18 +1,15 @@
 package lua
 
-import "regexp"
+import "github.com/authpool/authpool/internal/ids"
 
 // Prefix starts every authpool key.
 const Prefix = "authpool"
 
-// idPattern is the one shape an id may have before it becomes part of a key:
+// ValidID reports whether s may be part of a Redis key (ids.Key):
 // subscription ids, session ids, request ids and pool names. Callers validate
 // at the edge; the builders check again and panic on a bad id, because a bad
 // id reaching here is a programming error, never user input.
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
-
-// ValidID reports whether s may be part of a Redis key.
-func ValidID(s string) bool { return idPattern.MatchString(s) }
+func ValidID(s string) bool { return ids.ValidKey(s) }
 
 func mustID(kind, s string) string {
 	if !ValidID(s) {

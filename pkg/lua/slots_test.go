@@ -108,6 +108,8 @@ func TestEveryScriptCallStaysInOneSlot(t *testing.T) {
 	must(err)
 	_, err = Mark(ctx, c, k, MarkArgs{SubID: "sub2", Status: "limited", Reason: "t", CooldownMS: 1000})
 	must(err)
+	_, err = Failure(ctx, c, k, FailureArgs{SubID: "sub3", Failed: true, Threshold: 1, CooldownMS: 1000})
+	must(err)
 	_, err = Status(ctx, c, k, subs, StatusArgs{StaleMS: 1000, Weights: DefaultWeights})
 	must(err)
 	must(c.Set(ctx, k.Epoch(), 1, 0).Err())

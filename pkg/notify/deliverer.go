@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/authpool/authpool/internal/ids"
 	"github.com/authpool/authpool/pkg/lua"
 	"github.com/authpool/authpool/pkg/pool"
 )
@@ -73,14 +73,15 @@ var (
 	ErrAttemptsExhausted = errors.New("notify: delivery attempts exhausted")
 )
 
-var namePattern = regexp.MustCompile(`^[A-Za-z0-9_.:@-]{1,128}$`)
+// namePattern is the shape of consumer and group names: replica names.
+var namePattern = ids.Replica
 
 // Options configure a Deliverer. Zero durations and counts take the default
 // named on the field.
 type Options struct {
 	// Client is the Redis client. Required.
 	Client redis.UniversalClient
-	// Pool is the pool name (lua.ValidID). Required.
+	// Pool is the pool name (ids.Key). Required.
 	Pool string
 	// Consumer names this replica in the group; it must be unique per
 	// replica (e.g. the pod name). Required.
@@ -182,7 +183,7 @@ func New(opts Options) (*Deliverer, error) {
 	if opts.Client == nil {
 		errs = append(errs, errors.New("Client is required"))
 	}
-	if !lua.ValidID(opts.Pool) {
+	if !ids.ValidKey(opts.Pool) {
 		errs = append(errs, fmt.Errorf("Pool %q is not a valid pool name", opts.Pool))
 	}
 	if !namePattern.MatchString(opts.Consumer) {

@@ -15,29 +15,30 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/lua"
 	"github.com/authpool/authpool/pkg/pool"
 )
 
 func TestReceiverRecoversAfterFailures(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
 		rc := newReceiver(t, func(n int, _ *http.Request) int {
 			if n <= 3 {
 				return http.StatusServiceUnavailable
 			}
 			return http.StatusOK
 		})
-		start(t, testOptions(tg.Client, "p1", "c1", webhookConfig(rc.srv.URL), &recLogger{}))
-		id := addEvent(t, tg.Client, "p1", TypeUsageThreshold, usageData)
+		start(t, testOptions(tg.Client, tg.Pool, "c1", webhookConfig(rc.srv.URL), &recLogger{}))
+		id := addEvent(t, tg.Client, tg.Pool, TypeUsageThreshold, usageData)
 
-		eventually(t, 5*time.Second, "delivery", func() bool { _, _, d := rc.stats(); return d[id] == 1 })
-		eventually(t, 2*time.Second, "acknowledgement", func() bool { return acked(t, tg.Client, "p1", id) })
+		testutil.Eventually(t, 5*time.Second, "delivery", func() bool { _, _, d := rc.stats(); return d[id] == 1 })
+		testutil.Eventually(t, 2*time.Second, "acknowledgement", func() bool { return acked(t, tg.Client, tg.Pool, id) })
 		time.Sleep(100 * time.Millisecond) // a second delivery would show up here
 		requests, badSig, delivered := rc.stats()
 		if requests != 4 || delivered[id] != 1 || badSig != 0 {
 			t.Fatalf("requests %d, delivered %v, bad signatures %d; want 4 requests, one delivery of %s", requests, delivered, badSig, id)
 		}
-		if dead := deadEntries(t, tg.Client, "p1"); len(dead) != 0 {
+		if dead := deadEntries(t, tg.Client, tg.Pool); len(dead) != 0 {
 			t.Fatalf("dead stream has %d entries, want none", len(dead))
 		}
 		rc.mu.Lock()
@@ -65,16 +66,16 @@ func TestUndeliverableEventsGoToTheDeadStream(t *testing.T) {
 		{"400 dead at once", http.StatusBadRequest, 1, "HTTP 400"},
 		{"410 dead at once", http.StatusGone, 1, "HTTP 410"},
 	}
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
 		for i, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				poolName := fmt.Sprintf("dead%d", i)
+				poolName := fmt.Sprintf("%s-dead%d", tg.Pool, i)
 				rc := newReceiver(t, func(int, *http.Request) int { return tt.status })
 				log := &recLogger{}
 				start(t, testOptions(tg.Client, poolName, "c1", webhookConfig(rc.srv.URL), log))
 				id := addEvent(t, tg.Client, poolName, TypeFailover, `{"sessionId":"s1","from":"sub1","reason":"exhausted"}`)
 
-				eventually(t, 5*time.Second, "dead entry", func() bool { return len(deadEntries(t, tg.Client, poolName)) == 1 })
+				testutil.Eventually(t, 5*time.Second, "dead entry", func() bool { return len(deadEntries(t, tg.Client, poolName)) == 1 })
 				dead := deadEntries(t, tg.Client, poolName)[0].Values
 				if dead["eventId"] != id || dead["type"] != TypeFailover || dead["subscriptionId"] != "sub1" ||
 					dead["data"] != `{"sessionId":"s1","from":"sub1","reason":"exhausted"}` {
@@ -92,7 +93,7 @@ func TestUndeliverableEventsGoToTheDeadStream(t *testing.T) {
 				if requests, _, _ := rc.stats(); requests != tt.wantRequests {
 					t.Fatalf("receiver saw %d requests, want %d", requests, tt.wantRequests)
 				}
-				eventually(t, time.Second, "a warning about the dead event", func() bool {
+				testutil.Eventually(t, time.Second, "a warning about the dead event", func() bool {
 					w := log.warnings()
 					return len(w) == 1 && strings.Contains(w[0], "dead stream") && strings.Contains(w[0], id)
 				})
@@ -102,7 +103,7 @@ func TestUndeliverableEventsGoToTheDeadStream(t *testing.T) {
 }
 
 func TestRoutingDecidesWhereEventsGo(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
 		rc := newReceiver(t, nil)
 		tests := []struct {
 			name        string
@@ -118,13 +119,13 @@ func TestRoutingDecidesWhereEventsGo(t *testing.T) {
 		}
 		for i, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
-				poolName := fmt.Sprintf("route%d", i)
+				poolName := fmt.Sprintf("%s-route%d", tg.Pool, i)
 				log := &recLogger{}
 				cfg := pool.NotificationsConfig{Rules: tt.rules, WebhookURL: rc.srv.URL, AllowInsecureWebhooks: true}
 				start(t, testOptions(tg.Client, poolName, "c1", cfg, log))
 				id := addEvent(t, tg.Client, poolName, TypeRotation, `{"sessionId":"s","from":"a","to":"b","reason":"idle"}`)
 
-				eventually(t, 3*time.Second, "acknowledgement", func() bool { return acked(t, tg.Client, poolName, id) })
+				testutil.Eventually(t, 3*time.Second, "acknowledgement", func() bool { return acked(t, tg.Client, poolName, id) })
 				logged := log.logged()
 				if gotLog := len(logged) == 1 && logged[0].ID == id; gotLog != tt.wantLog {
 					t.Fatalf("log channel got %v, want it: %v", logged, tt.wantLog)
@@ -141,34 +142,34 @@ func TestRoutingDecidesWhereEventsGo(t *testing.T) {
 }
 
 func TestMalformedEventGoesToTheDeadStream(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
 		log := &recLogger{}
-		start(t, testOptions(tg.Client, "p1", "c1", pool.NotificationsConfig{}, log))
-		id := addEvent(t, tg.Client, "p1", "bogus_type", `{}`)
-		eventually(t, 3*time.Second, "dead entry", func() bool { return len(deadEntries(t, tg.Client, "p1")) == 1 })
-		dead := deadEntries(t, tg.Client, "p1")[0].Values
+		start(t, testOptions(tg.Client, tg.Pool, "c1", pool.NotificationsConfig{}, log))
+		id := addEvent(t, tg.Client, tg.Pool, "bogus_type", `{}`)
+		testutil.Eventually(t, 3*time.Second, "dead entry", func() bool { return len(deadEntries(t, tg.Client, tg.Pool)) == 1 })
+		dead := deadEntries(t, tg.Client, tg.Pool)[0].Values
 		if dead["eventId"] != id || !strings.Contains(dead["error"].(string), "malformed") {
 			t.Fatalf("dead entry = %v", dead)
 		}
-		if len(log.logged()) != 0 || !acked(t, tg.Client, "p1", id) {
+		if len(log.logged()) != 0 || !acked(t, tg.Client, tg.Pool, id) {
 			t.Fatalf("malformed event was logged or left pending")
 		}
 	})
 }
 
 func TestTwoDeliverersDeliverEachEventOnce(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
 		rc := newReceiver(t, nil)
 		cfg := webhookConfig(rc.srv.URL)
-		start(t, testOptions(tg.Client, "p1", "replica-a", cfg, &recLogger{}))
-		start(t, testOptions(tg.Client, "p1", "replica-b", cfg, &recLogger{}))
+		start(t, testOptions(tg.Client, tg.Pool, "replica-a", cfg, &recLogger{}))
+		start(t, testOptions(tg.Client, tg.Pool, "replica-b", cfg, &recLogger{}))
 		const n = 40
 		ids := make([]string, n)
 		for i := range ids {
-			ids[i] = addEvent(t, tg.Client, "p1", TypeRecovered, `{"previousStatus":"limited"}`)
+			ids[i] = addEvent(t, tg.Client, tg.Pool, TypeRecovered, `{"previousStatus":"limited"}`)
 		}
-		eventually(t, 10*time.Second, "all deliveries", func() bool { _, _, d := rc.stats(); return len(d) == n })
-		eventually(t, 2*time.Second, "acknowledgements", func() bool { return acked(t, tg.Client, "p1", ids[n-1]) })
+		testutil.Eventually(t, 10*time.Second, "all deliveries", func() bool { _, _, d := rc.stats(); return len(d) == n })
+		testutil.Eventually(t, 2*time.Second, "acknowledgements", func() bool { return acked(t, tg.Client, tg.Pool, ids[n-1]) })
 		time.Sleep(100 * time.Millisecond)
 		requests, _, d := rc.stats()
 		for _, id := range ids {
@@ -183,7 +184,7 @@ func TestTwoDeliverersDeliverEachEventOnce(t *testing.T) {
 }
 
 func TestStoppedDelivererLeavesTheEventToAnother(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
 		arrived := make(chan struct{}, 1)
 		rc := newReceiver(t, func(n int, r *http.Request) int {
 			if n == 1 { // the first replica's attempt hangs until it gives up
@@ -193,14 +194,14 @@ func TestStoppedDelivererLeavesTheEventToAnother(t *testing.T) {
 			return http.StatusOK
 		})
 		cfg := webhookConfig(rc.srv.URL)
-		first, err := New(testOptions(tg.Client, "p1", "replica-a", cfg, &recLogger{}))
+		first, err := New(testOptions(tg.Client, tg.Pool, "replica-a", cfg, &recLogger{}))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := first.Start(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		id := addEvent(t, tg.Client, "p1", TypeLimitReached, `{"until":"1700000000000","reason":"usage_limit"}`)
+		id := addEvent(t, tg.Client, tg.Pool, TypeLimitReached, `{"until":"1700000000000","reason":"usage_limit"}`)
 		select {
 		case <-arrived:
 		case <-time.After(5 * time.Second):
@@ -209,16 +210,16 @@ func TestStoppedDelivererLeavesTheEventToAnother(t *testing.T) {
 		if err := first.Shutdown(context.Background()); err != nil {
 			t.Fatalf("Shutdown: %v", err)
 		}
-		if n := pendingCount(t, tg.Client, "p1"); n != 1 {
+		if n := pendingCount(t, tg.Client, tg.Pool); n != 1 {
 			t.Fatalf("pending = %d after the interrupted delivery, want 1", n)
 		}
-		if dead := deadEntries(t, tg.Client, "p1"); len(dead) != 0 {
+		if dead := deadEntries(t, tg.Client, tg.Pool); len(dead) != 0 {
 			t.Fatalf("interrupted delivery went to the dead stream: %v", dead)
 		}
 
-		start(t, testOptions(tg.Client, "p1", "replica-b", cfg, &recLogger{}))
-		eventually(t, 5*time.Second, "takeover delivery", func() bool { _, _, d := rc.stats(); return d[id] == 1 })
-		eventually(t, 2*time.Second, "acknowledgement", func() bool { return acked(t, tg.Client, "p1", id) })
+		start(t, testOptions(tg.Client, tg.Pool, "replica-b", cfg, &recLogger{}))
+		testutil.Eventually(t, 5*time.Second, "takeover delivery", func() bool { _, _, d := rc.stats(); return d[id] == 1 })
+		testutil.Eventually(t, 2*time.Second, "acknowledgement", func() bool { return acked(t, tg.Client, tg.Pool, id) })
 		if _, _, d := rc.stats(); d[id] != 1 {
 			t.Fatalf("delivered %d times, want once", d[id])
 		}
@@ -226,17 +227,17 @@ func TestStoppedDelivererLeavesTheEventToAnother(t *testing.T) {
 }
 
 func TestSlowDeliveryIsNotTakenOver(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
 		rc := newReceiver(t, func(int, *http.Request) int {
 			time.Sleep(time.Second) // over three times ClaimIdle
 			return http.StatusOK
 		})
 		cfg := webhookConfig(rc.srv.URL)
-		start(t, testOptions(tg.Client, "p1", "replica-a", cfg, &recLogger{}))
-		start(t, testOptions(tg.Client, "p1", "replica-b", cfg, &recLogger{}))
-		id := addEvent(t, tg.Client, "p1", TypeFailover, `{"sessionId":"s","from":"sub1","reason":"x"}`)
-		eventually(t, 5*time.Second, "delivery", func() bool { _, _, d := rc.stats(); return d[id] == 1 })
-		eventually(t, 2*time.Second, "acknowledgement", func() bool { return acked(t, tg.Client, "p1", id) })
+		start(t, testOptions(tg.Client, tg.Pool, "replica-a", cfg, &recLogger{}))
+		start(t, testOptions(tg.Client, tg.Pool, "replica-b", cfg, &recLogger{}))
+		id := addEvent(t, tg.Client, tg.Pool, TypeFailover, `{"sessionId":"s","from":"sub1","reason":"x"}`)
+		testutil.Eventually(t, 5*time.Second, "delivery", func() bool { _, _, d := rc.stats(); return d[id] == 1 })
+		testutil.Eventually(t, 2*time.Second, "acknowledgement", func() bool { return acked(t, tg.Client, tg.Pool, id) })
 		if requests, _, _ := rc.stats(); requests != 1 {
 			t.Fatalf("receiver saw %d requests, want 1 (no takeover of a live delivery)", requests)
 		}
@@ -244,11 +245,11 @@ func TestSlowDeliveryIsNotTakenOver(t *testing.T) {
 }
 
 func TestPoisonedEventEndsInTheDeadStream(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
 		ctx := context.Background()
 		rc := newReceiver(t, nil)
-		key := lua.NewKeys("p1").Events()
-		id := addEvent(t, tg.Client, "p1", TypeFailover, `{"sessionId":"s","from":"sub1","reason":"x"}`)
+		key := lua.NewKeys(tg.Pool).Events()
+		id := addEvent(t, tg.Client, tg.Pool, TypeFailover, `{"sessionId":"s","from":"sub1","reason":"x"}`)
 		// Replicas that crashed on this event, one after another: each took
 		// it and never acknowledged it.
 		if err := tg.Client.XGroupCreateMkStream(ctx, key, DefaultGroup, "0").Err(); err != nil {
@@ -264,9 +265,9 @@ func TestPoisonedEventEndsInTheDeadStream(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		start(t, testOptions(tg.Client, "p1", "survivor", webhookConfig(rc.srv.URL), &recLogger{}))
-		eventually(t, 5*time.Second, "dead entry", func() bool { return len(deadEntries(t, tg.Client, "p1")) == 1 })
-		dead := deadEntries(t, tg.Client, "p1")[0].Values
+		start(t, testOptions(tg.Client, tg.Pool, "survivor", webhookConfig(rc.srv.URL), &recLogger{}))
+		testutil.Eventually(t, 5*time.Second, "dead entry", func() bool { return len(deadEntries(t, tg.Client, tg.Pool)) == 1 })
+		dead := deadEntries(t, tg.Client, tg.Pool)[0].Values
 		if dead["eventId"] != id || dead["attempts"] != "4" || !strings.Contains(dead["error"].(string), "exhausted") {
 			t.Fatalf("dead entry = %v", dead)
 		}
@@ -311,7 +312,7 @@ func TestNewRejectsUnsafeOptions(t *testing.T) {
 }
 
 func TestRedirectsStayOnTheWebhookHost(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
 		elsewhere := newReceiver(t, nil) // another host:port
 		var mu sync.Mutex
 		hits := map[string]int{}
@@ -335,7 +336,7 @@ func TestRedirectsStayOnTheWebhookHost(t *testing.T) {
 
 		start(t, testOptions(tg.Client, "same", "c1", webhookConfig(srv.URL+"/same"), &recLogger{}))
 		id := addEvent(t, tg.Client, "same", TypeFailover, `{"sessionId":"s","from":"sub1","reason":"x"}`)
-		eventually(t, 5*time.Second, "delivery through the same-host redirect", func() bool {
+		testutil.Eventually(t, 5*time.Second, "delivery through the same-host redirect", func() bool {
 			return acked(t, tg.Client, "same", id)
 		})
 		mu.Lock()
@@ -347,7 +348,7 @@ func TestRedirectsStayOnTheWebhookHost(t *testing.T) {
 
 		start(t, testOptions(tg.Client, "other", "c1", webhookConfig(srv.URL+"/away"), &recLogger{}))
 		addEvent(t, tg.Client, "other", TypeFailover, `{"sessionId":"s","from":"sub1","reason":"x"}`)
-		eventually(t, 5*time.Second, "dead entry", func() bool { return len(deadEntries(t, tg.Client, "other")) == 1 })
+		testutil.Eventually(t, 5*time.Second, "dead entry", func() bool { return len(deadEntries(t, tg.Client, "other")) == 1 })
 		if requests, _, _ := elsewhere.stats(); requests != 0 {
 			t.Fatalf("the event was sent to another host (%d requests)", requests)
 		}
@@ -358,14 +359,14 @@ func TestRedirectsStayOnTheWebhookHost(t *testing.T) {
 }
 
 func TestPublishHintWakesTheDeliverer(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
 		log := &recLogger{}
-		opts := testOptions(tg.Client, "p1", "c1", pool.NotificationsConfig{}, log)
+		opts := testOptions(tg.Client, tg.Pool, "c1", pool.NotificationsConfig{}, log)
 		opts.PollInterval, opts.ClaimIdle = time.Hour, time.Hour // only the hint can wake it
 		start(t, opts)
 		time.Sleep(200 * time.Millisecond) // let the loop go idle and the subscription settle
-		id := addEvent(t, tg.Client, "p1", TypeRecovered, `{"previousStatus":"cooldown"}`)
-		eventually(t, 3*time.Second, "the log channel", func() bool {
+		id := addEvent(t, tg.Client, tg.Pool, TypeRecovered, `{"previousStatus":"cooldown"}`)
+		testutil.Eventually(t, 3*time.Second, "the log channel", func() bool {
 			l := log.logged()
 			return len(l) == 1 && l[0].ID == id
 		})

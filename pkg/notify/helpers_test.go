@@ -171,17 +171,6 @@ func addEvent(t *testing.T, c redis.UniversalClient, poolName, typ, data string)
 
 const usageData = `{"weeklyUsed":388.0,"weeklyBudget":456,"weeklyPercent":"85.0","burnRate":5.2,"estimatedTimeUntilExhaustion":"12 hours","threshold":0.8}`
 
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // pendingCount is the number of entries of the group not yet acknowledged.
 func pendingCount(t *testing.T, c redis.UniversalClient, poolName string) int64 {
 	t.Helper()

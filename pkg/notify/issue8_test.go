@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/pool"
 )
 
@@ -16,13 +17,13 @@ import (
 // config accepts the rule type, the router sends it to the webhook, and
 // the payload names it. Before, "exhausted" was no known type.
 func TestExhaustedEventReachesTheWebhook(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
 		ctx := context.Background()
 		rc := newReceiver(t, nil)
 		off := false
 		cfg := &pool.Config{MaxClientsPerSubscription: 5, WeeklyBudgetThreshold: 0.85, FallbackWhenExhausted: &off,
 			Rebalancing: pool.RebalancingConfig{IntervalSeconds: 300, CostGapThreshold: 5, MaxClientsToMovePerCycle: 3},
-			Pool:        "exh", IdleAfterSeconds: 300, StaleAfterSeconds: 3600,
+			Pool:        tg.Pool, IdleAfterSeconds: 300, StaleAfterSeconds: 3600,
 			Notifications: pool.NotificationsConfig{WebhookURL: rc.srv.URL, AllowInsecureWebhooks: true,
 				Rules: []pool.NotificationRule{{Type: "exhausted", Channels: []string{ChannelWebhook}, Enabled: true}}}}
 		for _, id := range []string{"sub1", "sub2"} {
@@ -36,7 +37,7 @@ func TestExhaustedEventReachesTheWebhook(t *testing.T) {
 		if err := p.Sync(ctx); err != nil {
 			t.Fatal(err)
 		}
-		start(t, testOptions(tg.Client, "exh", "c1", cfg.Notifications, &recLogger{}))
+		start(t, testOptions(tg.Client, tg.Pool, "c1", cfg.Notifications, &recLogger{}))
 
 		a, err := p.Allocate(ctx, "s1", pool.PriorityNormal)
 		if err != nil {
@@ -52,7 +53,7 @@ func TestExhaustedEventReachesTheWebhook(t *testing.T) {
 		}
 
 		var got Payload
-		eventually(t, 3*time.Second, "exhausted delivered", func() bool {
+		testutil.Eventually(t, 3*time.Second, "exhausted delivered", func() bool {
 			rc.mu.Lock()
 			defer rc.mu.Unlock()
 			for _, pl := range rc.payloads {

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/authpool/authpool/internal/backoff"
 )
 
 // run is the delivery loop: one goroutine reads, claims, delivers and trims
@@ -29,7 +30,7 @@ func (d *Deliverer) run(ctx context.Context) {
 		if isNoGroup(err) {
 			ready = false
 		}
-		sleep(ctx, jitter(expBackoff(redisBackoffMin, redisBackoffMax, failures)), nil)
+		sleep(ctx, backoff.Next(failures, redisBackoffMin, redisBackoffMax), nil)
 	}
 	for ctx.Err() == nil {
 		if !ready {
@@ -181,7 +182,7 @@ func (d *Deliverer) deliver(ctx context.Context, e Event, channels []string, bud
 			d.opts.Metrics.Delivered(e.Type, ch, ResultRetry)
 		}
 		pending = failed
-		wait := jitter(expBackoff(d.opts.BackoffBase, d.opts.BackoffMax, attempt))
+		wait := backoff.Next(attempt, d.opts.BackoffBase, d.opts.BackoffMax)
 		wait = max(wait, min(retryAfter, d.opts.BackoffMax))
 		if !sleep(ctx, wait, nil) {
 			return attempt, failed[0], ctx.Err()
@@ -206,7 +207,7 @@ func (d *Deliverer) ack(ctx context.Context, id string) {
 		if err = d.store.ack(ctx, id); err == nil {
 			return
 		}
-		if !sleep(ctx, expBackoff(redisBackoffMin, redisBackoffMax, i), nil) {
+		if !sleep(ctx, backoff.Next(i, redisBackoffMin, redisBackoffMax), nil) {
 			break
 		}
 	}
@@ -253,24 +254,6 @@ func (d *Deliverer) hold(ctx context.Context, id string) (context.Context, func(
 		}
 	}()
 	return ctx, func() { cancel(nil); <-stopped }
-}
-
-// expBackoff is base·2^(n-1), capped.
-func expBackoff(base, limit time.Duration, n int) time.Duration {
-	d := base
-	for i := 1; i < n && d < limit; i++ {
-		d *= 2
-	}
-	return min(d, limit)
-}
-
-// jitter spreads d over [d/2, d] so replicas retrying together drift apart.
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	half := d / 2
-	return half + rand.N(d-half+1)
 }
 
 // sleep waits d, or until wake fires (if non-nil), or ctx ends; it reports

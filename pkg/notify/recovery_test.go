@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/lua"
 )
 
@@ -29,10 +30,10 @@ func TestSurvivesRedisRestart(t *testing.T) {
 	start(t, testOptions(c, "p1", "c1", webhookConfig(rc.srv.URL), log))
 
 	before := addEvent(t, c, "p1", TypeFailover, `{"sessionId":"s","from":"sub1","reason":"x"}`)
-	eventually(t, 5*time.Second, "delivery before the restart", func() bool { _, _, d := rc.stats(); return d[before] == 1 })
+	testutil.Eventually(t, 5*time.Second, "delivery before the restart", func() bool { _, _, d := rc.stats(); return d[before] == 1 })
 
 	srv.Stop()
-	eventually(t, 5*time.Second, "the outage to be reported", func() bool { return len(log.warnings()) > 0 })
+	testutil.Eventually(t, 5*time.Second, "the outage to be reported", func() bool { return len(log.warnings()) > 0 })
 	srv2, err := redistest.StartServerOnPort(srv.Port)
 	if err != nil {
 		t.Fatalf("restart redis-server on port %d: %v", srv.Port, err)
@@ -42,7 +43,7 @@ func TestSurvivesRedisRestart(t *testing.T) {
 	// The restarted server has no stream and no group (no persistence): the
 	// Deliverer must re-create the group and deliver new events.
 	var after string
-	eventually(t, 5*time.Second, "XADD after the restart", func() bool {
+	testutil.Eventually(t, 5*time.Second, "XADD after the restart", func() bool {
 		err := c.XAdd(context.Background(), &redis.XAddArgs{Stream: lua.NewKeys("p1").Events(), ID: "*", Values: []any{"probe", "1"}}).Err()
 		if err != nil {
 			return false
@@ -57,8 +58,8 @@ func TestSurvivesRedisRestart(t *testing.T) {
 			}
 		}
 	}()
-	eventually(t, 10*time.Second, "delivery after the restart", func() bool { _, _, d := rc.stats(); return d[after] == 1 })
-	eventually(t, 2*time.Second, "acknowledgement", func() bool { return acked(t, c, "p1", after) })
+	testutil.Eventually(t, 10*time.Second, "delivery after the restart", func() bool { _, _, d := rc.stats(); return d[after] == 1 })
+	testutil.Eventually(t, 2*time.Second, "acknowledgement", func() bool { return acked(t, c, "p1", after) })
 }
 
 func TestShutdownLeavesNoGoroutines(t *testing.T) {
@@ -80,13 +81,13 @@ func TestShutdownLeavesNoGoroutines(t *testing.T) {
 	for range 3 {
 		last = addEvent(t, tg.Client, "p1", TypeRotation, `{"sessionId":"s","from":"a","to":"b","reason":"idle"}`)
 	}
-	eventually(t, 5*time.Second, "deliveries", func() bool { return acked(t, tg.Client, "p1", last) })
+	testutil.Eventually(t, 5*time.Second, "deliveries", func() bool { return acked(t, tg.Client, "p1", last) })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := d.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
-	eventually(t, 3*time.Second, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= baseline })
+	testutil.Eventually(t, 3*time.Second, "goroutines back to the baseline", func() bool { return runtime.NumGoroutine() <= baseline })
 }
 
 func TestTrimKeepsWhatTheGroupStillOwes(t *testing.T) {

@@ -147,19 +147,3 @@ func TestPayloadShape(t *testing.T) {
 		t.Errorf("data = %v, want the seeds' fields passed through", data)
 	}
 }
-
-func TestBackoffGrowsAndIsCapped(t *testing.T) {
-	base, limit := 100*time.Millisecond, time.Second
-	want := []time.Duration{100, 200, 400, 800, 1000, 1000}
-	for i, w := range want {
-		w *= time.Millisecond
-		if got := expBackoff(base, limit, i+1); got != w {
-			t.Errorf("attempt %d: %v, want %v", i+1, got, w)
-		}
-		for range 20 {
-			if j := jitter(w); j < w/2 || j > w {
-				t.Fatalf("jitter(%v) = %v, want within [%v, %v]", w, j, w/2, w)
-			}
-		}
-	}
-}

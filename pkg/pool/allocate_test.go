@@ -1,4 +1,4 @@
-package pool
+package pool_test
 
 import (
 	"context"
@@ -8,12 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authpool/authpool/internal/pooltest"
 	"github.com/authpool/authpool/internal/redistest"
+
+	. "github.com/authpool/authpool/pkg/pool"
 )
 
 func TestAllocateResumesAndBinds(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
-		p := newPool(t, tg, testConfig(3, 100, 5))
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
+		p := newPool(t, tg, pooltest.Config(3, 100, 5))
 		a := mustAllocate(t, p, "s1", PriorityNormal)
 		if a.Kind != Bound || a.Subscription.ID == "" {
 			t.Fatalf("first allocation = %+v, want bound", a)
@@ -43,7 +46,7 @@ func TestAllocateResumesAndBinds(t *testing.T) {
 
 func TestAllocateRejectsBadInput(t *testing.T) {
 	tg := redistest.Mini(t)
-	p := newPool(t, tg, testConfig(1, 100, 5))
+	p := newPool(t, tg, pooltest.Config(1, 100, 5))
 	for _, sid := range []string{"", "a b", "x:y", "{tag}", "../x", string(make([]byte, 129))} {
 		if _, err := p.Allocate(context.Background(), sid, PriorityNormal); !errors.Is(err, ErrInvalidSession) {
 			t.Errorf("Allocate(%q) err = %v, want ErrInvalidSession", sid, err)
@@ -68,8 +71,8 @@ func TestAllocateRejectsBadInput(t *testing.T) {
 // Fair spreading: ranking by the unclamped score spreads new sessions evenly
 // (the earlier version, clamping before ranking, gave 102, 22, 22, …).
 func TestFairSpreading(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
-		p := newPool(t, tg, testConfig(10, 100, 40))
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
+		p := newPool(t, tg, pooltest.Config(10, 100, 40))
 		for i := 0; i < 300; i++ {
 			mustAllocate(t, p, fmt.Sprintf("s%03d", i), PriorityNormal)
 		}
@@ -91,8 +94,8 @@ func TestFairSpreading(t *testing.T) {
 // 100 parallel allocations on a 45-slot pool bind exactly 45; the rest fall
 // back, and the client sets hold exactly the bound sessions.
 func TestParallelAllocationsNeverOverfill(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
-		cfg := testConfig(3, 100, 15)
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
+		cfg := pooltest.Config(3, 100, 15)
 		pools := []*Pool{newPool(t, tg, cfg), New(tg.Client, cfg, Options{}), New(tg.Client, cfg, Options{})}
 		var mu sync.Mutex
 		bound, fallback := 0, 0
@@ -150,7 +153,7 @@ func TestPriorityAdmission(t *testing.T) {
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("%s-%v", c.pr, c.used), func(t *testing.T) {
 			tg := redistest.Mini(t)
-			p := newPool(t, tg, testConfig(1, 100, 10))
+			p := newPool(t, tg, pooltest.Config(1, 100, 10))
 			mustSettle(t, p, Usage{RequestID: "seed", SubscriptionID: "sub00", CostUSD: c.used})
 			a, err := p.Allocate(context.Background(), "s", c.pr)
 			if err != nil {
@@ -167,8 +170,8 @@ func TestPriorityAdmission(t *testing.T) {
 }
 
 func TestLimitedSubscriptionRotatesSessions(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
-		p := newPool(t, tg, testConfig(2, 100, 10))
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
+		p := newPool(t, tg, pooltest.Config(2, 100, 10))
 		ctx := context.Background()
 		a := mustAllocate(t, p, "s1", PriorityNormal)
 		reset := time.Now().Add(2 * time.Hour)

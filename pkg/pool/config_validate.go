@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/authpool/authpool/internal/ids"
 )
 
 // ErrInvalidConfig is wrapped by every error of LoadConfig, LoadConfigFromEnv,
@@ -78,7 +80,7 @@ func (e *ValidationError) Unwrap() error { return ErrInvalidConfig }
 var (
 	// namePattern is the shape of subscription ids and the pool name: both
 	// become part of Redis keys, so a bad one is refused, never rewritten.
-	namePattern    = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+	namePattern    = ids.Name
 	envNamePattern = regexp.MustCompile(`^[A-Z_][A-Z0-9_]{0,127}$`)
 )
 

@@ -1,4 +1,4 @@
-package pool
+package pool_test
 
 import (
 	"context"
@@ -7,14 +7,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authpool/authpool/internal/pooltest"
 	"github.com/authpool/authpool/internal/redistest"
+
+	. "github.com/authpool/authpool/pkg/pool"
 )
 
 // A fenced script called with an old epoch changes nothing.
 func TestFencedScriptsRefuseStaleEpoch(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
 		ctx := context.Background()
-		cfg := testConfig(2, 100, 10)
+		cfg := pooltest.Config(2, 100, 10)
 		cfg.IdleAfterSeconds, cfg.StaleAfterSeconds = 1, 3600
 		p := newPool(t, tg, cfg)
 		old, _ := p.NextEpoch(ctx)
@@ -26,9 +29,13 @@ func TestFencedScriptsRefuseStaleEpoch(t *testing.T) {
 		}
 		mustSettle(t, p, Usage{RequestID: "r", SubscriptionID: "sub00", CostUSD: 50})
 		before, _ := p.Status(ctx)
-		time.Sleep(1100 * time.Millisecond) // clients become idle (real clock on both targets)
+		// Clients become idle: on miniredis by moving its clock (TIME and
+		// TTLs), on redis-server only by waiting.
 		if tg.Mini != nil {
+			tg.Mini.SetTime(time.Now().Add(1100 * time.Millisecond))
 			tg.Mini.FastForward(1100 * time.Millisecond)
+		} else {
+			time.Sleep(1100 * time.Millisecond)
 		}
 		if _, err := p.Maintain(ctx, old); !errors.Is(err, ErrNotLeader) {
 			t.Fatalf("maintain with old epoch: %v", err)
@@ -50,7 +57,7 @@ func TestRebalanceMovesOnlyIdleClientsWithinLimits(t *testing.T) {
 	tg := redistest.Mini(t)
 	c := newClock(tg, time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
 	ctx := context.Background()
-	cfg := testConfig(2, 1000, 6)
+	cfg := pooltest.Config(2, 1000, 6)
 	cfg.IdleAfterSeconds, cfg.StaleAfterSeconds = 300, 3600
 	cfg.Rebalancing.CostGapThreshold, cfg.Rebalancing.MaxClientsToMovePerCycle = 5, 2
 	p := newPool(t, tg, cfg)

@@ -1,37 +1,22 @@
-package pool
+package pool_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/authpool/authpool/internal/redistest"
+
+	. "github.com/authpool/authpool/pkg/pool"
 )
 
-// testConfig returns a valid config of n subscriptions sub00..sub(n-1) with
-// the given budget and client cap.
-func testConfig(n int, budget float64, maxClients int) *Config {
-	cfg := &Config{MaxClientsPerSubscription: maxClients, WeeklyBudgetThreshold: 0.85}
-	for i := 0; i < n; i++ {
-		cfg.Subscriptions = append(cfg.Subscriptions, SubscriptionConfig{
-			ID: fmt.Sprintf("sub%02d", i), Email: fmt.Sprintf("u%d@example.com", i), Type: "claude-pro",
-			ConfigDir: fmt.Sprintf("/tmp/claude-sub%02d", i), WeeklyBudget: budget,
-		})
-	}
-	return cfg
-}
-
-func withRules(cfg *Config, thresholds ...float64) *Config {
-	for _, t := range thresholds {
-		cfg.Notifications.Rules = append(cfg.Notifications.Rules,
-			NotificationRule{Type: "usage_threshold", Threshold: t, Channels: []string{"log"}, Enabled: true})
-	}
-	return cfg
-}
-
+// newPool is a synced pool of cfg on tg, in tg's key space unless cfg names
+// a pool (cfg takes that name, so further replicas built from it share it).
 func newPool(t testing.TB, tg *redistest.Target, cfg *Config) *Pool {
 	t.Helper()
+	if cfg.Pool == "" {
+		cfg.Pool = tg.Pool
+	}
 	p := New(tg.Client, cfg, Options{})
 	if err := p.Sync(context.Background()); err != nil {
 		t.Fatalf("sync: %v", err)

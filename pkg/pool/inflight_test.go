@@ -1,11 +1,14 @@
-package pool
+package pool_test
 
 import (
 	"context"
 	"testing"
 	"time"
 
+	"github.com/authpool/authpool/internal/pooltest"
 	"github.com/authpool/authpool/internal/redistest"
+
+	. "github.com/authpool/authpool/pkg/pool"
 )
 
 // passTime moves the scripts' clock by d: the fake clock on miniredis (TIME
@@ -25,13 +28,13 @@ func passTime(tg *redistest.Target, clk *clock, d time.Duration) {
 // expire; once the turn is settled it is idle and stale like any other. A
 // lease nobody refreshes (the replica died) runs out by itself.
 func TestTurnInFlightIsActive(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
 		ctx := context.Background()
 		var clk *clock
 		if tg.Mini != nil {
 			clk = newClock(tg, time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC))
 		}
-		cfg := testConfig(2, 100, 10)
+		cfg := pooltest.Config(2, 100, 10)
 		cfg.IdleAfterSeconds, cfg.StaleAfterSeconds = 1, 3
 		cfg.Rebalancing.CostGapThreshold, cfg.Rebalancing.MaxClientsToMovePerCycle = 5, 3
 		p := newPool(t, tg, cfg)

@@ -1,4 +1,4 @@
-package pool
+package pool_test
 
 import (
 	"context"
@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authpool/authpool/internal/pooltest"
 	"github.com/authpool/authpool/internal/redistest"
+
+	. "github.com/authpool/authpool/pkg/pool"
 )
 
 // Regression tests of issue 8: each failed before its fix.
@@ -21,13 +24,13 @@ import (
 func TestPriorityOrderEveryThreshold(t *testing.T) {
 	for _, th := range []float64{0.01, 0.05, 0.1, 0.5, 0.8, 0.85, 0.9, 0.95, 0.96, 0.99, 1.0} {
 		t.Run(fmt.Sprint(th), func(t *testing.T) {
-			cfg := testConfig(1, 100, 10)
+			cfg := pooltest.Config(1, 100, 10)
 			cfg.WeeklyBudgetThreshold = th
-			if err := withDefaults(cfg).Validate(); err != nil {
+			if err := WithDefaults(cfg).Validate(); err != nil {
 				t.Fatalf("threshold %v refused by validation: %v", th, err)
 			}
 			p := New(nil, cfg, Options{})
-			low, normal, high := p.admit(PriorityLow), p.admit(PriorityNormal), p.admit(PriorityHigh)
+			low, normal, high := p.Admit(PriorityLow), p.Admit(PriorityNormal), p.Admit(PriorityHigh)
 			if !(high >= normal && normal >= low) {
 				t.Fatalf("threshold %v: low %v, normal %v, high %v; want high ≥ normal ≥ low", th, low, normal, high)
 			}
@@ -45,7 +48,7 @@ func TestHighAdmittedWhereNormalIs(t *testing.T) {
 	for _, th := range []float64{0.96, 0.99, 1.0} {
 		t.Run(fmt.Sprint(th), func(t *testing.T) {
 			tg := redistest.Mini(t)
-			cfg := testConfig(1, 100, 10)
+			cfg := pooltest.Config(1, 100, 10)
 			cfg.WeeklyBudgetThreshold = th
 			p := newPool(t, tg, cfg)
 			mustSettle(t, p, Usage{RequestID: "seed", SubscriptionID: "sub00", CostUSD: 100*th - 0.5})
@@ -62,57 +65,14 @@ func TestHighAdmittedWhereNormalIs(t *testing.T) {
 	}
 }
 
-// TestWeeklyBudgetBounded: a budget the scripts cannot hold as micro-USD
-// integers (1e20 printed negative) is refused, in the file and in
-// WEEKLY_BUDGET, with its path and the bound; the bound itself is accepted.
-func TestWeeklyBudgetBounded(t *testing.T) {
-	cases := []struct {
-		name   string
-		file   any
-		env    string
-		path   string // "" = accepted
-		budget float64
-	}{
-		{name: "file 1e20", file: 1e20, path: "subscriptions[0].weeklyBudget"},
-		{name: "file just over", file: MaxWeeklyBudget + 0.01, path: "subscriptions[0].weeklyBudget"},
-		{name: "file at the bound", file: MaxWeeklyBudget, budget: MaxWeeklyBudget},
-		{name: "env 1e20", file: 100.0, env: "1e20", path: EnvWeeklyBudget},
-		{name: "env 1000001", file: 100.0, env: "1000001", path: EnvWeeklyBudget},
-		{name: "env at the bound", file: 100.0, env: "1000000", budget: MaxWeeklyBudget},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			d := validDoc()
-			subAt(d, 0)["weeklyBudget"] = tc.file
-			cfg, err := parseConfig(marshal(t, d), "test.json", Overrides{WeeklyBudget: tc.env})
-			if tc.path == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if got := cfg.Subscriptions[0].WeeklyBudget; got != tc.budget {
-					t.Fatalf("weeklyBudget = %v, want %v", got, tc.budget)
-				}
-				return
-			}
-			var ve *ValidationError
-			if !errors.As(err, &ve) || len(ve.Problems) != 1 || ve.Problems[0].Path != tc.path {
-				t.Fatalf("err = %v, want one problem at %s", err, tc.path)
-			}
-			if msg := ve.Problems[0].Message; !strings.Contains(msg, "1000000") {
-				t.Errorf("message %q does not name the bound", msg)
-			}
-		})
-	}
-}
-
 // TestExhaustedWritesExhaustedEvent: with fallbackWhenExhausted false, a
 // session whose subscription stops serving it while no other can take it
 // is refused; the event says so (exhausted), never that it moved to a
 // fallback backend that is off (failover).
 func TestExhaustedWritesExhaustedEvent(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
 		ctx := context.Background()
-		cfg := testConfig(2, 100, 10)
+		cfg := pooltest.Config(2, 100, 10)
 		off := false
 		cfg.FallbackWhenExhausted = &off
 		p := newPool(t, tg, cfg)
@@ -161,9 +121,9 @@ func TestExhaustedWritesExhaustedEvent(t *testing.T) {
 // TestLimitMessagesPrintRFC3339: limit_reached messages name the reset as
 // RFC 3339 in UTC, not as epoch milliseconds.
 func TestLimitMessagesPrintRFC3339(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
 		ctx := context.Background()
-		p := newPool(t, tg, testConfig(2, 100, 10))
+		p := newPool(t, tg, pooltest.Config(2, 100, 10))
 		reset := time.Now().Add(3 * time.Hour).Truncate(time.Second)
 		cool := time.Now().Add(20 * time.Minute).Truncate(time.Second)
 		if _, err := p.Mark(ctx, "sub00", StatusLimited, "usage_limit", reset); err != nil {
@@ -214,11 +174,11 @@ func TestMarkClampsResets(t *testing.T) {
 		{"cooldown 1 s away", StatusCooldown, func(now time.Time) time.Time { return now.Add(time.Second) },
 			func(now time.Time) (time.Time, time.Time) { return now.Add(minAhead), now.Add(minAhead + time.Second) }},
 	}
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
 				ctx := context.Background()
-				p := newPool(t, tg, testConfig(1, 100, 10))
+				p := newPool(t, tg, pooltest.Config(1, 100, 10))
 				t.Cleanup(func() { _, _ = p.Mark(ctx, "sub00", StatusAvailable, "test", time.Time{}) })
 				before := time.Now().Truncate(time.Millisecond)
 				m, err := p.Mark(ctx, "sub00", tc.status, "usage_limit", tc.until(before))
@@ -250,7 +210,7 @@ func TestMarkClampsBlockEndAndStoredResets(t *testing.T) {
 	tg := redistest.Mini(t)
 	ctx := context.Background()
 	clk := newClock(tg, time.Date(2030, 1, 1, 10, 0, 0, 0, time.UTC))
-	p := newPool(t, tg, testConfig(2, 100, 10))
+	p := newPool(t, tg, pooltest.Config(2, 100, 10))
 	mustSettle(t, p, Usage{RequestID: "r1", SubscriptionID: "sub00", CostUSD: 1})
 	clk.advance(5*time.Hour - 30*time.Second) // the block ends in 30 s
 	m, err := p.Mark(ctx, "sub00", StatusLimited, "usage_limit", time.Time{})

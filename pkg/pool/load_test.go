@@ -1,4 +1,4 @@
-package pool
+package pool_test
 
 import (
 	"context"
@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authpool/authpool/internal/pooltest"
 	"github.com/authpool/authpool/internal/redistest"
+
+	. "github.com/authpool/authpool/pkg/pool"
 )
 
 var loadOps = flag.Int("pool.ops", 20000, "operations of TestAtomicityUnderLoad (raise for soak runs)")
@@ -22,10 +25,11 @@ var loadOps = flag.Int("pool.ops", 20000, "operations of TestAtomicityUnderLoad 
 // agreeing with its session hash, and weekly totals equal the sum of the
 // distinct settled request ids.
 func TestAtomicityUnderLoad(t *testing.T) {
-	tg := redistest.Real(t)
+	t.Parallel()
+	tg := redistest.Shared(t)
 	ctx := context.Background()
 	const subsN, capN, sessions, workers = 8, 10, 2000, 64
-	cfg := testConfig(subsN, 1e6, capN)
+	cfg := pooltest.Config(subsN, 1e6, capN)
 	replicas := []*Pool{newPool(t, tg, cfg)}
 	for i := 1; i < 4; i++ {
 		replicas = append(replicas, New(tg.Client, cfg, Options{}))

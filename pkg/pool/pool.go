@@ -17,6 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/authpool/authpool/internal/ids"
 	"github.com/authpool/authpool/pkg/lua"
 )
 
@@ -46,7 +47,7 @@ func ParsePriority(s string) (Priority, error) {
 }
 
 // ValidSessionID reports whether s is an acceptable session id.
-func ValidSessionID(s string) bool { return lua.ValidID(s) }
+func ValidSessionID(s string) bool { return ids.ValidSession(s) }
 
 // Options tune the pool beyond the config file. The zero value means the
 // defaults below.
@@ -59,6 +60,10 @@ type Options struct {
 	// Cooldown is how long a subscription rests after repeated failures.
 	// Default 5 minutes.
 	Cooldown time.Duration
+	// FailureThreshold is how many crashes or timeouts in a row, counted in
+	// Redis across every replica, put a subscription in cooldown (reason
+	// "failures"). Default 3.
+	FailureThreshold int
 	// MarkerTTL keeps settlement markers so a retried settle counts once.
 	// Default 24 h.
 	MarkerTTL time.Duration
@@ -72,10 +77,11 @@ type Options struct {
 
 // Defaults of Options.
 const (
-	DefaultResumeLimit    = 0.98
-	DefaultCooldown       = 5 * time.Minute
-	DefaultMarkerTTL      = 24 * time.Hour
-	DefaultUsageRetention = 7 * 24 * time.Hour
+	DefaultResumeLimit      = 0.98
+	DefaultCooldown         = 5 * time.Minute
+	DefaultFailureThreshold = 3
+	DefaultMarkerTTL        = 24 * time.Hour
+	DefaultUsageRetention   = 7 * 24 * time.Hour
 )
 
 // Pool is the pool of one config over one Redis. It is safe for concurrent
@@ -88,6 +94,7 @@ type Pool struct {
 	weights    lua.Weights
 	resume     float64
 	cooldown   time.Duration
+	threshold  int // FailureThreshold
 	markerTTL  time.Duration
 	retention  time.Duration
 	approachAt float64
@@ -105,6 +112,7 @@ func New(rdb redis.UniversalClient, cfg *Config, opts Options) *Pool {
 	cfg = withDefaults(cfg)
 	p := &Pool{rdb: rdb, cfg: cfg, keys: lua.NewKeys(poolName(cfg)), byID: map[string]SubscriptionConfig{},
 		weights: lua.DefaultWeights, resume: DefaultResumeLimit, cooldown: DefaultCooldown,
+		threshold: DefaultFailureThreshold,
 		markerTTL: DefaultMarkerTTL, retention: DefaultUsageRetention}
 	if opts.Weights != nil {
 		p.weights = *opts.Weights
@@ -114,6 +122,9 @@ func New(rdb redis.UniversalClient, cfg *Config, opts Options) *Pool {
 	}
 	if opts.Cooldown > 0 {
 		p.cooldown = opts.Cooldown
+	}
+	if opts.FailureThreshold > 0 {
+		p.threshold = opts.FailureThreshold
 	}
 	if opts.MarkerTTL > 0 {
 		p.markerTTL = opts.MarkerTTL

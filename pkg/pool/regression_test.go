@@ -1,4 +1,4 @@
-package pool
+package pool_test
 
 import (
 	"context"
@@ -8,7 +8,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/authpool/authpool/internal/pooltest"
 	"github.com/authpool/authpool/internal/redistest"
+
+	. "github.com/authpool/authpool/pkg/pool"
 )
 
 // Regression tests from a review of the scripts: each failed before its fix.
@@ -19,7 +22,7 @@ import (
 func TestLateSettleNeverOverfills(t *testing.T) {
 	tg := redistest.Mini(t)
 	clk := newClock(tg, time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
-	p := newPool(t, tg, testConfig(2, 100, 1))
+	p := newPool(t, tg, pooltest.Config(2, 100, 1))
 	ctx := context.Background()
 
 	first := mustAllocate(t, p, "S", PriorityNormal).Subscription.ID
@@ -54,7 +57,7 @@ func TestLateSettleNeverOverfills(t *testing.T) {
 // is room, with its CLI session.
 func TestStaleEntryResumesThroughCapCheck(t *testing.T) {
 	tg := redistest.Mini(t)
-	p := newPool(t, tg, testConfig(1, 100, 2))
+	p := newPool(t, tg, pooltest.Config(1, 100, 2))
 	a := mustAllocate(t, p, "S", PriorityNormal)
 	mustSettle(t, p, Usage{RequestID: "r", SubscriptionID: a.Subscription.ID, SessionID: "S", CLISession: "cli-1"})
 	// The entry ages out of the live window (as after a desync); the hash stays.
@@ -74,10 +77,10 @@ func TestStaleEntryResumesThroughCapCheck(t *testing.T) {
 // TestReleaseWithStaleSubscriptionList: a replica whose subscription list
 // lacks the session's subscription reloads it and removes the client entry.
 func TestReleaseWithStaleSubscriptionList(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
 		ctx := context.Background()
-		old := newPool(t, tg, testConfig(2, 100, 5))
-		cur := newPool(t, tg, testConfig(3, 100, 5))
+		old := newPool(t, tg, pooltest.Config(2, 100, 5))
+		cur := newPool(t, tg, pooltest.Config(3, 100, 5))
 		for _, id := range []string{"sub00", "sub01"} {
 			if _, err := cur.Mark(ctx, id, StatusDisabled, "operator", time.Time{}); err != nil {
 				t.Fatal(err)
@@ -101,7 +104,7 @@ func TestReleaseWithStaleSubscriptionList(t *testing.T) {
 func TestDisabledStaysDisabled(t *testing.T) {
 	tg := redistest.Mini(t)
 	clk := newClock(tg, time.Date(2030, 1, 1, 10, 0, 0, 0, time.UTC))
-	p := newPool(t, tg, testConfig(1, 100, 5))
+	p := newPool(t, tg, pooltest.Config(1, 100, 5))
 	ctx := context.Background()
 	if _, err := p.Mark(ctx, "sub00", StatusDisabled, "operator", time.Time{}); err != nil {
 		t.Fatal(err)
@@ -124,9 +127,9 @@ func TestDisabledStaysDisabled(t *testing.T) {
 // TestSettleRefusesOutOfBoundsUsage: usage the scripts cannot sum exactly is
 // refused before anything is written, so a corrected retry still counts.
 func TestSettleRefusesOutOfBoundsUsage(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
 		ctx := context.Background()
-		p := newPool(t, tg, testConfig(1, 100, 5))
+		p := newPool(t, tg, pooltest.Config(1, 100, 5))
 		for _, u := range []Usage{
 			{RequestID: "r", SubscriptionID: "sub00", CostUSD: 3, InputTokens: 1 << 60},
 			{RequestID: "r", SubscriptionID: "sub00", CostUSD: 3, CacheReadTokens: MaxRequestTokens + 1},
@@ -152,7 +155,7 @@ func TestClockStepBackKeepsUsage(t *testing.T) {
 	tg := redistest.Mini(t)
 	start := time.Date(2030, 1, 1, 10, 0, 5, 0, time.UTC)
 	newClock(tg, start)
-	p := newPool(t, tg, testConfig(1, 100, 5))
+	p := newPool(t, tg, pooltest.Config(1, 100, 5))
 	mustSettle(t, p, Usage{RequestID: "r1", SubscriptionID: "sub00", CostUSD: 10})
 	tg.Mini.SetTime(start.Add(-10 * time.Second))
 	mustAllocate(t, p, "S1", PriorityNormal)
@@ -171,7 +174,7 @@ func redisZ(score float64, member string) redis.Z { return redis.Z{Score: score,
 func TestPoolSurvivesRedisDataLoss(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
 		ctx := context.Background()
-		p := newPool(t, tg, testConfig(2, 100, 5))
+		p := newPool(t, tg, pooltest.Config(2, 100, 5))
 		mustAllocate(t, p, "before", PriorityNormal)
 		if err := tg.Client.FlushAll(ctx).Err(); err != nil {
 			t.Fatal(err)

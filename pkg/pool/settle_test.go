@@ -1,4 +1,4 @@
-package pool
+package pool_test
 
 import (
 	"context"
@@ -7,14 +7,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/authpool/authpool/internal/pooltest"
 	"github.com/authpool/authpool/internal/redistest"
+
+	. "github.com/authpool/authpool/pkg/pool"
 )
 
 func near(a, b float64) bool { return math.Abs(a-b) < 1e-6 }
 
 func TestSettleCountsEachRequestOnce(t *testing.T) {
-	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
-		p := newPool(t, tg, testConfig(1, 100, 5))
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
+		p := newPool(t, tg, pooltest.Config(1, 100, 5))
 		mustAllocate(t, p, "s1", PriorityNormal)
 		u := Usage{RequestID: "req-1", SubscriptionID: "sub00", SessionID: "s1", CostUSD: 1.234567,
 			InputTokens: 10, OutputTokens: 5, Model: "claude-sonnet-4-5",
@@ -48,7 +51,7 @@ func TestSettleCountsEachRequestOnce(t *testing.T) {
 // Money is summed exactly: 10,000 settles of 0.000123 USD make 1.23 USD.
 func TestSettleSumsExactly(t *testing.T) {
 	tg := redistest.Mini(t)
-	p := newPool(t, tg, testConfig(1, 1000, 5))
+	p := newPool(t, tg, pooltest.Config(1, 1000, 5))
 	for i := 0; i < 1000; i++ {
 		mustSettle(t, p, Usage{RequestID: fmt.Sprintf("r%d", i), SubscriptionID: "sub00", CostUSD: 0.000123})
 	}
@@ -60,7 +63,7 @@ func TestSettleSumsExactly(t *testing.T) {
 func TestBlocksFollowCcusage(t *testing.T) {
 	tg := redistest.Mini(t)
 	c := newClock(tg, time.Date(2026, 11, 23, 10, 17, 0, 0, time.UTC))
-	p := newPool(t, tg, testConfig(1, 100, 5))
+	p := newPool(t, tg, pooltest.Config(1, 100, 5))
 	s := mustSettle(t, p, Usage{RequestID: "a", SubscriptionID: "sub00", CostUSD: 1})
 	st := subStatus(t, p, "sub00")
 	if !st.BlockActive || !st.BlockStart.Equal(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)) {
@@ -96,7 +99,7 @@ func TestBlocksFollowCcusage(t *testing.T) {
 func TestWeeklyWindowRolls(t *testing.T) {
 	tg := redistest.Mini(t)
 	c := newClock(tg, time.Date(2026, 11, 2, 9, 30, 0, 0, time.UTC))
-	p := newPool(t, tg, testConfig(1, 100, 5))
+	p := newPool(t, tg, pooltest.Config(1, 100, 5))
 	mustSettle(t, p, Usage{RequestID: "old", SubscriptionID: "sub00", CostUSD: 40})
 	c.advance(3 * 24 * time.Hour)
 	mustSettle(t, p, Usage{RequestID: "mid", SubscriptionID: "sub00", CostUSD: 10})
@@ -123,7 +126,7 @@ func TestWeeklyWindowRolls(t *testing.T) {
 func TestThresholdEventOncePerCrossing(t *testing.T) {
 	tg := redistest.Mini(t)
 	c := newClock(tg, time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
-	p := newPool(t, tg, withRules(testConfig(1, 100, 5), 0.8, 0.9))
+	p := newPool(t, tg, pooltest.WithRules(pooltest.Config(1, 100, 5), 0.8, 0.9))
 	settle := func(id string, cost float64) Settlement {
 		return mustSettle(t, p, Usage{RequestID: id, SubscriptionID: "sub00", CostUSD: cost})
 	}
@@ -155,7 +158,7 @@ func TestLimitedRecoversWhenResetPasses(t *testing.T) {
 	tg := redistest.Mini(t)
 	start := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
 	c := newClock(tg, start)
-	p := newPool(t, tg, testConfig(1, 100, 5))
+	p := newPool(t, tg, pooltest.Config(1, 100, 5))
 	if _, err := p.Mark(context.Background(), "sub00", StatusLimited, "usage_limit", start.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +184,7 @@ func TestLimitedRecoversWhenResetPasses(t *testing.T) {
 func TestStaleSessionsAreDropped(t *testing.T) {
 	tg := redistest.Mini(t)
 	c := newClock(tg, time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
-	cfg := testConfig(1, 100, 2)
+	cfg := pooltest.Config(1, 100, 2)
 	cfg.StaleAfterSeconds = 600
 	p := newPool(t, tg, cfg)
 	mustAllocate(t, p, "a", PriorityNormal)

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/authpool/authpool/internal/backoff"
 	"github.com/authpool/authpool/pkg/notify"
 	"github.com/authpool/authpool/pkg/pool"
 )
@@ -223,7 +224,7 @@ func (s *solo) Run(ctx context.Context, work Work) error {
 			}
 			failures++
 			s.onError("take an epoch", err)
-			sleep(ctx, backoff(s.retry, DefaultMaxBackoff, failures))
+			sleep(ctx, backoff.Next(failures, s.retry, DefaultMaxBackoff))
 			continue
 		}
 		failures = 0

@@ -14,13 +14,14 @@ import (
 	"time"
 
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/notify"
 	"github.com/authpool/authpool/pkg/pool"
 )
 
 // The embedded default of cmd/api: one process, no election, the same loops.
 func TestInProcessComponentRunsTheLoops(t *testing.T) {
-	tg := redistest.Real(t)
+	tg := shared(t)
 	cfg := testConfig(2, 1000, 20)
 	s := seed(t, tg, cfg, 3, 20)
 	idle()
@@ -35,7 +36,7 @@ func TestInProcessComponentRunsTheLoops(t *testing.T) {
 	if err := c.Start(context.Background()); !errors.Is(err, ErrAlreadyRunning) {
 		t.Fatalf("second start: %v", err)
 	}
-	waitFor(t, 3*time.Second, "moves", func() bool { return rec.moved() == 3 })
+	testutil.Eventually(t, 3*time.Second, "moves", func() bool { return rec.moved() == 3 })
 	if !c.IsLeader() || c.Epoch() < 1 || c.Leadership().Holder != DefaultInProcessHolder {
 		t.Fatalf("leadership = %+v", c.Leadership())
 	}
@@ -72,16 +73,13 @@ func TestComponentShutdownLeavesNoGoroutines(t *testing.T) {
 			if err := c.Start(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 3*time.Second, "leadership", c.IsLeader)
+			testutil.Eventually(t, 3*time.Second, "leadership", c.IsLeader)
 			time.Sleep(testTTL / 2) // a few cycles and an extend
 			if err := c.Shutdown(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			deadline := time.Now().Add(2 * time.Second)
-			for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-				time.Sleep(20 * time.Millisecond)
-			}
-			if after := runtime.NumGoroutine(); after > before {
+			if !testutil.Within(2*time.Second, func() bool { return runtime.NumGoroutine() <= before }) {
+				after := runtime.NumGoroutine()
 				buf := make([]byte, 1<<16)
 				t.Fatalf("%d goroutines before Start, %d after Shutdown:\n%s", before, after,
 					buf[:runtime.Stack(buf, true)])
@@ -92,11 +90,13 @@ func TestComponentShutdownLeavesNoGoroutines(t *testing.T) {
 
 // Two elected Components: the leader's Shutdown hands over at once.
 func TestComponentShutdownHandsOver(t *testing.T) {
-	tg := redistest.Real(t)
+	tg := shared(t)
+	cfg := testConfig(2, 100, 10)
+	cfg.Pool = tg.Pool
 	var comps []*Component
 	for _, h := range []string{"rb-a", "rb-b"} {
 		c2, _ := newClient(t, tg.Addr)
-		p := pool.New(c2, testConfig(2, 100, 10), pool.Options{})
+		p := pool.New(c2, cfg, pool.Options{})
 		c, err := New(Params{Pool: p, Holder: h, Interval: time.Hour})
 		if err != nil {
 			t.Fatal(err)
@@ -107,7 +107,7 @@ func TestComponentShutdownHandsOver(t *testing.T) {
 		t.Cleanup(func() { _ = c.Shutdown(context.Background()) })
 		comps = append(comps, c)
 	}
-	waitFor(t, 3*time.Second, "a leader", func() bool { return comps[0].IsLeader() != comps[1].IsLeader() })
+	testutil.Eventually(t, 3*time.Second, "a leader", func() bool { return comps[0].IsLeader() != comps[1].IsLeader() })
 	leader, standby := comps[0], comps[1]
 	if !leader.IsLeader() {
 		leader, standby = standby, leader
@@ -116,7 +116,7 @@ func TestComponentShutdownHandsOver(t *testing.T) {
 	if err := leader.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	took := waitFor(t, 2*time.Second, "the standby to lead", standby.IsLeader)
+	took := testutil.Eventually(t, 2*time.Second, "the standby to lead", standby.IsLeader)
 	if standby.Epoch() <= old {
 		t.Fatalf("epoch %d not above %d", standby.Epoch(), old)
 	}

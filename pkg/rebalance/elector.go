@@ -4,8 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"regexp"
+
 	"sync/atomic"
 	"time"
 
@@ -13,6 +12,8 @@ import (
 	"github.com/go-redsync/redsync/v4/redis/goredis/v9"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/authpool/authpool/internal/backoff"
+	"github.com/authpool/authpool/internal/ids"
 	"github.com/authpool/authpool/pkg/lua"
 	"github.com/authpool/authpool/pkg/pool"
 )
@@ -40,7 +41,7 @@ var (
 
 // holderPattern is the shape of a replica id: it is stored in Redis and
 // appears in logs. Host names and pod names fit.
-var holderPattern = regexp.MustCompile(`^[A-Za-z0-9_.:@-]{1,128}$`)
+var holderPattern = ids.Replica
 
 // ValidHolder reports whether s may name a replica.
 func ValidHolder(s string) bool { return holderPattern.MatchString(s) }
@@ -82,7 +83,7 @@ type ElectorParams struct {
 	// ExtendInterval is how often the leader extends the lock. Default TTL/3.
 	ExtendInterval time.Duration
 	// RetryInterval is how often a standby tries to take the lock (jittered
-	// by up to a fifth); a resigning leader's hint on Keys.LeaderChannel
+	// down by up to half); a resigning leader's hint on Keys.LeaderChannel
 	// wakes it earlier. At most TTL/5, so that without hints (a crashed
 	// leader, a lost subscription) a standby still tries several times per
 	// lock lifetime. Default min(500 ms, TTL/5).
@@ -201,16 +202,16 @@ func (e *Elector) Run(ctx context.Context, work Work) error {
 			return nil
 		case errors.Is(err, errLockHeld):
 			failures = 0
-			wake(ctx, jitter(e.p.RetryInterval), hints)
+			wake(ctx, backoff.Jitter(e.p.RetryInterval), hints)
 		case err != nil:
 			failures++
 			e.p.OnError("acquire leadership", err)
 			// A hint means Redis answers again: no reason to wait longer.
-			wake(ctx, jitter(backoff(e.p.RetryInterval, e.p.MaxBackoff, failures)), hints)
+			wake(ctx, backoff.Next(failures, e.p.RetryInterval, e.p.MaxBackoff), hints)
 		default:
 			failures = 0
 			e.lead(ctx, m, epoch, since, work)
-			sleep(ctx, jitter(e.p.RetryInterval))
+			sleep(ctx, backoff.Jitter(e.p.RetryInterval))
 		}
 	}
 	return nil
@@ -409,23 +410,6 @@ func (e *Elector) clearInfo(epoch int64, quiet bool) {
 	if err := demote(ctx, e.p.Client, e.p.Keys, e.p.Holder, epoch); err != nil && !quiet {
 		e.p.OnError("clear leader info", err)
 	}
-}
-
-// backoff is base·2^(n-1), capped.
-func backoff(base, limit time.Duration, n int) time.Duration {
-	d := base
-	for i := 1; i < n && d < limit; i++ {
-		d *= 2
-	}
-	return min(d, limit)
-}
-
-// jitter shortens d by up to a fifth, so replicas retrying together drift apart.
-func jitter(d time.Duration) time.Duration {
-	if d < 5 {
-		return d
-	}
-	return d - rand.N(d/5)
 }
 
 // wake waits d, or until a hint arrives or ctx ends.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/lua"
 	"github.com/authpool/authpool/pkg/pool"
 )
@@ -47,12 +48,12 @@ func assertNoOverlap(t *testing.T, ts []tenure) {
 }
 
 func TestTwoElectorsExactlyOneLeads(t *testing.T) {
-	tg := redistest.Real(t)
-	keys := lua.NewKeys("elect")
+	tg := shared(t)
+	keys := lua.NewKeys(tg.Pool)
 	var ts tenures
 	a := startElector(t, tg.Addr, keys, "rb-a", testTTL, ts.work("rb-a"))
 	b := startElector(t, tg.Addr, keys, "rb-b", testTTL, ts.work("rb-b"))
-	waitFor(t, 3*time.Second, "a leader", func() bool { return a.IsLeader() || b.IsLeader() })
+	testutil.Eventually(t, 3*time.Second, "a leader", func() bool { return a.IsLeader() || b.IsLeader() })
 
 	// Across several extends exactly one leads, always the same one.
 	first := leaderOf(a, b)
@@ -75,6 +76,7 @@ func TestTwoElectorsExactlyOneLeads(t *testing.T) {
 // answering) cancels its work before its lock could have expired, and the
 // standby then leads with a higher epoch — never both at once.
 func TestLeaderWhoseExtendFailsStepsDownBeforeExpiry(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		mode int32
@@ -83,9 +85,10 @@ func TestLeaderWhoseExtendFailsStepsDownBeforeExpiry(t *testing.T) {
 		{"extend hangs", faultHang},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tg := redistest.Real(t)
+			tg := shared(t)
 			ctx := context.Background()
 			cfg := testConfig(2, 100, 10)
+			cfg.Pool = tg.Pool
 			keys := newPool(t, tg.Client, cfg).Keys()
 			// a's work is the real loops, on a's own client.
 			ca, fa := newClient(t, tg.Addr)
@@ -97,8 +100,8 @@ func TestLeaderWhoseExtendFailsStepsDownBeforeExpiry(t *testing.T) {
 			}
 			var ts tenures
 			a := runElector(t, ca, fa, keys, "rb-a", testTTL, ts.wrap("rb-a", loops.Run))
-			waitFor(t, 3*time.Second, "a to lead", a.IsLeader)
-			waitFor(t, time.Second, "a's loops to cycle", func() bool { return len(cycles.cycleTimes()) > 2 })
+			testutil.Eventually(t, 3*time.Second, "a to lead", a.IsLeader)
+			testutil.Eventually(t, time.Second, "a's loops to cycle", func() bool { return len(cycles.cycleTimes()) > 2 })
 			b := startElector(t, tg.Addr, keys, "rb-b", testTTL, ts.work("rb-b"))
 			oldEpoch := a.Epoch()
 
@@ -109,8 +112,8 @@ func TestLeaderWhoseExtendFailsStepsDownBeforeExpiry(t *testing.T) {
 			expiresBy := time.Now().Add(pttl) // no extend of a succeeds after this point
 			a.fault.mode.Store(tc.mode)
 
-			waitFor(t, 2*testTTL, "a to step down", func() bool { return !a.IsLeader() })
-			waitFor(t, 2*testTTL, "b to lead", b.IsLeader)
+			testutil.Eventually(t, 2*testTTL, "a to step down", func() bool { return !a.IsLeader() })
+			testutil.Eventually(t, 2*testTTL, "b to lead", b.IsLeader)
 			got := ts.list()
 			if len(got) != 2 || got[0].holder != "rb-a" || got[1].holder != "rb-b" {
 				t.Fatalf("tenures = %+v", got)
@@ -139,17 +142,17 @@ func TestLeaderWhoseExtendFailsStepsDownBeforeExpiry(t *testing.T) {
 // On shutdown the leader unlocks: the standby leads at its next attempt,
 // long before the (here 10 s) lock would have expired.
 func TestShutdownResignsAndStandbyTakesOverAtOnce(t *testing.T) {
-	tg := redistest.Real(t)
-	keys := lua.NewKeys("elect")
+	tg := shared(t)
+	keys := lua.NewKeys(tg.Pool)
 	var ts tenures
 	a := startElector(t, tg.Addr, keys, "rb-a", 10*time.Second, ts.work("rb-a"))
-	waitFor(t, 3*time.Second, "a to lead", a.IsLeader)
+	testutil.Eventually(t, 3*time.Second, "a to lead", a.IsLeader)
 	b := startElector(t, tg.Addr, keys, "rb-b", 10*time.Second, ts.work("rb-b"))
 	time.Sleep(3 * testRetry) // b is a standby now
 	oldEpoch := a.Epoch()
 
 	a.stop()
-	took := waitFor(t, 2*time.Second, "b to lead", b.IsLeader)
+	took := testutil.Eventually(t, 2*time.Second, "b to lead", b.IsLeader)
 	t.Logf("standby took over %s after the leader resigned", took)
 	if b.Epoch() <= oldEpoch {
 		t.Fatalf("b's epoch %d not above %d", b.Epoch(), oldEpoch)
@@ -167,20 +170,22 @@ func TestShutdownResignsAndStandbyTakesOverAtOnce(t *testing.T) {
 // A leader whose epoch moved on (its fenced calls are refused) resigns and
 // campaigns again, so a replica never keeps the lock with a useless epoch.
 func TestFencedLeaderResignsAndTakesANewEpoch(t *testing.T) {
-	tg := redistest.Real(t)
+	tg := shared(t)
 	ctx := context.Background()
-	p := newPool(t, tg.Client, testConfig(2, 100, 10))
+	cfg := testConfig(2, 100, 10)
+	cfg.Pool = tg.Pool
+	p := newPool(t, tg.Client, cfg)
 	loops, err := NewLoops(LoopsParams{Pool: p, Interval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := startElector(t, tg.Addr, p.Keys(), "rb-a", testTTL, loops.Run)
-	waitFor(t, 3*time.Second, "a to lead", a.IsLeader)
+	testutil.Eventually(t, 3*time.Second, "a to lead", a.IsLeader)
 	first := a.Epoch()
 	if _, err := p.NextEpoch(ctx); err != nil { // someone else moved the epoch on
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "a to lead again", func() bool { return a.Epoch() > first+1 })
+	testutil.Eventually(t, 3*time.Second, "a to lead again", func() bool { return a.Epoch() > first+1 })
 	stored, err := tg.Client.Get(ctx, p.Keys().Epoch()).Int64()
 	if got := a.Epoch(); err != nil || got != stored {
 		t.Fatalf("new epoch %d, the counter holds %d (%v)", got, stored, err)
@@ -191,6 +196,7 @@ func TestFencedLeaderResignsAndTakesANewEpoch(t *testing.T) {
 // and once Redis is back one of them leads again, with an epoch above the
 // one granted before the restart although the restarted Redis kept nothing.
 func TestElectionResumesAfterRedisRestart(t *testing.T) {
+	t.Parallel() // on a server of its own
 	srv, err := redistest.StartServer()
 	if err != nil {
 		t.Skipf("real Redis unavailable: %v", err)
@@ -200,17 +206,17 @@ func TestElectionResumesAfterRedisRestart(t *testing.T) {
 	var ts tenures
 	a := startElector(t, srv.Addr, keys, "rb-a", testTTL, ts.work("rb-a"))
 	b := startElector(t, srv.Addr, keys, "rb-b", testTTL, ts.work("rb-b"))
-	waitFor(t, 3*time.Second, "a leader", func() bool { return leaderOf(a, b) != nil })
+	testutil.Eventually(t, 3*time.Second, "a leader", func() bool { return leaderOf(a, b) != nil })
 	before := leaderOf(a, b).Epoch()
 
 	srv.Stop()
-	waitFor(t, 2*testTTL, "the leader to step down", func() bool { return !a.IsLeader() && !b.IsLeader() })
+	testutil.Eventually(t, 2*testTTL, "the leader to step down", func() bool { return !a.IsLeader() && !b.IsLeader() })
 	srv, err = redistest.StartServerOnPort(srv.Port)
 	if err != nil {
 		t.Fatalf("restart redis: %v", err)
 	}
 	t.Cleanup(func() { srv.Stop() })
-	took := waitFor(t, 10*time.Second, "a leader after the restart", func() bool { return leaderOf(a, b) != nil })
+	took := testutil.Eventually(t, 10*time.Second, "a leader after the restart", func() bool { return leaderOf(a, b) != nil })
 	t.Logf("leader again %s after the restarted Redis answered", took)
 	l := leaderOf(a, b)
 	if l.Epoch() <= before {

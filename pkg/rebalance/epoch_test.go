@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/pool"
 )
 
@@ -36,7 +37,7 @@ func TestDeposedLeaderIsFencedAfterDataLoss(t *testing.T) {
 	ca, fa := newClient(t, tg.Addr)
 	var ts tenures
 	a := runElector(t, ca, fa, keys, "rb-a", testTTL, ts.work("rb-a"))
-	waitFor(t, 3*time.Second, "a to lead", a.IsLeader)
+	testutil.Eventually(t, 3*time.Second, "a to lead", a.IsLeader)
 	deposed := a.Epoch()
 	if _, err := p.Maintain(ctx, deposed); err != nil {
 		t.Fatalf("maintain under the leader's own epoch: %v", err)
@@ -54,7 +55,7 @@ func TestDeposedLeaderIsFencedAfterDataLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := startElector(t, tg.Addr, keys, "rb-b", testTTL, ts.work("rb-b"))
-	waitFor(t, 3*time.Second, "b to lead", b.IsLeader)
+	testutil.Eventually(t, 3*time.Second, "b to lead", b.IsLeader)
 	if b.Epoch() <= deposed {
 		t.Errorf("new leader's epoch %d not above the deposed leader's %d", b.Epoch(), deposed)
 	}

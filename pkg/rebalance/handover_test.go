@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/lua"
 )
 
@@ -21,14 +22,14 @@ import (
 // just started, its subscription perhaps not confirmed yet). 20 runs on one
 // Redis, a fresh pool per run.
 func TestResignationWakesStandbyAtOnce(t *testing.T) {
-	tg := redistest.Real(t)
+	tg := shared(t)
 	const ttl, retry = 30 * time.Second, 6 * time.Second
 	var slowest time.Duration
 	var ts tenures
 	for i := 0; i < 20; i++ {
-		keys := lua.NewKeys(fmt.Sprintf("handover%02d", i))
+		keys := lua.NewKeys(fmt.Sprintf("%s-%02d", tg.Pool, i))
 		a := startElector(t, tg.Addr, keys, "rb-a", ttl, ts.work("rb-a"))
-		waitFor(t, 3*time.Second, "a to lead", a.IsLeader)
+		testutil.Eventually(t, 3*time.Second, "a to lead", a.IsLeader)
 		cb, fb := newClient(t, tg.Addr)
 		b := runElectorParams(t, cb, fb, ElectorParams{Keys: keys, Holder: "rb-b", TTL: ttl,
 			RetryInterval: retry}, ts.work("rb-b"))
@@ -36,7 +37,7 @@ func TestResignationWakesStandbyAtOnce(t *testing.T) {
 
 		start := time.Now()
 		a.stop()
-		waitFor(t, 2*time.Second, fmt.Sprintf("run %d: b to lead after a resigned", i), b.IsLeader)
+		testutil.Eventually(t, 2*time.Second, fmt.Sprintf("run %d: b to lead after a resigned", i), b.IsLeader)
 		slowest = max(slowest, time.Since(start))
 		if b.Epoch() <= a.Leadership().Epoch {
 			t.Fatalf("run %d: b's epoch %d not above a's %d", i, b.Epoch(), a.Leadership().Epoch)
@@ -70,13 +71,13 @@ func TestStandbyWithoutHintsTakesOverOnItsTimer(t *testing.T) {
 	var errsA recorder
 	a := runElectorParams(t, client(), &fault{}, ElectorParams{Keys: keys, Holder: "rb-a", TTL: testTTL,
 		RetryInterval: testRetry, OnError: func(op string, err error) { errsA.Error(ctx, op, err) }}, ts.work("rb-a"))
-	waitFor(t, 3*time.Second, "a to lead", a.IsLeader)
+	testutil.Eventually(t, 3*time.Second, "a to lead", a.IsLeader)
 	b := runElectorParams(t, client(), &fault{}, ElectorParams{Keys: keys, Holder: "rb-b", TTL: testTTL,
 		RetryInterval: 4 * testRetry}, ts.work("rb-b"))
 	time.Sleep(2 * testRetry)
 
 	a.stop()
-	took := waitFor(t, 4*testRetry+time.Second, "b to lead on its timer", b.IsLeader)
+	took := testutil.Eventually(t, 4*testRetry+time.Second, "b to lead on its timer", b.IsLeader)
 	t.Logf("b leads %s after a resigned, without hints (retry %s)", took, 4*testRetry)
 	if !strings.Contains(strings.Join(errsA.errs, "\n"), "publish the leader hint") {
 		t.Errorf("a's failed hint was not reported: %q", errsA.errs)
@@ -88,31 +89,31 @@ func TestStandbyWithoutHintsTakesOverOnItsTimer(t *testing.T) {
 // next resignation wakes the standby again (its timer alone would take 5 s
 // or more here).
 func TestHintsResumeAfterTheSubscriptionDrops(t *testing.T) {
-	tg := redistest.Real(t)
+	tg := shared(t)
 	ctx := context.Background()
 	const ttl, retry = 30 * time.Second, 6 * time.Second
-	keys := lua.NewKeys("redial")
+	keys := lua.NewKeys(tg.Pool)
 	var ts tenures
 	a := startElector(t, tg.Addr, keys, "rb-a", ttl, ts.work("rb-a"))
-	waitFor(t, 3*time.Second, "a to lead", a.IsLeader)
+	testutil.Eventually(t, 3*time.Second, "a to lead", a.IsLeader)
 	cb, fb := newClient(t, tg.Addr)
 	b := runElectorParams(t, cb, fb, ElectorParams{Keys: keys, Holder: "rb-b", TTL: ttl, RetryInterval: retry},
 		ts.work("rb-b"))
-	waitFor(t, 3*time.Second, "both subscribed", func() bool {
+	testutil.Eventually(t, 3*time.Second, "both subscribed", func() bool {
 		n, err := tg.Client.PubSubNumSub(ctx, keys.LeaderChannel()).Result()
 		return err == nil && n[keys.LeaderChannel()] == 2
 	})
 	if err := tg.Client.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 3*time.Second, "both subscribed again", func() bool {
+	testutil.Eventually(t, 3*time.Second, "both subscribed again", func() bool {
 		n, err := tg.Client.PubSubNumSub(ctx, keys.LeaderChannel()).Result()
 		return err == nil && n[keys.LeaderChannel()] == 2
 	})
 
 	start := time.Now()
 	a.stop()
-	waitFor(t, 2*time.Second, "b to lead", b.IsLeader)
+	testutil.Eventually(t, 2*time.Second, "b to lead", b.IsLeader)
 	t.Logf("b leads %s after a resigned, on a re-established subscription", time.Since(start))
 	assertNoOverlap(t, ts.list())
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/authpool/authpool/internal/pooltest"
 	"github.com/authpool/authpool/internal/redistest"
 	"github.com/authpool/authpool/pkg/lua"
 	"github.com/authpool/authpool/pkg/pool"
@@ -22,17 +23,20 @@ const (
 	testRetry = 100 * time.Millisecond
 )
 
-// testConfig returns a config of n subscriptions sub00..sub(n-1).
+// testConfig is pooltest.Config with this package's short idle age, so
+// seeded sessions become movable within a second.
 func testConfig(n int, budget float64, maxClients int) *pool.Config {
-	cfg := &pool.Config{MaxClientsPerSubscription: maxClients, WeeklyBudgetThreshold: 0.85,
-		IdleAfterSeconds: 1, StaleAfterSeconds: 3600}
-	for i := 0; i < n; i++ {
-		cfg.Subscriptions = append(cfg.Subscriptions, pool.SubscriptionConfig{
-			ID: fmt.Sprintf("sub%02d", i), Email: fmt.Sprintf("u%d@example.com", i), Type: "claude-pro",
-			ConfigDir: fmt.Sprintf("/tmp/claude-sub%02d", i), WeeklyBudget: budget,
-		})
-	}
+	cfg := pooltest.Config(n, budget, maxClients)
+	cfg.IdleAfterSeconds, cfg.StaleAfterSeconds = 1, 3600
 	return cfg
+}
+
+// shared marks t parallel and returns the shared redis-server: the test
+// keeps to tg.Pool's keys.
+func shared(t *testing.T) *redistest.Target {
+	t.Helper()
+	t.Parallel()
+	return redistest.Shared(t)
 }
 
 func newPool(t testing.TB, c redis.UniversalClient, cfg *pool.Config) *pool.Pool {
@@ -195,18 +199,6 @@ func runElectorParams(t testing.TB, c *redis.Client, f *fault, p ElectorParams, 
 	return r
 }
 
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // recorder is a Reporter that keeps what it was told.
 type recorder struct {
 	mu       sync.Mutex
@@ -264,6 +256,9 @@ type seeded struct {
 func seed(t testing.TB, tg *redistest.Target, cfg *pool.Config, n int, gap float64) *seeded {
 	t.Helper()
 	ctx := context.Background()
+	if cfg.Pool == "" {
+		cfg.Pool = tg.Pool
+	}
 	p := newPool(t, tg.Client, cfg)
 	others := cfg.Subscriptions[1:]
 	for _, s := range others {

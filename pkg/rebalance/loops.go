@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/authpool/authpool/internal/backoff"
 	"github.com/authpool/authpool/pkg/pool"
 )
 
@@ -80,7 +81,7 @@ func (l *Loops) Run(ctx context.Context, epoch int64) error {
 		wait := l.interval
 		if err != nil {
 			failures++
-			wait = min(wait, backoff(retryBase, l.interval, failures))
+			wait = min(wait, backoff.Next(failures, retryBase, l.interval))
 		} else {
 			failures = 0
 		}

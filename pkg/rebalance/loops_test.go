@@ -7,16 +7,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/pool"
 )
 
 // idle waits until every session seeded so far is idle (idleAfterSeconds 1).
+// These tests run on redis-server, whose clock only the wait moves; they run
+// in parallel, so the waits overlap.
 func idle() { time.Sleep(1100 * time.Millisecond) }
 
 // Rebalancing on a seeded pool, as DESIGN §6 and the seeds' troubleshooting
 // section describe it.
 func TestCycleMovesOnlyIdleClientsWithinLimits(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name         string
 		sessions     int     // all on sub00 at first
@@ -42,7 +45,7 @@ func TestCycleMovesOnlyIdleClientsWithinLimits(t *testing.T) {
 			perCycle: 3, destCap: 10, disabled: true, wantMoved: 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tg := redistest.Real(t)
+			tg := shared(t)
 			ctx := context.Background()
 			cfg := testConfig(2, 1000, 20)
 			cfg.Subscriptions[1].MaxClientsPerSub = tc.destCap
@@ -136,7 +139,7 @@ func TestCycleMovesOnlyIdleClientsWithinLimits(t *testing.T) {
 // A leader holding an old epoch cannot move clients: the fenced calls
 // return ErrNotLeader and the pool is unchanged.
 func TestCycleWithStaleEpochChangesNothing(t *testing.T) {
-	tg := redistest.Real(t)
+	tg := shared(t)
 	ctx := context.Background()
 	cfg := testConfig(2, 1000, 20)
 	s := seed(t, tg, cfg, 4, 20)
@@ -176,7 +179,7 @@ func TestCycleWithStaleEpochChangesNothing(t *testing.T) {
 
 // Run cycles every interval until its context ends.
 func TestRunCyclesUntilCancelled(t *testing.T) {
-	tg := redistest.Real(t)
+	tg := shared(t)
 	cfg := testConfig(2, 1000, 20)
 	cfg.Rebalancing.MaxClientsToMovePerCycle = 1
 	s := seed(t, tg, cfg, 3, 20)
@@ -192,7 +195,7 @@ func TestRunCyclesUntilCancelled(t *testing.T) {
 	go func() { done <- loops.Run(ctx, epoch) }()
 	// The gap is in cost, which moving clients does not change: each cycle
 	// moves one more client until none is left.
-	waitFor(t, 3*time.Second, "three moves", func() bool { return rec.moved() == 3 })
+	testutil.Eventually(t, 3*time.Second, "three moves", func() bool { return rec.moved() == 3 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run returned %v after cancel, want nil", err)

@@ -24,40 +24,28 @@
 // log on its own: SetOTelErrorLogger routes the OTel
 // SDK's internal errors to the process logger.
 //
-// Wiring in cmd/api (cmd/rebalancer is the same with "rebalancer" and no
-// gateway; it serves m.Handler() on its own mux as GET /metrics):
+// Wiring in cmd/api (cmd/rebalancer is the same with its own service name
+// and no gateway; it serves Metrics.Handler() on its own mux as GET
+// /metrics). ExampleStart is this, compiled and run by go test:
 //
 //	log := telemetry.NewLogger(cfg.Telemetry.Log, os.Stderr, "api")
-//	telemetry.SetOTelErrorLogger(log)
-//	stopTracing, err := telemetry.SetupTracing(ctx, cfg.Telemetry.Trace, "authpool-api")
+//	tel, err := telemetry.Start(ctx, cfg.Telemetry, gateway.ServiceName, version, log)
 //	if err != nil {
 //		return err
 //	}
-//	defer func() { _ = stopTracing(context.Background()) }()
-//	flush, sentryOn, err := telemetry.SetupSentry(cfg.Telemetry.Sentry, version)
-//	if err != nil {
-//		return err
-//	}
-//	defer flush(2 * time.Second)
-//	log.Info("telemetry", "sentry", sentryOn)
-//
-//	m, err := telemetry.NewMetrics(telemetry.MetricsOptions{})
-//	if err != nil {
-//		return err
-//	}
-//	defer func() { _ = m.Shutdown(context.Background()) }()
-//	if err := telemetry.InstrumentRedis(rdb); err != nil { // after SetupTracing
+//	defer tel.Close()
+//	if err := telemetry.InstrumentRedis(rdb); err != nil { // after Start, which set up tracing
 //		return err
 //	}
 //	if p != nil {
-//		if err := m.ObservePool(p.Status); err != nil {
+//		if err := tel.Metrics.ObservePool(p.Status); err != nil {
 //			return err
 //		}
 //	}
-//	// notify.Options{…, Metrics: m}; the gateway serves m.Handler() at
-//	// GET /metrics and calls m.Allocation, m.Failover, m.Rotation,
-//	// m.Settlement, m.Backend, m.HTTP; the rebalancer's Reporter calls
-//	// m.SetLeader(l.Leader) and m.RebalanceRun(ctx, result, moved, c.Duration).
+//	// notify.Options{…, Metrics: tel.Metrics}; the gateway serves
+//	// tel.Metrics.Handler() at GET /metrics and calls Allocation, Failover,
+//	// Rotation, Settlement, Backend and HTTP on it; the rebalancer's
+//	// Reporter calls SetLeader and RebalanceRun.
 //
 // ObservePool is called at most once per Metrics. Each binary may call it on
 // its own Metrics (gateways and rebalancers alike); a scrape then costs one

@@ -1,7 +1,6 @@
 package telemetry
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/pool"
 )
 
@@ -72,7 +72,7 @@ func TestPoolSnapshotIsCachedBetweenScrapes(t *testing.T) {
 }
 
 func TestPoolSnapshotFailureKeepsTheRestOfTheScrape(t *testing.T) {
-	var logged lockedBuffer
+	var logged testutil.Buffer
 	SetOTelErrorLogger(slog.New(slog.NewTextHandler(&logged, nil)))
 	defer SetOTelErrorLogger(discardLogger())
 	m := newTestMetrics(t, func(context.Context) (*pool.Snapshot, error) {
@@ -89,24 +89,6 @@ func TestPoolSnapshotFailureKeepsTheRestOfTheScrape(t *testing.T) {
 	if out := logged.String(); !strings.Contains(out, "pool snapshot") || !strings.Contains(out, "connection refused") {
 		t.Errorf("the failure did not reach the process logger: %q", out)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for the OTel error handler's goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestObservePoolReadsARealPool(t *testing.T) {

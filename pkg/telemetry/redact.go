@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/authpool/authpool/internal/secret"
 )
 
 // Redacted replaces every secret the logger or the Sentry scrubber removes.
@@ -35,7 +37,7 @@ var (
 	bearerPattern = regexp.MustCompile(`(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}`)
 	// anthropicKeyPattern is an Anthropic API key or a `claude setup-token`
 	// OAuth token (sk-ant-api03-…, sk-ant-oat01-…).
-	anthropicKeyPattern = regexp.MustCompile(`sk-ant-[A-Za-z0-9_-]+`)
+	anthropicKeyPattern = secret.AnthropicKey
 	// urlPasswordPattern is the password of a URL's user info
 	// (redis://user:secret@host).
 	urlPasswordPattern = regexp.MustCompile(`(://[^/:@\s]*:)[^@\s/]+@`)

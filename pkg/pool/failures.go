@@ -1,0 +1,62 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/authpool/authpool/pkg/lua"
+)
+
+// FailureResult is what a failed turn did to its subscription.
+type FailureResult struct {
+	// Failures is the count of failures in a row after this one (0 when it
+	// tripped the cooldown).
+	Failures int
+	// Tripped: this failure reached the threshold and put the subscription
+	// in cooldown, with a limit_reached event (reason "failures"). Exactly
+	// one of the replicas that failed at once sees it.
+	Tripped bool
+	// Status and Until are the subscription's status after the call.
+	Status string
+	Until  time.Time
+}
+
+// Failed counts a crash or timeout of a subscription's backend. The count is
+// kept in Redis, so the failures of every replica add up: FailureThreshold of
+// them in a row, wherever they happened, put the subscription in cooldown
+// for the pool's Cooldown, as Mark with reason "failures" would.
+func (p *Pool) Failed(ctx context.Context, subID string) (FailureResult, error) {
+	r, err := p.failure(ctx, subID, true)
+	if err != nil {
+		return FailureResult{}, err
+	}
+	res := FailureResult{Failures: r.Failures, Tripped: r.Tripped, Status: r.Status}
+	if r.UntilMS > 0 {
+		res.Until = time.UnixMilli(r.UntilMS)
+	}
+	return res, nil
+}
+
+// Succeeded ends a subscription's run of failures: the next failure counts
+// from one again.
+func (p *Pool) Succeeded(ctx context.Context, subID string) error {
+	_, err := p.failure(ctx, subID, false)
+	return err
+}
+
+func (p *Pool) failure(ctx context.Context, subID string, failed bool) (lua.FailureReply, error) {
+	if _, ok := p.byID[subID]; !ok {
+		return lua.FailureReply{}, fmt.Errorf("pool: failures of %q: %w", subID, ErrUnknownSubscription)
+	}
+	r, err := lua.Failure(ctx, p.rdb, p.keys, lua.FailureArgs{SubID: subID, Failed: failed,
+		Threshold: p.threshold, CooldownMS: p.cooldown.Milliseconds()})
+	if errors.Is(err, lua.ErrNotFound) {
+		return lua.FailureReply{}, fmt.Errorf("pool: failures of %q (not synced): %w", subID, ErrUnknownSubscription)
+	}
+	if err != nil {
+		return lua.FailureReply{}, fmt.Errorf("pool: failures: %w", err)
+	}
+	return r, nil
+}
