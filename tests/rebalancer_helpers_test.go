@@ -19,7 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/authpool/authpool/internal/redistest"
-	"github.com/authpool/authpool/pkg/lua"
+	"github.com/authpool/authpool/pkg/pool"
 	"github.com/authpool/authpool/pkg/rebalance"
 )
 
@@ -222,7 +222,11 @@ func rbClient(t *testing.T, addr string) *redis.Client {
 func rbLeader(c *redis.Client) (rebalance.LeaderInfo, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	info, ok, err := rebalance.ReadLeaderInfo(ctx, c, lua.NewKeys(rbPool))
+	leader, err := pool.NewLeader(c, rbPool)
+	if err != nil {
+		return rebalance.LeaderInfo{}, false
+	}
+	info, ok, err := leader.Info(ctx)
 	return info, ok && err == nil
 }
 

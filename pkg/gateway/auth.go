@@ -12,7 +12,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/authpool/authpool/pkg/lua"
 	"github.com/authpool/authpool/pkg/pool"
 )
 
@@ -48,7 +47,7 @@ func requestID(c *gin.Context) {
 	if id == "" {
 		id = newRequestID()
 	}
-	if !lua.ValidID(id) {
+	if !pool.ValidID(id) {
 		id = newRequestID()
 		c.Header(HeaderRequestID, id)
 		c.Set(ctxRequestID, id)

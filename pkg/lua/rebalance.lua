@@ -18,11 +18,11 @@
 -- ARGV[8] -> admission limit (weekly fraction) the destination must be under
 -- ARGV[9] -> k; ARGV[10..9+k] -> candidate session ids
 -- Returns {code, moved, gap}
---   code 0: done (moved may be 0); code 4: stale epoch (nothing changed);
---   code 9: no move needed or possible (gap under threshold, a side unusable,
+--   CODE_OK: done (moved may be 0); CODE_STALE_EPOCH: stale epoch (nothing changed);
+--   CODE_NOTHING_TO_DO: no move needed or possible (gap under threshold, a side unusable,
 --   destination full); gap is a decimal USD string
 
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return { 4, 0, '0' } end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return { CODE_STALE_EPOCH, 0, '0' } end
 local from, to = ARGV[2], ARGV[3]
 local threshold = to_micros(ARGV[4])
 local idle_ms, stale_ms = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -39,12 +39,12 @@ end
 local fs, fw = side(KEYS[3], KEYS[5])
 local ts, tw, tb, tmax = side(KEYS[6], KEYS[8])
 local gap = fw - tw
-if not usable(fs) or not usable(ts) or gap <= threshold or from == to then return { 9, 0, usd(gap) } end
-if tb <= 0 or tw / tb >= admit then return { 9, 0, usd(gap) } end
+if not usable(fs) or not usable(ts) or gap <= threshold or from == to then return { CODE_NOTHING_TO_DO, 0, usd(gap) } end
+if tb <= 0 or tw / tb >= admit then return { CODE_NOTHING_TO_DO, 0, usd(gap) } end
 local tck = KEYS[7]
 drop_stale(tck, KEYS[9], stale_ms, now)
 local room = tmax - redis.call('ZCARD', tck)
-if room <= 0 then return { 9, 0, usd(gap) } end
+if room <= 0 then return { CODE_NOTHING_TO_DO, 0, usd(gap) } end
 
 local moved = 0
 for i = 1, k do
@@ -64,4 +64,4 @@ for i = 1, k do
       { sessionId = sid, from = from, to = to, reason = 'rebalance', gap = usd(gap) }, now)
   end
 end
-return { 0, moved, usd(gap) }
+return { CODE_OK, moved, usd(gap) }

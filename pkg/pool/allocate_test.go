@@ -53,7 +53,7 @@ func TestAllocateRejectsBadInput(t *testing.T) {
 		t.Errorf("bad priority err = %v", err)
 	}
 	for _, k := range tg.Mini.Keys() {
-		if k != p.Keys().Subs() && k != p.Keys().Sub("sub00") {
+		if k != p.keys.Subs() && k != p.keys.Sub("sub00") {
 			t.Errorf("bad input reached Redis: key %q", k)
 		}
 	}
@@ -124,7 +124,7 @@ func TestParallelAllocationsNeverOverfill(t *testing.T) {
 		}
 		total := 0
 		for _, s := range cfg.Subscriptions {
-			n, _ := tg.Client.ZCard(context.Background(), pools[0].Keys().Clients(s.ID)).Result()
+			n, _ := tg.Client.ZCard(context.Background(), pools[0].keys.Clients(s.ID)).Result()
 			if n != 15 {
 				t.Errorf("%s has %d clients, want 15", s.ID, n)
 			}

@@ -3,22 +3,9 @@ package pool
 import (
 	"context"
 	"fmt"
-	"strconv"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/authpool/authpool/pkg/lua"
 )
-
-// NextEpoch increments the fencing epoch; a new leader calls it once and
-// passes the result to every fenced operation.
-func (p *Pool) NextEpoch(ctx context.Context) (int64, error) {
-	e, err := p.rdb.Incr(ctx, p.keys.Epoch()).Result()
-	if err != nil {
-		return 0, fmt.Errorf("pool: next epoch: %w", err)
-	}
-	return e, nil
-}
 
 // MaintainResult says what a maintenance pass did.
 type MaintainResult struct {
@@ -92,17 +79,13 @@ func (p *Pool) Rebalance(ctx context.Context, epoch int64) (RebalanceResult, err
 	// Candidates: the most idle clients of the source, by Redis' clock.
 	nowMS := snap.Now.UnixMilli()
 	limit := int64(p.cfg.Rebalancing.MaxClientsToMovePerCycle) * 4
-	cands, err := p.rdb.ZRangeByScore(ctx, p.keys.Clients(hi.ID), &redis.ZRangeBy{
-		Min: "(" + strconv.FormatInt(nowMS-p.staleMS(), 10), Max: "(" + strconv.FormatInt(nowMS-p.idleMS(), 10),
-		Count: limit,
-	}).Result()
+	cands, err := lua.ClientsActiveBetween(ctx, p.rdb, p.keys, hi.ID, nowMS-p.staleMS(), nowMS-p.idleMS(), limit)
 	if err != nil {
 		return res, fmt.Errorf("pool: rebalance: candidates: %w", err)
 	}
 	// Sessions with a turn in flight do not move: leave them out, so they
 	// do not take the places of idle candidates (the script checks again).
-	busy, err := p.rdb.ZRangeByScore(ctx, p.keys.Inflight(), &redis.ZRangeBy{
-		Min: "(" + strconv.FormatInt(nowMS, 10), Max: "+inf"}).Result()
+	busy, err := lua.InFlightAfter(ctx, p.rdb, p.keys, nowMS)
 	if err != nil {
 		return res, fmt.Errorf("pool: rebalance: turns in flight: %w", err)
 	}

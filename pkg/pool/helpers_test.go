@@ -59,7 +59,7 @@ func (c *clock) advance(d time.Duration) {
 
 func events(t testing.TB, tg *redistest.Target, p *Pool, typ string) []map[string]any {
 	t.Helper()
-	msgs, err := tg.Client.XRange(context.Background(), p.Keys().Events(), "-", "+").Result()
+	msgs, err := tg.Client.XRange(context.Background(), p.keys.Events(), "-", "+").Result()
 	if err != nil {
 		t.Fatalf("xrange: %v", err)
 	}

@@ -77,7 +77,7 @@ func TestTurnInFlightIsActive(t *testing.T) {
 			if err != nil || s.Subscription != "sub00" {
 				t.Fatalf("step %d: the session with a turn in flight: %+v %v", step, s, err)
 			}
-			if sc, err := tg.Client.ZScore(ctx, p.Keys().Clients("sub00"), "busy").Result(); err != nil || sc == 0 {
+			if sc, err := tg.Client.ZScore(ctx, p.keys.Clients("sub00"), "busy").Result(); err != nil || sc == 0 {
 				t.Fatalf("step %d: busy left sub00's clients: %v", step, err)
 			}
 		}

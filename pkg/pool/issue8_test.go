@@ -238,7 +238,7 @@ func TestMarkClampsResets(t *testing.T) {
 				if got := subStatus(t, p, "sub00"); got.Status != tc.status {
 					t.Fatalf("status = %s, want %s", got.Status, tc.status)
 				}
-				stored, _ := tg.Client.HGet(ctx, p.Keys().Sub("sub00"), "until").Int64()
+				stored, _ := tg.Client.HGet(ctx, p.keys.Sub("sub00"), "until").Int64()
 				if stored != m.Until.UnixMilli() {
 					t.Errorf("stored until = %d, want %d", stored, m.Until.UnixMilli())
 				}
@@ -270,7 +270,7 @@ func TestMarkClampsBlockEndAndStoredResets(t *testing.T) {
 		t.Fatal(err)
 	}
 	y2286 := time.Date(2286, 11, 20, 17, 46, 39, 0, time.UTC).UnixMilli()
-	if err := tg.Client.HSet(ctx, p.Keys().Sub("sub01"), "until", y2286).Err(); err != nil {
+	if err := tg.Client.HSet(ctx, p.keys.Sub("sub01"), "until", y2286).Err(); err != nil {
 		t.Fatal(err)
 	}
 	m, err = p.Mark(ctx, "sub01", StatusLimited, "usage_limit", clk.now.Add(2*time.Hour))

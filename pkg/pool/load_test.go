@@ -30,7 +30,7 @@ func TestAtomicityUnderLoad(t *testing.T) {
 	for i := 1; i < 4; i++ {
 		replicas = append(replicas, New(tg.Client, cfg, Options{}))
 	}
-	k := replicas[0].Keys()
+	k := replicas[0].keys
 
 	var (
 		ops       atomic.Int64

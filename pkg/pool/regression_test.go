@@ -58,7 +58,7 @@ func TestStaleEntryResumesThroughCapCheck(t *testing.T) {
 	a := mustAllocate(t, p, "S", PriorityNormal)
 	mustSettle(t, p, Usage{RequestID: "r", SubscriptionID: a.Subscription.ID, SessionID: "S", CLISession: "cli-1"})
 	// The entry ages out of the live window (as after a desync); the hash stays.
-	ck := p.Keys().Clients(a.Subscription.ID)
+	ck := p.keys.Clients(a.Subscription.ID)
 	if err := tg.Client.ZAdd(context.Background(), ck, redisZ(1, "S")).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestReleaseWithStaleSubscriptionList(t *testing.T) {
 		if err != nil || sub != "sub02" {
 			t.Fatalf("release = %q, %v", sub, err)
 		}
-		if n, err := tg.Client.ZCard(ctx, cur.Keys().Clients("sub02")).Result(); err != nil || n != 0 {
+		if n, err := tg.Client.ZCard(ctx, cur.keys.Clients("sub02")).Result(); err != nil || n != 0 {
 			t.Errorf("sub02 still lists %d clients after the release (%v)", n, err)
 		}
 	})

@@ -28,7 +28,7 @@ func TestSettleCountsEachRequestOnce(t *testing.T) {
 		if !near(s.WeeklyUsed, 1.234567) || s.Requests != 1 || s.Tokens != 15 {
 			t.Fatalf("after duplicate settle: %+v", s)
 		}
-		n, _ := tg.Client.XLen(context.Background(), p.Keys().Usage()).Result()
+		n, _ := tg.Client.XLen(context.Background(), p.keys.Usage()).Result()
 		if n != 1 {
 			t.Fatalf("usage stream has %d entries, want 1", n)
 		}
@@ -38,7 +38,7 @@ func TestSettleCountsEachRequestOnce(t *testing.T) {
 		}
 		// Fallback usage is recorded too, under the fallback.
 		mustSettle(t, p, Usage{RequestID: "req-2", CostUSD: 2})
-		fb, _ := tg.Client.HGet(context.Background(), p.Keys().Fallback(), "weeklyUsed").Result()
+		fb, _ := tg.Client.HGet(context.Background(), p.keys.Fallback(), "weeklyUsed").Result()
 		if fb != "2.000000" {
 			t.Fatalf("fallback weeklyUsed = %q", fb)
 		}
@@ -52,7 +52,7 @@ func TestSettleSumsExactly(t *testing.T) {
 	for i := 0; i < 1000; i++ {
 		mustSettle(t, p, Usage{RequestID: fmt.Sprintf("r%d", i), SubscriptionID: "sub00", CostUSD: 0.000123})
 	}
-	if got, _ := tg.Client.HGet(context.Background(), p.Keys().Sub("sub00"), "weeklyUsed").Result(); got != "0.123000" {
+	if got, _ := tg.Client.HGet(context.Background(), p.keys.Sub("sub00"), "weeklyUsed").Result(); got != "0.123000" {
 		t.Fatalf("weeklyUsed = %q, want 0.123000", got)
 	}
 }
@@ -111,11 +111,11 @@ func TestWeeklyWindowRolls(t *testing.T) {
 	if !near(s.WeeklyUsed, 11) {
 		t.Fatalf("settled weekly = %v, want 11", s.WeeklyUsed)
 	}
-	n, _ := tg.Client.HLen(context.Background(), p.Keys().Hourly("sub00")).Result()
+	n, _ := tg.Client.HLen(context.Background(), p.keys.Hourly("sub00")).Result()
 	if n != 2 {
 		t.Fatalf("hourly buckets = %d, want 2 (the old one deleted)", n)
 	}
-	if l, _ := tg.Client.XLen(context.Background(), p.Keys().Usage()).Result(); l != 2 {
+	if l, _ := tg.Client.XLen(context.Background(), p.keys.Usage()).Result(); l != 2 {
 		t.Fatalf("usage stream = %d entries, want 2 (7-day retention)", l)
 	}
 }
@@ -209,7 +209,7 @@ func TestStaleSessionsAreDropped(t *testing.T) {
 	if err != nil || r.DroppedClients != 3 {
 		t.Fatalf("maintain = %+v, %v; want 3 dropped", r, err)
 	}
-	if n, _ := tg.Client.ZCard(context.Background(), p.Keys().Clients("sub00")).Result(); n != 0 {
+	if n, _ := tg.Client.ZCard(context.Background(), p.keys.Clients("sub00")).Result(); n != 0 {
 		t.Fatalf("client set holds %d entries after maintain", n)
 	}
 }
