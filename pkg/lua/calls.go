@@ -222,39 +222,51 @@ func Maintain(ctx context.Context, c Scripter, k Keys, subs *SubSet, epoch int64
 // RebalanceArgs are the inputs of rebalance.lua.
 type RebalanceArgs struct {
 	Epoch        int64
-	From, To     string
 	GapThreshold string // decimal USD
 	IdleMS       int64
 	StaleMS      int64
 	MaxMoves     int
 	Admit        float64
-	Candidates   []string // session ids on From, most idle first
+	// From and To are the pair an earlier call answered (CodeNeedCandidates)
+	// and Candidates the idle sessions on From, most idle first; all empty
+	// on the first call.
+	From, To   string
+	Candidates []string
 }
 
 // RebalanceReply is rebalance.lua's answer.
 type RebalanceReply struct {
-	Moved  int
-	Gap    string // decimal USD
-	NoMove bool   // gap under threshold, a side unusable, or no room
+	// Code is CodeOK (moved), CodeNeedCandidates (call again with From, To
+	// and From's idle sessions) or CodeNothingToDo.
+	Code     int
+	Moved    int
+	Gap      string // decimal USD
+	From, To string // the pair the script chose ("" when there is none)
+	Needed   bool   // the gap exceeds the threshold
+	NowMS    int64  // Redis' clock
 }
 
-// Rebalance runs rebalance.lua under the fencing epoch.
-func Rebalance(ctx context.Context, c Scripter, k Keys, a RebalanceArgs) (RebalanceReply, error) {
-	keys := []string{k.Epoch(), k.Events(), k.Sub(a.From), k.Clients(a.From), k.Hourly(a.From),
-		k.Sub(a.To), k.Clients(a.To), k.Hourly(a.To), k.Inflight()}
-	args := []any{a.Epoch, a.From, a.To, a.GapThreshold, a.IdleMS, a.StaleMS, a.MaxMoves, a.Admit, len(a.Candidates)}
+// Rebalance runs rebalance.lua under the fencing epoch over subs: the
+// script chooses the pair and decides whether the gap calls for a move.
+func Rebalance(ctx context.Context, c Scripter, k Keys, subs *SubSet, a RebalanceArgs) (RebalanceReply, error) {
+	keys := make([]string, 0, 4+len(subs.triples)+len(a.Candidates))
+	keys = append(keys, k.Epoch(), k.Events(), k.Subs())
+	keys = append(keys, subs.triples...)
+	keys = append(keys, k.Inflight())
+	args := make([]any, 0, 10+len(subs.ids)+len(a.Candidates))
+	args = append(args, a.Epoch, a.GapThreshold, a.IdleMS, a.StaleMS, a.MaxMoves, a.Admit, len(subs.ids))
+	args = append(args, subs.ids...)
+	args = append(args, a.From, a.To, len(a.Candidates))
 	for _, sid := range a.Candidates {
 		keys = append(keys, k.Session(sid))
 		args = append(args, sid)
 	}
-	v, err := run(ctx, c, "rebalance", rebalanceScript, keys, 3, args...)
+	v, err := run(ctx, c, "rebalance", rebalanceScript, keys, 7, args...)
 	if err != nil {
 		return RebalanceReply{}, err
 	}
-	if v.code() == CodeNothingToDo {
-		return RebalanceReply{NoMove: true, Gap: v.str(2)}, nil
-	}
-	return RebalanceReply{Moved: v.int(1), Gap: v.str(2)}, nil
+	return RebalanceReply{Code: v.code(), Moved: v.int(1), Gap: v.str(2), From: v.str(3), To: v.str(4),
+		Needed: v.int(5) == 1, NowMS: v.int64(6)}, nil
 }
 
 // StatusArgs are the inputs of status.lua.

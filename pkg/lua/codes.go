@@ -6,18 +6,19 @@ import "errors"
 // upper-case name (CodeStaleEpoch is CODE_STALE_EPOCH) and is prepended to
 // every script; TestReplyCodesMatchLua holds the two lists equal.
 const (
-	CodeOK          = 0
-	CodeFallback    = 1
-	CodeExhausted   = 2
-	CodeStaleSubs   = 3
-	CodeStaleEpoch  = 4
-	CodeDuplicate   = 5
-	CodeNotFound    = 6
-	CodeUnchanged   = 8
-	CodeNothingToDo = 9
-	CodeResumeMiss  = 10
-	CodeRateLimited = 11
-	CodeLockLost    = 12
+	CodeOK             = 0
+	CodeFallback       = 1
+	CodeExhausted      = 2
+	CodeStaleSubs      = 3
+	CodeStaleEpoch     = 4
+	CodeDuplicate      = 5
+	CodeNotFound       = 6
+	CodeUnchanged      = 8
+	CodeNothingToDo    = 9
+	CodeResumeMiss     = 10
+	CodeRateLimited    = 11
+	CodeLockLost       = 12
+	CodeNeedCandidates = 13
 )
 
 // Sentinel errors of the wrappers.
