@@ -123,7 +123,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		if err := syncPool(ctx, p, log); err != nil {
 			return err
 		}
-		if err := metrics.ObservePool(p.Status); err != nil {
+		if err := metrics.ObserveSubscriptions(pool.Statuses(), subscriptionSamples(p)); err != nil {
 			return err
 		}
 		log.Info("pool synced", "pool", pcfg.Pool, "subscriptions", len(pcfg.Subscriptions),

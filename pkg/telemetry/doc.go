@@ -8,8 +8,9 @@
 //   - Metrics: NewMetrics builds an OTel meter provider exported by the
 //     Prometheus exporter on a registry of its own (plus the Go and process
 //     collectors); Handler serves /metrics. The typed methods record the
-//     authpool_* metrics of deploy/metrics.txt; ObservePool exports the
-//     per-subscription gauges from pool snapshots. *Metrics is also the
+//     authpool_* metrics of deploy/metrics.txt; ObserveSubscriptions exports
+//     the per-subscription gauges from samples the binary reads (the
+//     package imports nothing of the project: it knows no pool). *Metrics is also the
 //     notify.Metrics of the Deliverer. A nil *Metrics records nothing.
 //   - Traces: SetupTracing installs the W3C propagator and, with
 //     OTEL_EXPORTER_OTLP_ENDPOINT, an OTLP exporter; InstrumentRedis traces
@@ -49,8 +50,8 @@
 //	if err := telemetry.InstrumentRedis(rdb); err != nil { // after SetupTracing
 //		return err
 //	}
-//	if p != nil {
-//		if err := m.ObservePool(p.Status); err != nil {
+//	if p != nil { // samples: p.Status() turned into []telemetry.SubscriptionSample
+//		if err := m.ObserveSubscriptions(pool.Statuses, samples); err != nil {
 //			return err
 //		}
 //	}
@@ -59,7 +60,8 @@
 //	// m.Settlement, m.Backend, m.HTTP; the rebalancer's Reporter calls
 //	// m.SetLeader(l.Leader) and m.RebalanceRun(ctx, result, moved, c.Duration).
 //
-// ObservePool is called at most once per Metrics. Each binary may call it on
-// its own Metrics (gateways and rebalancers alike); a scrape then costs one
-// status script call per MetricsOptions.PoolCacheTTL at most.
+// ObserveSubscriptions is called at most once per Metrics. Each binary may
+// call it on its own Metrics (gateways and rebalancers alike); a scrape then
+// costs one read (cmd/api: one status script call) per
+// MetricsOptions.PoolCacheTTL at most.
 package telemetry
