@@ -99,6 +99,17 @@ func TestReady(t *testing.T) {
 	if r := h.do("GET", "/ready", nil); r.StatusCode != 200 {
 		t.Errorf("/ready = %d", r.StatusCode)
 	}
+	// A Redis restarted with persistence keeps the pool but not the
+	// scripts: the probe loads them (the script cache holds no key) and
+	// answers ready, the data untouched.
+	keys := h.tg.Mini.Keys()
+	h.tg.Client.ScriptFlush(context.Background())
+	if r := h.do("GET", "/ready", nil); r.StatusCode != 200 {
+		t.Errorf("/ready after a script flush = %d", r.StatusCode)
+	}
+	if after := h.tg.Mini.Keys(); len(after) != len(keys) {
+		t.Errorf("/ready changed the keys: %v -> %v", keys, after)
+	}
 	// A Redis that lost the scripts and the pool (restart without
 	// persistence): the probe reports it and writes nothing; the next
 	// allocation re-syncs, and the probe follows.

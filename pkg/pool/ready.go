@@ -29,9 +29,10 @@ var (
 
 // Ready reports whether the pool can serve: Redis answers, the scripts are
 // loaded and the subscription set is there. It only reads: an emptied Redis
-// is written again by the allocate path (and the rebalancer's maintenance),
-// which finds the set empty and re-syncs. The error matches
-// ErrRedisUnavailable, ErrScriptsNotLoaded or ErrNotSynced.
+// is written again by the paths that find the set empty and re-sync
+// (allocate, and the leader's rebalancing pass); missing scripts
+// are LoadScripts' to load. The error matches ErrRedisUnavailable,
+// ErrScriptsNotLoaded or ErrNotSynced.
 func (p *Pool) Ready(ctx context.Context) error {
 	if err := lua.Ping(ctx, p.rdb); err != nil {
 		return fmt.Errorf("%w: %w", ErrRedisUnavailable, err)
@@ -49,6 +50,16 @@ func (p *Pool) Ready(ctx context.Context) error {
 	}
 	if n == 0 {
 		return ErrNotSynced
+	}
+	return nil
+}
+
+// LoadScripts loads every script into Redis' script cache. It writes no
+// key: a Redis restarted with persistence keeps the pool's data but not its
+// scripts, and a probe may load them without touching the pool.
+func (p *Pool) LoadScripts(ctx context.Context) error {
+	if err := lua.Load(ctx, p.rdb); err != nil {
+		return fmt.Errorf("pool: %w", err)
 	}
 	return nil
 }
