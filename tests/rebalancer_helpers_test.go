@@ -20,7 +20,7 @@ import (
 
 	"github.com/authpool/authpool/internal/redistest"
 	"github.com/authpool/authpool/internal/testutil"
-	"github.com/authpool/authpool/pkg/lua"
+	"github.com/authpool/authpool/pkg/pool"
 	"github.com/authpool/authpool/pkg/rebalance"
 )
 
@@ -223,7 +223,11 @@ func rbClient(t *testing.T, addr string) *redis.Client {
 func rbLeader(c *redis.Client) (rebalance.LeaderInfo, bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	info, ok, err := rebalance.ReadLeaderInfo(ctx, c, lua.NewKeys(rbPool))
+	leader, err := pool.NewLeader(c, rbPool)
+	if err != nil {
+		return rebalance.LeaderInfo{}, false
+	}
+	info, ok, err := leader.Info(ctx)
 	return info, ok && err == nil
 }
 

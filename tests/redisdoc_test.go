@@ -340,7 +340,7 @@ func rdBuildPool(t *testing.T, rdb *redis.Client) {
 
 	// sub2 hits its limit; the webhook receiver is down, so after one
 	// attempt the event goes to the dead stream.
-	d, err := notify.New(notify.Options{Client: rdb, Pool: "default", Consumer: "rebalancer-a", Config: notifications,
+	d, err := notify.New(notify.Options{Events: p.Events(), Consumer: "rebalancer-a", Config: notifications,
 		Logger: notify.SlogLogger(slog.New(slog.NewTextHandler(io.Discard, nil))), MaxAttempts: 1,
 		BackoffBase: time.Millisecond, BackoffMax: time.Millisecond, PollInterval: 20 * time.Millisecond})
 	must(err)

@@ -7,8 +7,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/authpool/authpool/pkg/notify"
 	"github.com/authpool/authpool/pkg/pool"
 	"github.com/authpool/authpool/pkg/rebalance"
@@ -19,10 +17,10 @@ import (
 // against a shared Redis: maintenance, rebalancing and notification delivery.
 // With the embedded Redis this process is the only replica, so there is no
 // election. The returned function stops it.
-func startEmbeddedRebalancer(ctx context.Context, p *pool.Pool, rdb redis.UniversalClient,
-	webhookSecret string, log *slog.Logger, metrics *telemetry.Metrics) (func(), error) {
+func startEmbeddedRebalancer(ctx context.Context, p *pool.Pool, webhookSecret string,
+	log *slog.Logger, metrics *telemetry.Metrics) (func(), error) {
 	host, _ := os.Hostname()
-	d, err := notify.New(notify.Options{Client: rdb, Pool: p.Config().Pool, Consumer: fmt.Sprintf("api-%s-%d", host, os.Getpid()),
+	d, err := notify.New(notify.Options{Events: p.Events(), Consumer: fmt.Sprintf("api-%s-%d", host, os.Getpid()),
 		Config: p.Config().Notifications, WebhookSecret: []byte(webhookSecret),
 		Logger: notify.SlogLogger(telemetry.Module(log, "notify")), Metrics: metrics})
 	if err != nil {

@@ -123,10 +123,10 @@ func run(ctx context.Context, getenv func(string) string) error {
 		if err := runenv.SyncPool(ctx, p, log, syncGiveUp); err != nil {
 			return err
 		}
-		if err := metrics.ObservePool(p.Status); err != nil {
+		if err := metrics.ObserveSubscriptions(pool.Statuses(), subscriptionSamples(p)); err != nil {
 			return err
 		}
-		log.Info("pool synced", "pool", p.Keys().Base(), "subscriptions", len(pcfg.Subscriptions),
+		log.Info("pool synced", "pool", pcfg.Pool, "subscriptions", len(pcfg.Subscriptions),
 			"fallbackWhenExhausted", pcfg.FallbackEnabled())
 	} else {
 		log.Warn("AUTH_POOL_ENABLED=false: every request goes to the fallback backend")
@@ -153,7 +153,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 	defer cancelBase()
 	stopBG := func() {}
 	if embedded != nil && p != nil {
-		stop, err := startEmbeddedRebalancer(base, p, rdb, cfg.WebhookSecret, log, metrics)
+		stop, err := startEmbeddedRebalancer(base, p, cfg.WebhookSecret, log, metrics)
 		if err != nil {
 			return err
 		}

@@ -7,9 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
-	"github.com/authpool/authpool/pkg/lua"
+	"github.com/authpool/authpool/pkg/pool"
 	"github.com/authpool/authpool/pkg/rebalance"
 )
 
@@ -27,8 +25,7 @@ type leaderState interface {
 type endpoints struct {
 	replica string
 	leader  leaderState
-	rdb     redis.UniversalClient
-	keys    lua.Keys
+	pool    *pool.Pool
 	synced  *atomic.Bool
 }
 
@@ -77,7 +74,7 @@ func (e *endpoints) ready(w http.ResponseWriter, r *http.Request) {
 		Reason string `json:"reason,omitempty"`
 	}
 	switch {
-	case e.rdb.Ping(ctx).Err() != nil:
+	case e.pool.Ping(ctx) != nil:
 		writeJSON(w, http.StatusServiceUnavailable, reply{"unavailable", "redis does not answer"})
 	case !e.synced.Load():
 		writeJSON(w, http.StatusServiceUnavailable, reply{"unavailable", "pool not synced yet"})
@@ -97,7 +94,7 @@ func (e *endpoints) leaderInfo(w http.ResponseWriter, r *http.Request) {
 		Error   string                `json:"error,omitempty"`
 	}
 	out := reply{self: e.self()}
-	info, ok, err := rebalance.ReadLeaderInfo(ctx, e.rdb, e.keys)
+	info, ok, err := e.pool.Leader().Info(ctx)
 	if err != nil {
 		out.Error = "redis does not answer"
 		writeJSON(w, http.StatusServiceUnavailable, out)

@@ -93,13 +93,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	p := pool.New(rdb, pcfg, pool.Options{})
 
-	deliverer, err := notify.New(notify.Options{Client: rdb, Pool: pcfg.Pool, Consumer: cfg.ReplicaID,
+	deliverer, err := notify.New(notify.Options{Events: p.Events(), Consumer: cfg.ReplicaID,
 		Config: pcfg.Notifications, WebhookSecret: []byte(cfg.WebhookSecret), ClaimIdle: cfg.ClaimIdle,
 		Logger: notify.SlogLogger(telemetry.Module(log, "notify")), Metrics: metrics})
 	if err != nil {
 		return err
 	}
-	comp, err := rebalance.New(rebalance.Params{Pool: p, Holder: cfg.ReplicaID, LockTTL: cfg.LockTTL,
+	comp, err := rebalance.New(rebalance.Params{Pool: p, Client: rdb, Holder: cfg.ReplicaID, LockTTL: cfg.LockTTL,
 		Deliverer: deliverer, Reporter: rebalance.Reporters(rebalance.SlogReporter(log),
 			rebalance.MetricsReporter(metrics))})
 	if err != nil {
@@ -107,7 +107,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 
 	var synced atomic.Bool
-	ep := &endpoints{replica: cfg.ReplicaID, leader: comp, rdb: rdb, keys: p.Keys(), synced: &synced}
+	ep := &endpoints{replica: cfg.ReplicaID, leader: comp, pool: p, synced: &synced}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
@@ -137,7 +137,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	synced.Store(true)
-	log.Info("pool synced", "pool", p.Keys().Base())
+	log.Info("pool synced", "pool", pcfg.Pool)
 	// The component stops through Shutdown, in order, not through ctx.
 	if err := comp.Start(context.WithoutCancel(ctx)); err != nil {
 		_ = shutdown()

@@ -15,7 +15,7 @@ import (
 
 	"github.com/authpool/authpool/internal/redistest"
 	"github.com/authpool/authpool/internal/testutil"
-	"github.com/authpool/authpool/pkg/lua"
+	"github.com/authpool/authpool/pkg/pool"
 	"github.com/authpool/authpool/pkg/rebalance"
 )
 
@@ -109,7 +109,11 @@ func TestRunLeadsAnswersAndResigns(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("run did not return after cancellation")
 	}
-	if _, ok, _ := rebalance.ReadLeaderInfo(context.Background(), tg.Client, lua.NewKeys("runtest")); ok {
+	pl, err := pool.NewLeader(tg.Client, "runtest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := pl.Info(context.Background()); ok {
 		t.Fatal("leader record left behind after a graceful shutdown")
 	}
 	out := logs.String()

@@ -2,14 +2,13 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"runtime"
-	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/authpool/authpool/pkg/lua"
 	"github.com/authpool/authpool/pkg/pool"
 )
 
@@ -21,9 +20,13 @@ func (s *Server) health(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "ok"})
 }
 
-// ready answers 200 when Redis answers and the pool's scripts are loaded. A
-// Redis that lost them (restarted without persistence) gets them again
-// through an idempotent Sync, so the replica recovers by itself.
+// ready answers 200 when Redis answers and, with a pool, its scripts are
+// loaded and its subscriptions synced (pool.Ready). It writes no key: a
+// Redis that lost the pool (restarted without persistence) is written again
+// by the next allocation, which re-syncs when it finds the subscription set
+// empty. Missing scripts it loads (the script cache holds no key): a Redis
+// restarted with persistence keeps the pool but not the scripts, and only
+// traffic would load them, one at a time, while an unready replica gets none.
 func (s *Server) ready(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), readyTimeout)
 	defer cancel()
@@ -31,24 +34,35 @@ func (s *Server) ready(c *gin.Context) {
 		c.Header("Retry-After", retryAfterSeconds(defaultRetry))
 		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "reason": reason})
 	}
-	if err := s.rdb.Ping(ctx).Err(); err != nil {
-		fail("redis does not answer")
-		return
-	}
-	if s.pool != nil {
-		ok, err := lua.Loaded(ctx, s.rdb)
-		if err != nil {
+	if s.pool == nil {
+		if err := s.rdb.Ping(ctx).Err(); err != nil {
 			fail("redis does not answer")
 			return
 		}
-		if !ok {
-			if err := s.pool.Sync(ctx); err != nil {
-				fail("pool scripts are not loaded")
-				return
-			}
+	} else if err := s.poolReady(ctx); err != nil {
+		switch {
+		case errors.Is(err, pool.ErrScriptsNotLoaded):
+			fail("pool scripts are not loaded")
+		case errors.Is(err, pool.ErrNotSynced):
+			fail("pool not synced")
+		default:
+			fail("redis does not answer")
 		}
+		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready", "pool": s.pool != nil})
+}
+
+// poolReady is pool.Ready after loading the scripts if they were missing.
+func (s *Server) poolReady(ctx context.Context) error {
+	err := s.pool.Ready(ctx)
+	if errors.Is(err, pool.ErrScriptsNotLoaded) {
+		if lerr := s.pool.LoadScripts(ctx); lerr != nil {
+			return err
+		}
+		err = s.pool.Ready(ctx)
+	}
+	return err
 }
 
 // models lists the model names the gateway passes to the CLI.
@@ -152,19 +166,14 @@ func (s *Server) debugPool(c *gin.Context) {
 				BlockPercent: st.Health.BlockPercent, BurnPenalty: st.Health.BurnPenalty,
 				Clients: st.Health.Clients, IdleBonus: st.Health.IdleBonus}})
 	}
-	fb, err := s.rdb.HGetAll(c.Request.Context(), s.pool.Keys().Fallback()).Result()
+	fb, err := s.pool.FallbackUsage(c.Request.Context())
 	if err != nil {
 		writeError(c, poolErr(err))
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"enabled": true, "now": snap.Now.UTC(), "status": views,
-		"fallback": gin.H{"configured": s.backends.Fallback != nil, "weeklyUsed": num(fb["weeklyUsed"]),
-			"requests": num(fb["requests"]), "tokens": num(fb["tokens"])}})
-}
-
-func num(s string) float64 {
-	f, _ := strconv.ParseFloat(s, 64)
-	return f
+		"fallback": gin.H{"configured": s.backends.Fallback != nil, "weeklyUsed": fb.WeeklyUsed,
+			"requests": fb.Requests, "tokens": fb.Tokens}})
 }
 
 // debugMemory is a summary of the Go runtime's memory statistics.

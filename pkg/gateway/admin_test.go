@@ -99,14 +99,32 @@ func TestReady(t *testing.T) {
 	if r := h.do("GET", "/ready", nil); r.StatusCode != 200 {
 		t.Errorf("/ready = %d", r.StatusCode)
 	}
-	// A Redis that lost the scripts and the pool (restart without
-	// persistence) is resynced by the probe.
-	h.tg.Mini.FlushAll()
+	// A Redis restarted with persistence keeps the pool but not the
+	// scripts: the probe loads them (the script cache holds no key) and
+	// answers ready, the data untouched.
+	keys := h.tg.Mini.Keys()
 	h.tg.Client.ScriptFlush(context.Background())
 	if r := h.do("GET", "/ready", nil); r.StatusCode != 200 {
-		t.Errorf("/ready after a flush = %d", r.StatusCode)
+		t.Errorf("/ready after a script flush = %d", r.StatusCode)
+	}
+	if after := h.tg.Mini.Keys(); len(after) != len(keys) {
+		t.Errorf("/ready changed the keys: %v -> %v", keys, after)
+	}
+	// A Redis that lost the scripts and the pool (restart without
+	// persistence): the probe reports it and writes nothing; the next
+	// allocation re-syncs, and the probe follows.
+	h.tg.Mini.FlushAll()
+	h.tg.Client.ScriptFlush(context.Background())
+	if r := h.do("GET", "/ready", nil); r.StatusCode != 503 || r.Header.Get("Retry-After") == "" {
+		t.Errorf("/ready after a flush = %d, want 503 with Retry-After", r.StatusCode)
+	}
+	if n := len(h.tg.Mini.Keys()); n != 0 {
+		t.Errorf("/ready wrote %d keys", n)
 	}
 	if r, _, ae := h.chat(map[string]any{"session_id": "s", "messages": msgs(user("x"))}); r.StatusCode != 200 {
-		t.Errorf("chat after the resync = %d %+v", r.StatusCode, ae)
+		t.Errorf("chat after the flush = %d %+v", r.StatusCode, ae)
+	}
+	if r := h.do("GET", "/ready", nil); r.StatusCode != 200 {
+		t.Errorf("/ready after the resync = %d", r.StatusCode)
 	}
 }

@@ -184,7 +184,7 @@ func TestLimitMarksAndRetries(t *testing.T) {
 
 func (h *harness) events(typ string) []map[string]any {
 	h.t.Helper()
-	msgs, err := h.tg.Client.XRange(context.Background(), h.pool.Keys().Events(), "-", "+").Result()
+	msgs, err := h.tg.Client.XRange(context.Background(), h.keys().Events(), "-", "+").Result()
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -298,10 +298,8 @@ func TestExhausted(t *testing.T) {
 		if len(calls) != 1 || calls[0].backend != "api" || calls[0].target != (backend.Target{}) {
 			t.Errorf("calls = %+v", calls)
 		}
-		var fb map[string]string
-		fb, _ = h.tg.Client.HGetAll(context.Background(), h.pool.Keys().Fallback()).Result()
-		if fb["requests"] != "1" {
-			t.Errorf("fallback usage = %v, want one request settled", fb)
+		if fb, err := h.pool.FallbackUsage(context.Background()); err != nil || fb.Requests != 1 {
+			t.Errorf("fallback usage = %+v, %v; want one request settled", fb, err)
 		}
 	})
 	for _, tc := range []struct {

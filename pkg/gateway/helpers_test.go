@@ -220,7 +220,7 @@ func (h *harness) snapshot() map[string]pool.SubscriptionStatus {
 // sessionKeys counts the session hashes in Redis.
 func (h *harness) sessionKeys() int {
 	h.t.Helper()
-	keys, err := h.tg.Client.Keys(context.Background(), h.pool.Keys().Base()+":session:*").Result()
+	keys, err := h.tg.Client.Keys(context.Background(), h.keys().Base()+":session:*").Result()
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -23,7 +23,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/authpool/authpool/pkg/backend"
-	"github.com/authpool/authpool/pkg/lua"
 	"github.com/authpool/authpool/pkg/pool"
 	"github.com/authpool/authpool/pkg/telemetry"
 )
@@ -49,8 +48,8 @@ type Options struct {
 	// Pool is the subscription pool. Nil turns the pool off
 	// (AUTH_POOL_ENABLED=false): every request goes to Backends.Fallback.
 	Pool *pool.Pool
-	// Redis is used for rate limits and readiness. Default Pool.Client();
-	// required when Pool is nil.
+	// Redis serves the rate limits and readiness when Pool is nil (then it
+	// is required); with a pool, both go through the pool.
 	Redis redis.UniversalClient
 	// PoolName names the rate-limit keys when Pool is nil. Default "default".
 	PoolName string
@@ -104,8 +103,8 @@ type Server struct {
 	backends Backends
 	tokens   map[string]string // subscription id → OAuth token (never logged)
 	keys     *keyring
-	admin    *keyring // nil: loopback only
-	limiter  *RateLimiter
+	admin    *keyring          // nil: loopback only
+	limiter  *pool.RateLimiter // nil: no rate limit
 	maxBody  int64
 	retries  int // re-allocations after limit/auth answers: min(subscriptions, maxRetries)
 	log      *slog.Logger
@@ -128,11 +127,8 @@ func New(opts Options) (*Server, error) {
 		s.tp = otel.GetTracerProvider()
 	}
 	s.tracer = s.tp.Tracer(TracerName)
-	if s.rdb == nil && s.pool != nil {
-		s.rdb = s.pool.Client()
-	}
-	if s.rdb == nil {
-		return nil, errors.Join(ErrInvalidOptions, errors.New("gateway: a Redis client is required"))
+	if s.rdb == nil && s.pool == nil {
+		return nil, errors.Join(ErrInvalidOptions, errors.New("gateway: a Redis client is required without a pool"))
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = DefaultMaxBodyBytes
@@ -143,12 +139,8 @@ func New(opts Options) (*Server, error) {
 	if opts.AdminToken != "" {
 		s.admin = newKeyring([]string{opts.AdminToken})
 	}
-	keys := lua.NewKeys(pool.DefaultPoolName)
-	if opts.PoolName != "" {
-		keys = lua.NewKeys(opts.PoolName)
-	}
 	if s.pool != nil {
-		keys = s.pool.Keys()
+		s.limiter = s.pool.RateLimiter(opts.RateLimitPerMinute)
 		s.retries = min(len(s.pool.Config().Subscriptions), maxRetries)
 		for _, sub := range s.pool.Config().Subscriptions {
 			if s.backends.Subscriptions[sub.ID] == nil {
@@ -159,7 +151,17 @@ func New(opts Options) (*Server, error) {
 			}
 		}
 	}
-	s.limiter = NewRateLimiter(s.rdb, keys, opts.RateLimitPerMinute)
+	if s.pool == nil {
+		name := opts.PoolName
+		if name == "" {
+			name = pool.DefaultPoolName
+		}
+		l, err := pool.NewRateLimiter(s.rdb, name, opts.RateLimitPerMinute)
+		if err != nil {
+			return nil, errors.Join(ErrInvalidOptions, err)
+		}
+		s.limiter = l
+	}
 	s.settles = newSettleRetry(settleRetryParams{Size: opts.SettleQueueSize, MaxAge: opts.SettleMaxAge,
 		Settle: s.settleOnce, OnSettled: s.settledLate, OnDrop: s.settleDropped,
 		OnBacklog: func(d int) { s.metrics.SettleBacklog(context.Background(), d) }})

@@ -69,7 +69,7 @@ func TestSessionOwnedByItsKey(t *testing.T) {
 func TestTurnInFlightLease(t *testing.T) {
 	h := newHarness(t, harnessOpts{subs: 1})
 	ctx := context.Background()
-	inflight := h.pool.Keys().Inflight()
+	inflight := h.keys().Inflight()
 	var during float64
 	h.subs["sub1"].setAnswer(func(n int, _ backend.Target, req backend.Request) (*backend.Result, error) {
 		during, _ = h.tg.Client.ZScore(ctx, inflight, "long").Result()
@@ -90,7 +90,7 @@ func TestTurnInFlightLease(t *testing.T) {
 		if n, _ := h.tg.Client.ZCard(ctx, inflight).Result(); n != 0 {
 			t.Errorf("turn %d: still in flight after it ended", i+1)
 		}
-		fields, _ := h.tg.Client.HKeys(ctx, h.pool.Keys().Session("long")).Result()
+		fields, _ := h.tg.Client.HKeys(ctx, h.keys().Session("long")).Result()
 		for _, f := range fields {
 			if strings.HasPrefix(f, "inflight:") {
 				t.Errorf("turn %d: session keeps %s", i+1, f)

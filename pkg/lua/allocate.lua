@@ -24,13 +24,13 @@
 --            in-flight lease 'inflight:<turn id>' for it
 -- ARGV[19+n] -> turn lease, ms
 -- Returns {code, subId, kind, cliSession, from, reason, retryAfterMs}
---   code 0: bound; kind "resumed" (same subscription) or "bound" (new binding)
---   code 1: fallback (no eligible subscription); reason says why
---   code 2: exhausted (as 1, but fallback is off)
---   code 3: stale subscription list (SCARD differs from n): reload and retry
---   code 6: the session belongs to another owner: for this caller it does
+--   CODE_OK: bound; kind "resumed" (same subscription) or "bound" (new binding)
+--   CODE_FALLBACK: fallback (no eligible subscription); reason says why
+--   CODE_EXHAUSTED: exhausted (as CODE_FALLBACK, but fallback is off)
+--   CODE_STALE_SUBS: stale subscription list (SCARD differs from n): reload and retry
+--   CODE_NOT_FOUND: the session belongs to another owner: for this caller it does
 --           not exist (nothing read or changed)
---   code 10: resume mode only: the session cannot resume there; call in full mode
+--   CODE_RESUME_MISS: resume mode only: the session cannot resume there; call in full mode
 
 local sid = ARGV[1]
 local priority = ARGV[2]
@@ -49,14 +49,14 @@ local sess_key = KEYS[2]
 local events_key = KEYS[3]
 
 if not resume_only and redis.call('SCARD', KEYS[1]) ~= n then
-  return { 3, '', '', '', '', 'stale_subscriptions', 0 }
+  return { CODE_STALE_SUBS, '', '', '', '', 'stale_subscriptions', 0 }
 end
 
 -- Another owner's session does not exist for this caller. A session written
 -- before owners were recorded has none and is adopted by its next caller.
 local cur = redis.call('HMGET', sess_key, 'sub', 'cliSession', 'owner')
 if cur[1] ~= false and cur[3] ~= false and cur[3] ~= owner then
-  return { 6, '', '', '', '', 'not_found', 0 }
+  return { CODE_NOT_FOUND, '', '', '', '', 'not_found', 0 }
 end
 
 local now = now_ms()
@@ -119,7 +119,7 @@ if old ~= '' then
     if usable(s.status) and s.frac < resume_limit and old_live then
       touch(s.ck, old)
       begin_turn()
-      return { 0, old, 'resumed', cur[2] or '', '', '', 0 }
+      return { CODE_OK, old, 'resumed', cur[2] or '', '', '', 0 }
     end
     if not usable(s.status) then leave_reason = s.status
     elseif s.frac >= resume_limit then leave_reason = 'budget'
@@ -128,7 +128,7 @@ if old ~= '' then
     leave_reason = 'removed'
   end
 end
-if resume_only then return { 10, '', '', '', '', '', 0 } end
+if resume_only then return { CODE_RESUME_MISS, '', '', '', '', '', 0 } end
 
 -- New binding: highest unclamped health score; ties: fewer clients, then id.
 local W = weights(8)
@@ -188,8 +188,8 @@ if best == nil then
         { sessionId = sid, from = old, reason = reason, leaveReason = leave_reason, retryAfterMs = retry }, now)
     end
   end
-  if fallback_ok then return { 1, '', 'fallback', '', old, reason, retry } end
-  return { 2, '', 'exhausted', '', old, reason, retry }
+  if fallback_ok then return { CODE_FALLBACK, '', 'fallback', '', old, reason, retry } end
+  return { CODE_EXHAUSTED, '', 'exhausted', '', old, reason, retry }
 end
 
 if old ~= '' and old ~= best.id then
@@ -207,7 +207,7 @@ if old == best.id then
   -- to the same subscription, CLI session and all.
   touch(best.ck, old)
   begin_turn()
-  return { 0, old, 'resumed', cur[2] or '', '', '', 0 }
+  return { CODE_OK, old, 'resumed', cur[2] or '', '', '', 0 }
 end
 redis.call('HSET', sess_key, 'sub', best.id, 'priority', priority, 'allocatedAt', ms(now),
   'lastActive', ms(now), 'owner', owner)
@@ -215,4 +215,4 @@ if old ~= '' or cur[2] then redis.call('HDEL', sess_key, 'cliSession') end
 redis.call('PEXPIRE', sess_key, stale_ms)
 redis.call('ZADD', best.ck, now, sid)
 begin_turn()
-return { 0, best.id, 'bound', '', old, leave_reason, 0 }
+return { CODE_OK, best.id, 'bound', '', old, leave_reason, 0 }

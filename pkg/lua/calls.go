@@ -3,7 +3,6 @@ package lua
 import (
 	"context"
 	"fmt"
-	"strconv"
 )
 
 // AllocateArgs are the inputs of allocate.lua.
@@ -55,22 +54,12 @@ func Allocate(ctx context.Context, c Scripter, k Keys, subs *SubSet, a AllocateA
 	args = append(args, mode, len(subs.ids))
 	args = append(args, subs.ids...)
 	args = append(args, a.Owner, a.TurnID, a.LeaseMS)
-	v, err := allocateScript.Run(ctx, c, keys, args...).Slice()
-	if err != nil {
-		return AllocateReply{}, fmt.Errorf("lua: allocate: %w", err)
+	v, err := run(ctx, c, "allocate", allocateScript, keys, 7, args...)
+	if v == nil {
+		return AllocateReply{}, err
 	}
-	if len(v) != 7 {
-		return AllocateReply{}, fmt.Errorf("lua: allocate: %w", ErrReply)
-	}
-	r := AllocateReply{Code: toInt(v[0]), SubID: toStr(v[1]), Kind: toStr(v[2]), CLISession: toStr(v[3]),
-		From: toStr(v[4]), Reason: toStr(v[5]), RetryAfterMS: int64(toInt(v[6]))}
-	switch r.Code {
-	case CodeStaleSubs:
-		return r, fmt.Errorf("lua: allocate: %w", ErrStaleSubscriptions)
-	case CodeNotFound:
-		return r, fmt.Errorf("lua: allocate: %w", ErrNotFound)
-	}
-	return r, nil
+	return AllocateReply{Code: v.code(), SubID: v.str(1), Kind: v.str(2), CLISession: v.str(3),
+		From: v.str(4), Reason: v.str(5), RetryAfterMS: v.int64(6)}, err
 }
 
 // SettleArgs are the inputs of settle.lua.
@@ -121,15 +110,12 @@ func Settle(ctx context.Context, c Scripter, k Keys, a SettleArgs) (SettleReply,
 	for _, t := range a.Thresholds {
 		args = append(args, t)
 	}
-	v, err := settleScript.Run(ctx, c, keys, args...).Slice()
+	v, err := run(ctx, c, "settle", settleScript, keys, 5, args...)
 	if err != nil {
-		return SettleReply{}, fmt.Errorf("lua: settle: %w", err)
+		return SettleReply{}, err
 	}
-	if len(v) != 5 {
-		return SettleReply{}, fmt.Errorf("lua: settle: %w", ErrReply)
-	}
-	return SettleReply{Duplicate: toInt(v[0]) == CodeDuplicate, WeeklyUsed: toStr(v[1]), BlockCost: toStr(v[2]),
-		BurnRate: toStr(v[3]), Status: toStr(v[4])}, nil
+	return SettleReply{Duplicate: v.code() == CodeDuplicate, WeeklyUsed: v.str(1), BlockCost: v.str(2),
+		BurnRate: v.str(3), Status: v.str(4)}, nil
 }
 
 // MarkArgs are the inputs of mark.lua.
@@ -152,18 +138,12 @@ type MarkReply struct {
 // Mark runs mark.lua.
 func Mark(ctx context.Context, c Scripter, k Keys, a MarkArgs) (MarkReply, error) {
 	keys := []string{k.Sub(a.SubID), k.Hourly(a.SubID), k.Events()}
-	v, err := markScript.Run(ctx, c, keys, a.SubID, a.Status, a.Reason, a.UntilMS, a.CooldownMS, a.ApproachAt).Slice()
+	v, err := run(ctx, c, "mark "+a.SubID, markScript, keys, 3,
+		a.SubID, a.Status, a.Reason, a.UntilMS, a.CooldownMS, a.ApproachAt)
 	if err != nil {
-		return MarkReply{}, fmt.Errorf("lua: mark: %w", err)
+		return MarkReply{}, err
 	}
-	if len(v) != 3 {
-		return MarkReply{}, fmt.Errorf("lua: mark: %w", ErrReply)
-	}
-	if toInt(v[0]) == CodeNotFound {
-		return MarkReply{}, fmt.Errorf("lua: mark %s: %w", a.SubID, ErrNotFound)
-	}
-	until, _ := strconv.ParseInt(toStr(v[2]), 10, 64)
-	return MarkReply{Changed: toInt(v[0]) == CodeOK, Status: toStr(v[1]), UntilMS: until}, nil
+	return MarkReply{Changed: v.code() == CodeOK, Status: v.str(1), UntilMS: v.int64(2)}, nil
 }
 
 // Release runs release.lua and returns the subscription the session was on
@@ -178,20 +158,11 @@ func Release(ctx context.Context, c Scripter, k Keys, subs *SubSet, sessionID, o
 	args = append(args, sessionID, len(subs.ids))
 	args = append(args, subs.ids...)
 	args = append(args, owner)
-	v, err := releaseScript.Run(ctx, c, keys, args...).Slice()
+	v, err := run(ctx, c, "release", releaseScript, keys, 2, args...)
 	if err != nil {
-		return "", fmt.Errorf("lua: release: %w", err)
+		return "", err
 	}
-	if len(v) != 2 {
-		return "", fmt.Errorf("lua: release: %w", ErrReply)
-	}
-	switch toInt(v[0]) {
-	case CodeNotFound:
-		return "", fmt.Errorf("lua: release: %w", ErrNotFound)
-	case CodeStaleSubs:
-		return "", fmt.Errorf("lua: release: %w", ErrStaleSubscriptions)
-	}
-	return toStr(v[1]), nil
+	return v.str(1), nil
 }
 
 // Turn runs turn.lua: it refreshes the in-flight lease of a running turn to
@@ -200,17 +171,8 @@ func Release(ctx context.Context, c Scripter, k Keys, subs *SubSet, sessionID, o
 // ended, or its lease ran out and was cleaned up) is ErrNotFound.
 func Turn(ctx context.Context, c Scripter, k Keys, sessionID, turnID string, leaseMS, staleMS int64) error {
 	keys := []string{k.Session(sessionID), k.Inflight()}
-	v, err := turnScript.Run(ctx, c, keys, sessionID, turnID, leaseMS, staleMS).Slice()
-	if err != nil {
-		return fmt.Errorf("lua: turn: %w", err)
-	}
-	if len(v) != 1 {
-		return fmt.Errorf("lua: turn: %w", ErrReply)
-	}
-	if toInt(v[0]) == CodeNotFound {
-		return fmt.Errorf("lua: turn: %w", ErrNotFound)
-	}
-	return nil
+	_, err := run(ctx, c, "turn", turnScript, keys, 1, sessionID, turnID, leaseMS, staleMS)
+	return err
 }
 
 // SyncSub is one configured subscription's static fields.
@@ -234,17 +196,11 @@ func Sync(ctx context.Context, c Scripter, k Keys, subs []SyncSub, existing []st
 		keys = append(keys, k.Sub(id))
 		args = append(args, id)
 	}
-	v, err := syncScript.Run(ctx, c, keys, args...).Slice()
+	v, err := run(ctx, c, "sync", syncScript, keys, 3, args...)
 	if err != nil {
-		return 0, 0, fmt.Errorf("lua: sync: %w", err)
+		return 0, 0, err
 	}
-	if len(v) != 3 {
-		return 0, 0, fmt.Errorf("lua: sync: %w", ErrReply)
-	}
-	if toInt(v[0]) == CodeStaleSubs {
-		return 0, 0, fmt.Errorf("lua: sync: %w", ErrStaleSubscriptions)
-	}
-	return toInt(v[1]), toInt(v[2]), nil
+	return v.int(1), v.int(2), nil
 }
 
 // Maintain runs maintain.lua under the fencing epoch.
@@ -256,61 +212,61 @@ func Maintain(ctx context.Context, c Scripter, k Keys, subs *SubSet, epoch int64
 	args := make([]any, 0, 4+len(subs.ids))
 	args = append(args, epoch, staleMS, approachAt, len(subs.ids))
 	args = append(args, subs.ids...)
-	v, err := maintainScript.Run(ctx, c, keys, args...).Slice()
+	v, err := run(ctx, c, "maintain", maintainScript, keys, 3, args...)
 	if err != nil {
-		return 0, 0, fmt.Errorf("lua: maintain: %w", err)
+		return 0, 0, err
 	}
-	if len(v) != 3 {
-		return 0, 0, fmt.Errorf("lua: maintain: %w", ErrReply)
-	}
-	if toInt(v[0]) == CodeStaleEpoch {
-		return 0, 0, fmt.Errorf("lua: maintain: %w", ErrStaleEpoch)
-	}
-	return toInt(v[1]), toInt(v[2]), nil
+	return v.int(1), v.int(2), nil
 }
 
 // RebalanceArgs are the inputs of rebalance.lua.
 type RebalanceArgs struct {
 	Epoch        int64
-	From, To     string
 	GapThreshold string // decimal USD
 	IdleMS       int64
 	StaleMS      int64
 	MaxMoves     int
 	Admit        float64
-	Candidates   []string // session ids on From, most idle first
+	// From and To are the pair an earlier call answered (CodeNeedCandidates)
+	// and Candidates the idle sessions on From, most idle first; all empty
+	// on the first call.
+	From, To   string
+	Candidates []string
 }
 
 // RebalanceReply is rebalance.lua's answer.
 type RebalanceReply struct {
-	Moved  int
-	Gap    string // decimal USD
-	NoMove bool   // gap under threshold, a side unusable, or no room
+	// Code is CodeOK (moved), CodeNeedCandidates (call again with From, To
+	// and From's idle sessions) or CodeNothingToDo.
+	Code     int
+	Moved    int
+	Gap      string // decimal USD
+	From, To string // the pair the script chose ("" when there is none)
+	Needed   bool   // the gap exceeds the threshold
+	NowMS    int64  // Redis' clock
 }
 
-// Rebalance runs rebalance.lua under the fencing epoch.
-func Rebalance(ctx context.Context, c Scripter, k Keys, a RebalanceArgs) (RebalanceReply, error) {
-	keys := []string{k.Epoch(), k.Events(), k.Sub(a.From), k.Clients(a.From), k.Hourly(a.From),
-		k.Sub(a.To), k.Clients(a.To), k.Hourly(a.To), k.Inflight()}
-	args := []any{a.Epoch, a.From, a.To, a.GapThreshold, a.IdleMS, a.StaleMS, a.MaxMoves, a.Admit, len(a.Candidates)}
+// Rebalance runs rebalance.lua under the fencing epoch over subs: the
+// script chooses the pair and decides whether the gap calls for a move.
+func Rebalance(ctx context.Context, c Scripter, k Keys, subs *SubSet, a RebalanceArgs) (RebalanceReply, error) {
+	keys := make([]string, 0, 4+len(subs.triples)+len(a.Candidates))
+	keys = append(keys, k.Epoch(), k.Events(), k.Subs())
+	keys = append(keys, subs.triples...)
+	keys = append(keys, k.Inflight())
+	args := make([]any, 0, 10+len(subs.ids)+len(a.Candidates))
+	args = append(args, a.Epoch, a.GapThreshold, a.IdleMS, a.StaleMS, a.MaxMoves, a.Admit, len(subs.ids))
+	args = append(args, subs.ids...)
+	args = append(args, a.From, a.To, len(a.Candidates))
 	for _, sid := range a.Candidates {
 		keys = append(keys, k.Session(sid))
 		args = append(args, sid)
 	}
-	v, err := rebalanceScript.Run(ctx, c, keys, args...).Slice()
+	v, err := run(ctx, c, "rebalance", rebalanceScript, keys, 7, args...)
 	if err != nil {
-		return RebalanceReply{}, fmt.Errorf("lua: rebalance: %w", err)
+		return RebalanceReply{}, err
 	}
-	if len(v) != 3 {
-		return RebalanceReply{}, fmt.Errorf("lua: rebalance: %w", ErrReply)
-	}
-	switch toInt(v[0]) {
-	case CodeStaleEpoch:
-		return RebalanceReply{}, fmt.Errorf("lua: rebalance: %w", ErrStaleEpoch)
-	case CodeNothingToDo:
-		return RebalanceReply{NoMove: true, Gap: toStr(v[2])}, nil
-	}
-	return RebalanceReply{Moved: toInt(v[1]), Gap: toStr(v[2])}, nil
+	return RebalanceReply{Code: v.code(), Moved: v.int(1), Gap: v.str(2), From: v.str(3), To: v.str(4),
+		Needed: v.int(5) == 1, NowMS: v.int64(6)}, nil
 }
 
 // StatusArgs are the inputs of status.lua.
@@ -335,25 +291,4 @@ func Status(ctx context.Context, c Scripter, k Keys, subs *SubSet, a StatusArgs)
 		return nil, fmt.Errorf("lua: status: %w", err)
 	}
 	return []byte(s), nil
-}
-
-func toInt(v any) int {
-	switch x := v.(type) {
-	case int64:
-		return int(x)
-	case string:
-		n, _ := strconv.Atoi(x)
-		return n
-	}
-	return -1
-}
-
-func toStr(v any) string {
-	switch x := v.(type) {
-	case string:
-		return x
-	case int64:
-		return strconv.FormatInt(x, 10)
-	}
-	return ""
 }

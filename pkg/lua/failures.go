@@ -1,22 +1,6 @@
 package lua
 
-import (
-	"context"
-	_ "embed"
-	"fmt"
-	"strconv"
-
-	"github.com/redis/go-redis/v9"
-)
-
-//go:embed failures.lua
-var failuresSrc string
-
-var failuresScript = redis.NewScript(libSrc + failuresSrc)
-
-// The script joins the others here rather than in scripts.go's list, so the
-// file stays the script's one home; Load and Loaded see it all the same.
-func init() { all = append(all, failuresScript) }
+import "context"
 
 // FailureArgs are the inputs of failures.lua.
 type FailureArgs struct {
@@ -49,17 +33,9 @@ func Failure(ctx context.Context, c Scripter, k Keys, a FailureArgs) (FailureRep
 		outcome = "failed"
 	}
 	keys := []string{k.Sub(a.SubID), k.Events()}
-	v, err := failuresScript.Run(ctx, c, keys, a.SubID, outcome, a.Threshold, a.CooldownMS).Slice()
+	v, err := run(ctx, c, "failures "+a.SubID, failuresScript, keys, 4, a.SubID, outcome, a.Threshold, a.CooldownMS)
 	if err != nil {
-		return FailureReply{}, fmt.Errorf("lua: failures: %w", err)
+		return FailureReply{}, err
 	}
-	if len(v) != 4 {
-		return FailureReply{}, fmt.Errorf("lua: failures: %w", ErrReply)
-	}
-	if toInt(v[0]) == CodeNotFound {
-		return FailureReply{}, fmt.Errorf("lua: failures %s: %w", a.SubID, ErrNotFound)
-	}
-	until, _ := strconv.ParseInt(toStr(v[3]), 10, 64)
-	return FailureReply{Failures: toInt(v[1]), Tripped: toInt(v[0]) == CodeOK, Status: toStr(v[2]),
-		UntilMS: until}, nil
+	return FailureReply{Failures: v.int(1), Tripped: v.code() == CodeOK, Status: v.str(2), UntilMS: v.int64(3)}, nil
 }

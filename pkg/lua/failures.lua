@@ -8,12 +8,12 @@
 -- ARGV[3] -> threshold: failures in a row that trip the cooldown (>= 1)
 -- ARGV[4] -> cooldown length, ms
 -- Returns {code, failures, status, until}
---   code 0: this failure tripped the cooldown (count reset to 0, a
+--   CODE_OK: this failure tripped the cooldown (count reset to 0, a
 --   limit_reached event written, as mark.lua writes for reason 'failures');
---   code 8: counted (or, on success, reset) only; a trip on a subscription
+--   CODE_UNCHANGED: counted (or, on success, reset) only; a trip on a subscription
 --   already cooling down only extends its until (no second event), and one
 --   that is disabled or removed is left as it is;
---   code 6: unknown subscription.
+--   CODE_NOT_FOUND: unknown subscription.
 -- failures is the count after this call; until is ms ('0' when none).
 
 local id = ARGV[1]
@@ -24,21 +24,21 @@ local sub_key, events_key = KEYS[1], KEYS[2]
 
 local f = redis.call('HMGET', sub_key, 'status', 'until')
 local status = f[1]
-if not status then return { 6, 0, '', '0' } end
+if not status then return { CODE_NOT_FOUND, 0, '', '0' } end
 
 if outcome ~= 'failed' then
   -- A success ends the run: the next failure starts counting again.
   redis.call('HDEL', sub_key, 'failures')
-  return { 8, 0, status, f[2] or '0' }
+  return { CODE_UNCHANGED, 0, status, f[2] or '0' }
 end
 
 local n = redis.call('HINCRBY', sub_key, 'failures', 1)
-if n < threshold then return { 8, n, status, f[2] or '0' } end
+if n < threshold then return { CODE_UNCHANGED, n, status, f[2] or '0' } end
 
 -- Tripped: whatever the status does, the next run counts from zero.
 redis.call('HDEL', sub_key, 'failures')
 -- The same transition as mark.lua's cooldown with no until given.
-if status == 'removed' or status == 'disabled' then return { 8, 0, status, f[2] or '0' } end
+if status == 'removed' or status == 'disabled' then return { CODE_UNCHANGED, 0, status, f[2] or '0' } end
 local now = now_ms()
 local until_v = now + cooldown_ms
 if status == 'cooldown' then
@@ -46,10 +46,10 @@ if status == 'cooldown' then
   if kept > now + 8 * 24 * HOUR then kept = now + 8 * 24 * HOUR end
   if until_v < kept then until_v = kept end
   if until_v ~= int(f[2]) then redis.call('HSET', sub_key, 'until', ms(until_v)) end
-  return { 8, 0, status, ms(until_v) }
+  return { CODE_UNCHANGED, 0, status, ms(until_v) }
 end
 redis.call('HSET', sub_key, 'status', 'cooldown', 'statusReason', 'failures', 'until', ms(until_v))
 emit(events_key, 'limit_reached', 'warning', id,
   'Subscription ' .. id .. ' cooling down (failures) until ' .. rfc3339(until_v),
   { status = 'cooldown', reason = 'failures', ['until'] = until_v, previousStatus = status }, now)
-return { 0, 0, 'cooldown', ms(until_v) }
+return { CODE_OK, 0, 'cooldown', ms(until_v) }

@@ -8,11 +8,7 @@ local BLOCK = 5 * HOUR
 local WINDOW_HOURS = 168
 local MIN_BURN_HOURS = 0.25
 
--- now_ms reads the one clock: Redis TIME.
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+-- now_ms (clock.lua) is prepended ahead of this file.
 
 -- Money is kept as integer micro-USD in arithmetic (exact sums) and stored as
 -- decimal strings of USD.

@@ -11,9 +11,9 @@
 -- ARGV[3] -> approaching threshold (weekly fraction)
 -- ARGV[4] -> n; ARGV[5..4+n] -> subscription ids, in KEYS order
 -- Returns {code, droppedClients, restored}
---   code 0: done; code 4: stale epoch (nothing changed)
+--   CODE_OK: done; CODE_STALE_EPOCH: stale epoch (nothing changed)
 
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return { 4, 0, 0 } end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return { CODE_STALE_EPOCH, 0, 0 } end
 local stale_ms = tonumber(ARGV[2])
 local approach_at = tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
@@ -42,4 +42,4 @@ for i = 1, n do
     end
   end
 end
-return { 0, dropped, restored }
+return { CODE_OK, dropped, restored }

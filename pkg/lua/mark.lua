@@ -13,7 +13,7 @@
 -- ARGV[5] -> cooldown length, ms
 -- ARGV[6] -> approaching threshold (weekly fraction)
 -- Returns {code, status, until}
---   code 0: changed; code 6: unknown subscription; code 8: unchanged (already
+--   CODE_OK: changed; CODE_NOT_FOUND: unknown subscription; CODE_UNCHANGED: unchanged (already
 --   in that state, a later until was kept; or removed; or disabled and asked
 --   for limited/cooldown)
 
@@ -33,11 +33,11 @@ local MAX_AHEAD = 8 * 24 * HOUR
 
 local f = redis.call('HMGET', sub_key, 'status', 'until', 'blockStart', 'weeklyUsed', 'weeklyHour', 'weeklyBudget')
 local status = f[1]
-if not status then return { 6, '', '0' } end
+if not status then return { CODE_NOT_FOUND, '', '0' } end
 -- removed is the config's to change; disabled the operator's: a backend's
 -- limit or failure does not override it (and its expiry would re-enable it).
 if status == 'removed' or (status == 'disabled' and want ~= 'available' and want ~= 'disabled') then
-  return { 8, status, f[2] or '0' }
+  return { CODE_UNCHANGED, status, f[2] or '0' }
 end
 local now = now_ms()
 
@@ -61,24 +61,24 @@ if want == 'limited' or want == 'cooldown' then
     if kept > now + MAX_AHEAD then kept = now + MAX_AHEAD end
     if until_v < kept then until_v = kept end
     if until_v ~= int(f[2]) then redis.call('HSET', sub_key, 'until', ms(until_v)) end
-    return { 8, status, ms(until_v) }
+    return { CODE_UNCHANGED, status, ms(until_v) }
   end
   redis.call('HSET', sub_key, 'status', want, 'statusReason', reason, 'until', ms(until_v))
   local msg = 'Subscription ' .. id .. ' reached its usage limit; resets at ' .. rfc3339(until_v)
   if want == 'cooldown' then msg = 'Subscription ' .. id .. ' cooling down (' .. reason .. ') until ' .. rfc3339(until_v) end
   emit(events_key, 'limit_reached', 'warning', id, msg,
     { status = want, reason = reason, ['until'] = until_v, previousStatus = status }, now)
-  return { 0, want, ms(until_v) }
+  return { CODE_OK, want, ms(until_v) }
 end
 
 if want == 'disabled' then
-  if status == 'disabled' then return { 8, status, '0' } end
+  if status == 'disabled' then return { CODE_UNCHANGED, status, '0' } end
   redis.call('HSET', sub_key, 'status', 'disabled', 'statusReason', reason, 'until', '0')
-  return { 0, 'disabled', '0' }
+  return { CODE_OK, 'disabled', '0' }
 end
 
 -- available: an operator (or a successful probe) ends any unusable status.
-if usable(status) then return { 8, status, '0' } end
+if usable(status) then return { CODE_UNCHANGED, status, '0' } end
 local budget = to_micros(f[6])
 local weekly = weekly_micros(sub_key, hourly_key, f[4], f[5], now, true)
 local frac = 1
@@ -87,4 +87,4 @@ local st = usable_status(frac, approach_at)
 redis.call('HSET', sub_key, 'status', st, 'statusReason', '', 'until', '0')
 emit(events_key, 'recovered', 'info', id, 'Subscription ' .. id .. ' recovered from ' .. status,
   { previousStatus = status, reason = reason }, now)
-return { 0, st, '0' }
+return { CODE_OK, st, '0' }

@@ -8,9 +8,9 @@
 -- ARGV[3..2+n] -> subscription ids, in KEYS order
 -- ARGV[3+n] -> owner: the caller's key id; '' releases whatever the owner
 --            (operators)
--- Returns {code, subId}: code 0 released (subId '' when it was on the
---   fallback); code 6 no such session, or another owner's (nothing changed);
---   code 3 the session's subscription is not among the ids given (stale
+-- Returns {code, subId}: CODE_OK released (subId '' when it was on the
+--   fallback); CODE_NOT_FOUND no such session, or another owner's (nothing changed);
+--   CODE_STALE_SUBS the session's subscription is not among the ids given (stale
 --   list: reload and retry; nothing changed)
 
 local sid = ARGV[1]
@@ -18,14 +18,14 @@ local n = tonumber(ARGV[2])
 local owner = ARGV[3 + n]
 local f = redis.call('HMGET', KEYS[1], 'sub', 'owner')
 local sub = f[1]
-if not sub then return { 6, '' } end
-if owner ~= '' and f[2] and f[2] ~= owner then return { 6, '' } end
+if not sub then return { CODE_NOT_FOUND, '' } end
+if owner ~= '' and f[2] and f[2] ~= owner then return { CODE_NOT_FOUND, '' } end
 local at = nil
 for i = 1, n do
   if ARGV[2 + i] == sub then at = i end
 end
-if sub ~= '' and not at then return { 3, '' } end
+if sub ~= '' and not at then return { CODE_STALE_SUBS, '' } end
 if at then redis.call('ZREM', KEYS[1 + at], sid) end
 redis.call('ZREM', KEYS[n + 2], sid)
 redis.call('DEL', KEYS[1])
-return { 0, sub }
+return { CODE_OK, sub }

@@ -7,13 +7,17 @@ package lua
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
 
 var (
+	//go:embed codes.lua
+	codesSrc string
+	//go:embed clock.lua
+	clockSrc string
 	//go:embed lib.lua
 	libSrc string
 	//go:embed sync.lua
@@ -34,51 +38,53 @@ var (
 	statusSrc string
 	//go:embed turn.lua
 	turnSrc string
+	//go:embed gcra.lua
+	gcraSrc string
+	//go:embed touch.lua
+	touchSrc string
+	//go:embed dead.lua
+	deadSrc string
+	//go:embed trim.lua
+	trimSrc string
+	//go:embed promote.lua
+	promoteSrc string
+	//go:embed demote.lua
+	demoteSrc string
+	//go:embed failures.lua
+	failuresSrc string
 )
 
-// The scripts. Those that need the shared library have it prepended, so the
-// health formula and the money helpers exist in one place.
+// newScript builds a script from the reply codes, the clock and parts:
+// every script shares one list of codes and one clock.
+func newScript(parts ...string) *redis.Script {
+	return redis.NewScript(codesSrc + clockSrc + strings.Join(parts, ""))
+}
+
+// The scripts: every one the pool runs, here and nowhere else. Those that
+// need the shared library have it prepended, so the health formula and the
+// money helpers exist in one place.
 var (
-	syncScript      = redis.NewScript(syncSrc)
-	allocateScript  = redis.NewScript(libSrc + allocateSrc)
-	settleScript    = redis.NewScript(libSrc + settleSrc)
-	markScript      = redis.NewScript(libSrc + markSrc)
-	releaseScript   = redis.NewScript(releaseSrc)
-	maintainScript  = redis.NewScript(libSrc + maintainSrc)
-	rebalanceScript = redis.NewScript(libSrc + rebalanceSrc)
-	statusScript    = redis.NewScript(libSrc + statusSrc)
-	turnScript      = redis.NewScript(libSrc + turnSrc)
+	syncScript      = newScript(syncSrc)
+	allocateScript  = newScript(libSrc, allocateSrc)
+	settleScript    = newScript(libSrc, settleSrc)
+	markScript      = newScript(libSrc, markSrc)
+	releaseScript   = newScript(releaseSrc)
+	maintainScript  = newScript(libSrc, maintainSrc)
+	rebalanceScript = newScript(libSrc, rebalanceSrc)
+	statusScript    = newScript(libSrc, statusSrc)
+	turnScript      = newScript(libSrc, turnSrc)
+	gcraScript      = newScript(gcraSrc)
+	touchScript     = newScript(touchSrc)
+	deadScript      = newScript(deadSrc)
+	trimScript      = newScript(trimSrc)
+	promoteScript   = newScript(promoteSrc)
+	demoteScript    = newScript(demoteSrc)
+	failuresScript  = newScript(libSrc, failuresSrc)
 
 	all = []*redis.Script{syncScript, allocateScript, settleScript, markScript,
-		releaseScript, maintainScript, rebalanceScript, statusScript, turnScript}
-)
-
-// Reply codes shared by the scripts.
-const (
-	CodeOK          = 0
-	CodeFallback    = 1
-	CodeExhausted   = 2
-	CodeStaleSubs   = 3
-	CodeStaleEpoch  = 4
-	CodeDuplicate   = 5
-	CodeNotFound    = 6
-	CodeUnchanged   = 8
-	CodeNothingToDo = 9
-	CodeResumeMiss  = 10
-)
-
-// Sentinel errors of the wrappers.
-var (
-	// ErrStaleSubscriptions: the subscription SET changed since the caller
-	// read it; reload the list and call again.
-	ErrStaleSubscriptions = errors.New("lua: subscription list changed")
-	// ErrStaleEpoch: a fenced script was called with an epoch that has moved
-	// on; the caller is no longer the leader and nothing was changed.
-	ErrStaleEpoch = errors.New("lua: stale fencing epoch")
-	// ErrNotFound: the session or subscription does not exist.
-	ErrNotFound = errors.New("lua: not found")
-	// ErrReply: the script answered in a shape the wrapper does not know.
-	ErrReply = errors.New("lua: unexpected script reply")
+		releaseScript, maintainScript, rebalanceScript, statusScript, turnScript,
+		gcraScript, touchScript, deadScript, trimScript, promoteScript, demoteScript,
+		failuresScript}
 )
 
 // Scripter is what the wrappers need of a Redis client.

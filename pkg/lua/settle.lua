@@ -24,7 +24,7 @@
 -- ARGV[16] -> n, the number of usage_threshold rule thresholds that follow
 -- ARGV[17..16+n] -> thresholds as written in the config (e.g. "0.8")
 -- Returns {code, weeklyUsed, blockCost, burnRate, status}
---   code 0: settled; code 5: duplicate request id (nothing changed)
+--   CODE_OK: settled; CODE_DUPLICATE: duplicate request id (nothing changed)
 --   fractions are decimal strings
 
 local req = ARGV[1]
@@ -44,7 +44,7 @@ local sub_key, hourly_key, clients_key = KEYS[2], KEYS[3], KEYS[4]
 local sess_key, usage_key, events_key = KEYS[5], KEYS[6], KEYS[7]
 
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', marker_ttl) then
-  return { 5, '', '', '', '' }
+  return { CODE_DUPLICATE, '', '', '', '' }
 end
 
 local now = now_ms()
@@ -141,4 +141,4 @@ redis.call('XADD', usage_key, 'MINID', ms(now - retention), '*',
   'in', tin, 'out', tout, 'cacheCreate', tcc, 'cacheRead', tcr,
   'model', model, 'modelUsage', model_usage)
 
-return { 0, usd(after), usd(block_cost), string.format('%.6f', burn), status }
+return { CODE_OK, usd(after), usd(block_cost), string.format('%.6f', burn), status }

@@ -2,8 +2,11 @@ package lua
 
 import (
 	"context"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
@@ -115,9 +118,24 @@ func TestEveryScriptCallStaysInOneSlot(t *testing.T) {
 	must(c.Set(ctx, k.Epoch(), 1, 0).Err())
 	_, _, err = Maintain(ctx, c, k, subs, 1, 1000, 0.8)
 	must(err)
-	_, err = Rebalance(ctx, c, k, RebalanceArgs{Epoch: 1, From: "sub1", To: "sub3", GapThreshold: "5", IdleMS: 1, StaleMS: 1000, MaxMoves: 1, Admit: 0.95, Candidates: []string{"sess-1"}})
+	_, err = Rebalance(ctx, c, k, subs, RebalanceArgs{Epoch: 1, From: "sub1", To: "sub3", GapThreshold: "5", IdleMS: 1, StaleMS: 1000, MaxMoves: 1, Admit: 0.95, Candidates: []string{"sess-1"}})
 	must(err)
 	_, err = Release(ctx, c, k, subs, "sess-1", "")
+	must(err)
+	_, err = RateLimit(ctx, c, k, "client-1", 1000, 10)
+	must(err)
+	must(c.Set(ctx, k.Leader(), "lock", 0).Err())
+	_, _, _, err = Promote(ctx, c, k, "lock", "rb-a")
+	must(err)
+	must(Demote(ctx, c, k, "rb-a", 1))
+	must(CreateEventsGroup(ctx, c, k, "g"))
+	_, err = ReadNewEvents(ctx, c, k, "g", "c1", 1)
+	must(err)
+	_, err = TouchEvent(ctx, c, k, "g", "c1", "0-1")
+	must(err)
+	_, err = DeadEvent(ctx, c, k, "g", "0-1", 10, []any{"type", "x"})
+	must(err)
+	_, err = TrimEvents(ctx, c, k, "g", time.Hour)
 	must(err)
 
 	want := slot(k.Subs())
@@ -135,9 +153,42 @@ func TestEveryScriptCallStaysInOneSlot(t *testing.T) {
 	if scripts != len(all) {
 		t.Fatalf("recorded %d distinct scripts, want all %d", scripts, len(all))
 	}
-	for _, key := range []string{k.Leader(), k.LeaderInfo(), k.Epoch(), k.EventsDead(), k.Usage(), k.Fallback(), k.RateLimit("abc")} {
-		if slot(key) != want {
-			t.Errorf("key %q outside the pool's slot", key)
+}
+
+// Every key builder of Keys, found by reflection (so a builder added later
+// is checked without anyone remembering to list it), answers in the pool's
+// slot, whatever the pool and the ids.
+func TestEveryKeyBuilderStaysInOneSlot(t *testing.T) {
+	for _, pool := range []string{"default", "team-a", "x"} {
+		k := NewKeys(pool)
+		want := slot(k.Subs())
+		v := reflect.ValueOf(k)
+		typ := v.Type()
+		checked := 0
+		for i := 0; i < typ.NumMethod(); i++ {
+			m := typ.Method(i)
+			ft := m.Type // receiver first
+			if ft.NumOut() != 1 || ft.Out(0).Kind() != reflect.String {
+				continue // not a key builder (SubSet)
+			}
+			args := []reflect.Value{v}
+			for j := 1; j < ft.NumIn(); j++ {
+				if ft.In(j).Kind() != reflect.String {
+					t.Fatalf("Keys.%s takes a %s: teach this test to call it", m.Name, ft.In(j))
+				}
+				args = append(args, reflect.ValueOf("id-"+strconv.Itoa(j)))
+			}
+			key := m.Func.Call(args)[0].String()
+			if !strings.HasPrefix(key, k.Base()) {
+				t.Errorf("Keys.%s = %q, not under %q", m.Name, key, k.Base())
+			}
+			if slot(key) != want {
+				t.Errorf("Keys.%s = %q is in slot %d, the pool's is %d", m.Name, key, slot(key), want)
+			}
+			checked++
+		}
+		if checked < 18 {
+			t.Fatalf("checked %d key builders; the reflection missed some", checked)
 		}
 	}
 }
@@ -145,20 +196,23 @@ func TestEveryScriptCallStaysInOneSlot(t *testing.T) {
 func TestKeyBuilders(t *testing.T) {
 	k := NewKeys("default")
 	cases := map[string]string{
-		k.Subs():          "authpool:{default}:subs",
-		k.Sub("sub1"):     "authpool:{default}:sub:sub1",
-		k.Hourly("sub1"):  "authpool:{default}:sub:sub1:hourly",
-		k.Clients("sub1"): "authpool:{default}:sub:sub1:clients",
-		k.Session("s-1"):  "authpool:{default}:session:s-1",
-		k.Usage():         "authpool:{default}:usage",
-		k.Req("r1"):       "authpool:{default}:req:r1",
-		k.Events():        "authpool:{default}:events",
-		k.EventsDead():    "authpool:{default}:events:dead",
-		k.Leader():        "authpool:{default}:leader",
-		k.LeaderInfo():    "authpool:{default}:leader:info",
-		k.Epoch():         "authpool:{default}:epoch",
-		k.Fallback():      "authpool:{default}:fallback",
-		k.Inflight():      "authpool:{default}:inflight",
+		k.Subs():           "authpool:{default}:subs",
+		k.Sub("sub1"):      "authpool:{default}:sub:sub1",
+		k.Hourly("sub1"):   "authpool:{default}:sub:sub1:hourly",
+		k.Clients("sub1"):  "authpool:{default}:sub:sub1:clients",
+		k.Session("s-1"):   "authpool:{default}:session:s-1",
+		k.Usage():          "authpool:{default}:usage",
+		k.Req("r1"):        "authpool:{default}:req:r1",
+		k.Events():         "authpool:{default}:events",
+		k.EventsDead():     "authpool:{default}:events:dead",
+		k.Leader():         "authpool:{default}:leader",
+		k.LeaderInfo():     "authpool:{default}:leader:info",
+		k.Epoch():          "authpool:{default}:epoch",
+		k.Fallback():       "authpool:{default}:fallback",
+		k.Inflight():       "authpool:{default}:inflight",
+		k.FallbackHourly(): "authpool:{default}:fallback:hourly",
+		k.RateLimit("abc"): "authpool:{default}:ratelimit:abc",
+		k.Base():           "authpool:{default}",
 	}
 	for got, want := range cases {
 		if got != want {

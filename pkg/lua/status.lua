@@ -9,7 +9,7 @@
 -- ARGV[3..9] -> health weights: weekly block blockRef clients burn burnFree idleBonus
 -- ARGV[10] -> n; ARGV[11..10+n] -> subscription ids, in KEYS order
 -- Returns a JSON document {now, stale, subscriptions:[…]} (money as strings),
--- or {3} when the SET no longer has n members.
+-- with stale = true when the SET no longer has n members.
 
 local stale_ms = tonumber(ARGV[1])
 local approach_at = tonumber(ARGV[2])

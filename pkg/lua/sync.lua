@@ -7,11 +7,11 @@
 -- ARGV[1] -> n, configured subscriptions; then 6 values each:
 --            id, email, type, configDir, weeklyBudget (decimal USD), maxClients
 -- ARGV[2+6n] -> m, ids currently in the SET; ARGV[3+6n..] -> those ids
--- Returns {code, added, removed}; code 3: the SET changed since it was read (retry)
+-- Returns {code, added, removed}; CODE_STALE_SUBS: the SET changed since it was read (retry)
 
 local n = tonumber(ARGV[1])
 local m = tonumber(ARGV[2 + 6 * n])
-if redis.call('SCARD', KEYS[1]) ~= m then return { 3, 0, 0 } end
+if redis.call('SCARD', KEYS[1]) ~= m then return { CODE_STALE_SUBS, 0, 0 } end
 local configured = {}
 local added, removed = 0, 0
 for i = 1, n do
@@ -37,4 +37,4 @@ for j = 1, m do
     end
   end
 end
-return { 0, added, removed }
+return { CODE_OK, added, removed }

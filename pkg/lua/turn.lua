@@ -9,8 +9,8 @@
 -- ARGV[4] -> stale age, ms: the session key is kept at least this long
 --            while the turn runs
 -- Returns {code}
---   code 0: lease refreshed, or turn ended
---   code 6: no such turn (already settled or ended, or its lease ran out and
+--   CODE_OK: lease refreshed, or turn ended
+--   CODE_NOT_FOUND: no such turn (already settled or ended, or its lease ran out and
 --           was cleaned up): nothing changed
 
 local sess_key, index_key = KEYS[1], KEYS[2]
@@ -20,13 +20,13 @@ local stale_ms = tonumber(ARGV[4])
 local now = now_ms()
 local field = INFLIGHT .. turn
 
-if redis.call('HEXISTS', sess_key, field) == 0 then return { 6 } end
+if redis.call('HEXISTS', sess_key, field) == 0 then return { CODE_NOT_FOUND } end
 if lease_ms <= 0 then
   redis.call('HDEL', sess_key, field)
   inflight_sync(sess_key, index_key, sid, now)
-  return { 0 }
+  return { CODE_OK }
 end
 lease_turn(sess_key, index_key, sid, turn, lease_ms, now)
 -- The session key must not expire while its turn runs, however long.
 if redis.call('PTTL', sess_key) < stale_ms then redis.call('PEXPIRE', sess_key, stale_ms) end
-return { 0 }
+return { CODE_OK }

@@ -11,7 +11,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/authpool/authpool/internal/ids"
-	"github.com/authpool/authpool/pkg/lua"
 	"github.com/authpool/authpool/pkg/pool"
 )
 
@@ -79,10 +78,9 @@ var namePattern = ids.Replica
 // Options configure a Deliverer. Zero durations and counts take the default
 // named on the field.
 type Options struct {
-	// Client is the Redis client. Required.
-	Client redis.UniversalClient
-	// Pool is the pool name (ids.Key). Required.
-	Pool string
+	// Events is the pool's events stream (pool.Pool.Events, or
+	// pool.NewEvents for a pool name). Required.
+	Events *pool.Events
 	// Consumer names this replica in the group; it must be unique per
 	// replica (e.g. the pod name). Required.
 	Consumer string
@@ -180,11 +178,8 @@ type Deliverer struct {
 func New(opts Options) (*Deliverer, error) {
 	opts.applyDefaults()
 	var errs []error
-	if opts.Client == nil {
-		errs = append(errs, errors.New("Client is required"))
-	}
-	if !ids.ValidKey(opts.Pool) {
-		errs = append(errs, fmt.Errorf("Pool %q is not a valid pool name", opts.Pool))
+	if opts.Events == nil {
+		errs = append(errs, errors.New("Events is required"))
 	}
 	if !namePattern.MatchString(opts.Consumer) {
 		errs = append(errs, fmt.Errorf("Consumer %q must match %s", opts.Consumer, namePattern))
@@ -215,9 +210,7 @@ func New(opts Options) (*Deliverer, error) {
 		d.hook = newWebhook(opts.Config.WebhookURL, opts.Config.AllowInsecureWebhooks,
 			opts.WebhookSecret, base, opts.AttemptTimeout)
 	}
-	keys := lua.NewKeys(opts.Pool)
-	d.store = &store{rdb: opts.Client, stream: keys.Events(), dead: keys.EventsDead(),
-		group: opts.Group, consumer: opts.Consumer}
+	d.store = &store{events: opts.Events, group: opts.Group, consumer: opts.Consumer}
 	return d, nil
 }
 
@@ -236,7 +229,7 @@ func (d *Deliverer) Start(ctx context.Context) error {
 	// The scripts PUBLISH on the stream's name after each XADD: a hint that
 	// cuts the wait short. go-redis resubscribes after a reconnect; a lost
 	// hint costs at most PollInterval.
-	d.pubsub = d.opts.Client.Subscribe(ctx, d.store.stream)
+	d.pubsub = d.opts.Events.Subscribe(ctx)
 	hints := d.pubsub.Channel()
 	var wg sync.WaitGroup
 	wg.Add(2)

@@ -298,7 +298,8 @@ func TestNewRejectsUnsafeOptions(t *testing.T) {
 		}, ErrInvalidRule},
 		{"no logger", func(o *Options) { o.Logger = nil }, ErrInvalidOptions},
 		{"no consumer name", func(o *Options) { o.Consumer = "" }, ErrInvalidOptions},
-		{"bad pool name", func(o *Options) { o.Pool = "a:b" }, ErrInvalidOptions},
+		{"no events stream", func(o *Options) { o.Events = nil }, ErrInvalidOptions},
+		// A bad pool name is refused by pool.NewEvents (pkg/pool's TestNameOnlyHandlesRefuseBadNames).
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -122,8 +122,12 @@ func webhookConfig(url string) pool.NotificationsConfig {
 
 // testOptions are fast settings; callers fill in Client, Pool, Config.
 func testOptions(c redis.UniversalClient, poolName, consumer string, cfg pool.NotificationsConfig, log Logger) Options {
+	ev, err := pool.NewEvents(c, poolName)
+	if err != nil {
+		panic(err) // the tests' pool names are valid
+	}
 	return Options{
-		Client: c, Pool: poolName, Consumer: consumer, Config: cfg, WebhookSecret: testSecret,
+		Events: ev, Consumer: consumer, Config: cfg, WebhookSecret: testSecret,
 		Logger: log, PollInterval: 20 * time.Millisecond, ClaimIdle: 300 * time.Millisecond,
 		MaxAttempts: 4, BackoffBase: 5 * time.Millisecond, BackoffMax: 20 * time.Millisecond,
 		AttemptTimeout: 5 * time.Second,

@@ -2,59 +2,35 @@ package notify
 
 import (
 	"context"
-	_ "embed"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/authpool/authpool/pkg/pool"
 )
 
-var (
-	//go:embed touch.lua
-	touchSrc string
-	//go:embed dead.lua
-	deadSrc string
-	//go:embed trim.lua
-	trimSrc string
-
-	touchScript = redis.NewScript(touchSrc)
-	deadScript  = redis.NewScript(deadSrc)
-	trimScript  = redis.NewScript(trimSrc)
-)
-
-// deadStreamCap bounds the dead stream (MAXLEN ~): it is for an operator to
-// inspect, not an archive.
-const deadStreamCap = 10000
-
-// store is the Deliverer's view of Redis: one consumer of one group on the
-// events stream.
+// store is the Deliverer's view of the pool's events stream: one consumer of
+// one group. The stream, its keys and its scripts are the pool's.
 type store struct {
-	rdb      redis.UniversalClient
-	stream   string
-	dead     string
+	events   *pool.Events
 	group    string
 	consumer string
 }
 
 // isNoGroup reports Redis's answer when the group (or the stream) is gone,
 // e.g. after a restart without persistence.
-func isNoGroup(err error) bool { return redisErrorIs(err, "NOGROUP") }
-
-// redisErrorIs reports whether err wraps a Redis error reply of that kind.
-func redisErrorIs(err error, kind string) bool {
+func isNoGroup(err error) bool {
 	var re redis.Error
-	return errors.As(err, &re) && strings.HasPrefix(re.Error(), kind+" ")
+	return errors.As(err, &re) && strings.HasPrefix(re.Error(), "NOGROUP ")
 }
 
-// createGroup creates the group at id 0 with MKSTREAM, so events written
-// before the first Deliverer ever started are delivered too (the stream is an
-// outbox: an event in it is owed to the operator). An existing group is kept
-// as it is.
+// createGroup creates the group (see pool.Events.CreateGroup); an existing
+// group is kept as it is.
 func (s *store) createGroup(ctx context.Context) error {
-	err := s.rdb.XGroupCreateMkStream(ctx, s.stream, s.group, "0").Err()
-	if err != nil && !redisErrorIs(err, "BUSYGROUP") {
+	if err := s.events.CreateGroup(ctx, s.group); err != nil {
 		return fmt.Errorf("notify: create consumer group: %w", err)
 	}
 	return nil
@@ -65,31 +41,18 @@ func (s *store) createGroup(ctx context.Context) error {
 // not be interrupted by shutdown; the Deliverer waits on the PUBLISH hint or
 // its poll interval instead.
 func (s *store) readNew(ctx context.Context, count int) ([]redis.XMessage, error) {
-	res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-		Group: s.group, Consumer: s.consumer, Streams: []string{s.stream, ">"},
-		Count: int64(count), Block: -1,
-	}).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
+	msgs, err := s.events.ReadNew(ctx, s.group, s.consumer, count)
 	if err != nil {
 		return nil, fmt.Errorf("notify: read events: %w", err)
 	}
-	var out []redis.XMessage
-	for _, st := range res {
-		out = append(out, st.Messages...)
-	}
-	return out, nil
+	return msgs, nil
 }
 
 // claim takes over up to count entries pending longer than minIdle in any
 // consumer (a crashed replica, or this one before a restart), scanning from
 // cursor. It returns them and the cursor of the next call ("0-0": wrapped).
 func (s *store) claim(ctx context.Context, minIdle time.Duration, cursor string, count int) ([]redis.XMessage, string, error) {
-	msgs, next, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-		Stream: s.stream, Group: s.group, Consumer: s.consumer,
-		MinIdle: minIdle, Start: cursor, Count: int64(count),
-	}).Result()
+	msgs, next, err := s.events.Claim(ctx, s.group, s.consumer, minIdle, cursor, count)
 	if err != nil {
 		return nil, cursor, fmt.Errorf("notify: claim idle events: %w", err)
 	}
@@ -99,7 +62,7 @@ func (s *store) claim(ctx context.Context, minIdle time.Duration, cursor string,
 // touch renews this consumer's hold on entry id and returns its delivery
 // count; 0 means the entry is no longer ours (acknowledged or claimed).
 func (s *store) touch(ctx context.Context, id string) (int64, error) {
-	n, err := touchScript.Run(ctx, s.rdb, []string{s.stream}, s.group, s.consumer, id).Int64()
+	n, err := s.events.Touch(ctx, s.group, s.consumer, id)
 	if err != nil {
 		return 0, fmt.Errorf("notify: renew hold on event %s: %w", id, err)
 	}
@@ -108,7 +71,7 @@ func (s *store) touch(ctx context.Context, id string) (int64, error) {
 
 // ack acknowledges a delivered entry.
 func (s *store) ack(ctx context.Context, id string) error {
-	if err := s.rdb.XAck(ctx, s.stream, s.group, id).Err(); err != nil {
+	if err := s.events.Ack(ctx, s.group, id); err != nil {
 		return fmt.Errorf("notify: acknowledge event %s: %w", id, err)
 	}
 	return nil
@@ -118,22 +81,22 @@ func (s *store) ack(ctx context.Context, id string) error {
 // acknowledges it, atomically. moved is false when another consumer had
 // already finished the entry.
 func (s *store) moveToDead(ctx context.Context, m redis.XMessage, cause error, attempts int) (moved bool, err error) {
-	args := []any{s.group, m.ID, deadStreamCap}
+	var fields []any
 	for _, f := range entryFields(m) {
-		args = append(args, f)
+		fields = append(fields, f)
 	}
-	args = append(args, "eventId", m.ID, "error", cause.Error(), "attempts", attempts)
-	n, err := deadScript.Run(ctx, s.rdb, []string{s.stream, s.dead}, args...).Int64()
+	fields = append(fields, "eventId", m.ID, "error", cause.Error(), "attempts", attempts)
+	moved, err = s.events.MoveToDead(ctx, s.group, m.ID, fields)
 	if err != nil {
 		return false, fmt.Errorf("notify: move event %s to the dead stream: %w", m.ID, err)
 	}
-	return n == 1, nil
+	return moved, nil
 }
 
-// trim removes acknowledged entries older than retention (see trim.lua) and
-// returns how many went.
+// trim removes acknowledged entries older than retention (see
+// pool.Events.Trim) and returns how many went.
 func (s *store) trim(ctx context.Context, retention time.Duration) (int64, error) {
-	n, err := trimScript.Run(ctx, s.rdb, []string{s.stream}, s.group, retention.Milliseconds()).Int64()
+	n, err := s.events.Trim(ctx, s.group, retention)
 	if err != nil {
 		return 0, fmt.Errorf("notify: trim events: %w", err)
 	}

@@ -2,23 +2,9 @@ package pool
 
 import (
 	"context"
-	"fmt"
-	"strconv"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/authpool/authpool/pkg/lua"
 )
-
-// NextEpoch increments the fencing epoch; a new leader calls it once and
-// passes the result to every fenced operation.
-func (p *Pool) NextEpoch(ctx context.Context) (int64, error) {
-	e, err := p.rdb.Incr(ctx, p.keys.Epoch()).Result()
-	if err != nil {
-		return 0, fmt.Errorf("pool: next epoch: %w", err)
-	}
-	return e, nil
-}
 
 // MaintainResult says what a maintenance pass did.
 type MaintainResult struct {
@@ -43,88 +29,4 @@ func (p *Pool) Maintain(ctx context.Context, epoch int64) (MaintainResult, error
 		return MaintainResult{}, mapLuaErr("maintain", err)
 	}
 	return r, nil
-}
-
-// RebalanceResult says what a rebalancing pass did.
-type RebalanceResult struct {
-	// From and To are the highest- and lowest-usage usable subscriptions.
-	From, To string
-	// Gap is their weeklyUsed difference in USD.
-	Gap float64
-	// Needed is true when the gap exceeds costGapThreshold.
-	Needed bool
-	// Moved is the number of idle clients moved from From to To.
-	Moved int
-}
-
-// Rebalance moves up to maxClientsToMovePerCycle clients idle longer than
-// idleAfterSeconds from the usable subscription with the highest weekly
-// usage to the one with the lowest, when the gap exceeds costGapThreshold and
-// within the destination's capacity (DESIGN §6). It is fenced like Maintain.
-func (p *Pool) Rebalance(ctx context.Context, epoch int64) (RebalanceResult, error) {
-	snap, err := p.Status(ctx)
-	if err != nil {
-		return RebalanceResult{}, err
-	}
-	var hi, lo *SubscriptionStatus
-	for i := range snap.Subscriptions {
-		s := &snap.Subscriptions[i]
-		if s.Status != StatusAvailable && s.Status != StatusApproaching {
-			continue
-		}
-		if hi == nil || s.WeeklyUsed > hi.WeeklyUsed {
-			hi = s
-		}
-		if lo == nil || s.WeeklyUsed < lo.WeeklyUsed ||
-			(s.WeeklyUsed == lo.WeeklyUsed && s.Clients < lo.Clients) {
-			lo = s
-		}
-	}
-	if hi == nil || lo == nil || hi.ID == lo.ID {
-		return RebalanceResult{}, nil
-	}
-	res := RebalanceResult{From: hi.ID, To: lo.ID, Gap: hi.WeeklyUsed - lo.WeeklyUsed}
-	threshold := p.cfg.Rebalancing.CostGapThreshold
-	if res.Gap <= threshold {
-		return res, nil
-	}
-	res.Needed = true
-	// Candidates: the most idle clients of the source, by Redis' clock.
-	nowMS := snap.Now.UnixMilli()
-	limit := int64(p.cfg.Rebalancing.MaxClientsToMovePerCycle) * 4
-	cands, err := p.rdb.ZRangeByScore(ctx, p.keys.Clients(hi.ID), &redis.ZRangeBy{
-		Min: "(" + strconv.FormatInt(nowMS-p.staleMS(), 10), Max: "(" + strconv.FormatInt(nowMS-p.idleMS(), 10),
-		Count: limit,
-	}).Result()
-	if err != nil {
-		return res, fmt.Errorf("pool: rebalance: candidates: %w", err)
-	}
-	// Sessions with a turn in flight do not move: leave them out, so they
-	// do not take the places of idle candidates (the script checks again).
-	busy, err := p.rdb.ZRangeByScore(ctx, p.keys.Inflight(), &redis.ZRangeBy{
-		Min: "(" + strconv.FormatInt(nowMS, 10), Max: "+inf"}).Result()
-	if err != nil {
-		return res, fmt.Errorf("pool: rebalance: turns in flight: %w", err)
-	}
-	inFlight := make(map[string]bool, len(busy))
-	for _, sid := range busy {
-		inFlight[sid] = true
-	}
-	valid := cands[:0]
-	for _, c := range cands {
-		if lua.ValidID(c) && !inFlight[c] {
-			valid = append(valid, c)
-		}
-	}
-	if len(valid) == 0 {
-		return res, nil
-	}
-	r, err := lua.Rebalance(ctx, p.rdb, p.keys, lua.RebalanceArgs{Epoch: epoch, From: hi.ID, To: lo.ID,
-		GapThreshold: FormatUSD(threshold), IdleMS: p.idleMS(), StaleMS: p.staleMS(),
-		MaxMoves: p.cfg.Rebalancing.MaxClientsToMovePerCycle, Admit: p.admit(PriorityHigh), Candidates: valid})
-	if err != nil {
-		return res, mapLuaErr("rebalance", err)
-	}
-	res.Moved = r.Moved
-	return res, nil
 }

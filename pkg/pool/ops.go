@@ -376,7 +376,7 @@ func (p *Pool) Session(ctx context.Context, sessionID string) (Session, error) {
 	if !lua.ValidID(sessionID) {
 		return Session{}, ErrInvalidSession
 	}
-	h, err := p.rdb.HGetAll(ctx, p.keys.Session(sessionID)).Result()
+	h, err := lua.SessionFields(ctx, p.rdb, p.keys, sessionID)
 	if err != nil {
 		return Session{}, fmt.Errorf("pool: session: %w", err)
 	}
@@ -387,6 +387,19 @@ func (p *Pool) Session(ctx context.Context, sessionID string) (Session, error) {
 		AllocatedAt: msTime(h["allocatedAt"]), LastActive: msTime(h["lastActive"]),
 		Requests: atoi(h["requests"]), CostUSD: atof(h["cost"]), Tokens: atoi(h["tokens"]),
 		CLISession: h["cliSession"], Owner: h["owner"]}, nil
+}
+
+// SessionMemory is the bytes Redis accounts for one session's hash (key,
+// fields, TTL entry), for capacity planning (tests/poolbench).
+func (p *Pool) SessionMemory(ctx context.Context, sessionID string) (int64, error) {
+	if !lua.ValidID(sessionID) {
+		return 0, ErrInvalidSession
+	}
+	n, err := lua.SessionMemory(ctx, p.rdb, p.keys, sessionID)
+	if err != nil {
+		return 0, fmt.Errorf("pool: session memory: %w", err)
+	}
+	return n, nil
 }
 
 func atof(s string) float64 {

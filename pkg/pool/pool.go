@@ -49,6 +49,11 @@ func ParsePriority(s string) (Priority, error) {
 // ValidSessionID reports whether s is an acceptable session id.
 func ValidSessionID(s string) bool { return ids.ValidSession(s) }
 
+// ValidID reports whether s may become part of a Redis key: a session,
+// request, turn or subscription id, a key id, a rate-limit subject or a pool
+// name (^[A-Za-z0-9_-]{1,128}$).
+func ValidID(s string) bool { return lua.ValidID(s) }
+
 // Options tune the pool beyond the config file. The zero value means the
 // defaults below.
 type Options struct {
@@ -179,12 +184,6 @@ func (p *Pool) TurnLease() time.Duration { return p.turnLease }
 // Config returns the pool's configuration.
 func (p *Pool) Config() *Config { return p.cfg }
 
-// Keys returns the pool's key builder.
-func (p *Pool) Keys() lua.Keys { return p.keys }
-
-// Client returns the Redis client.
-func (p *Pool) Client() redis.UniversalClient { return p.rdb }
-
 // Subscription returns the configured subscription id.
 func (p *Pool) Subscription(id string) (SubscriptionConfig, bool) {
 	s, ok := p.byID[id]
@@ -221,7 +220,7 @@ func (p *Pool) Sync(ctx context.Context) error {
 }
 
 func (p *Pool) members(ctx context.Context) ([]string, error) {
-	ids, err := p.rdb.SMembers(ctx, p.keys.Subs()).Result()
+	ids, err := lua.Members(ctx, p.rdb, p.keys)
 	if err != nil {
 		return nil, err
 	}

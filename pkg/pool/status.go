@@ -54,6 +54,12 @@ type SubscriptionStatus struct {
 	Health                        Health
 }
 
+// Statuses lists every subscription status, the usable ones first: the
+// values a status label can take.
+func Statuses() []string {
+	return []string{StatusAvailable, StatusApproaching, StatusLimited, StatusCooldown, StatusDisabled, StatusRemoved}
+}
+
 // Snapshot is the pool as one atomic read saw it.
 type Snapshot struct {
 	Now           time.Time

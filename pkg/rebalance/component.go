@@ -17,8 +17,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/authpool/authpool/internal/backoff"
-	"github.com/authpool/authpool/pkg/notify"
 	"github.com/authpool/authpool/pkg/pool"
 )
 
@@ -31,8 +32,6 @@ type Service interface {
 	Shutdown(ctx context.Context) error
 }
 
-var _ Service = (*notify.Deliverer)(nil)
-
 // DefaultInProcessHolder names the replica in InProcess mode.
 const DefaultInProcessHolder = "in-process"
 
@@ -41,6 +40,9 @@ const DefaultInProcessHolder = "in-process"
 type Params struct {
 	// Pool is the pool to maintain and rebalance (already synced). Required.
 	Pool *pool.Pool
+	// Client is the Redis client of the redsync leader lock, and only of the
+	// lock (the rest goes through Pool). Required unless InProcess.
+	Client redis.UniversalClient
 	// InProcess skips the election: this process is the only one on its
 	// Redis (the embedded default of cmd/api). It takes an epoch at start
 	// and runs the same loops.
@@ -119,7 +121,7 @@ func New(p Params) (*Component, error) {
 		c.leader = s
 		return c, nil
 	}
-	e, err := NewElector(ElectorParams{Client: p.Pool.Client(), Keys: p.Pool.Keys(), Holder: p.Holder,
+	e, err := NewElector(ElectorParams{Client: p.Client, Leader: p.Pool.Leader(), Holder: p.Holder,
 		TTL: p.LockTTL, ExtendInterval: p.ExtendInterval, RetryInterval: p.RetryInterval,
 		OnChange: onChange, OnError: onError})
 	if err != nil {

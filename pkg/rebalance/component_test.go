@@ -59,12 +59,12 @@ func TestComponentShutdownLeavesNoGoroutines(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			tg := redistest.Real(t)
 			p := newPool(t, tg.Client, testConfig(2, 100, 10))
-			d, err := notify.New(notify.Options{Client: tg.Client, Pool: p.Config().Pool, Consumer: "rb-test",
+			d, err := notify.New(notify.Options{Events: p.Events(), Consumer: "rb-test",
 				Logger: notify.SlogLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := New(Params{Pool: p, InProcess: inProcess, Holder: "rb-test", LockTTL: testTTL,
+			c, err := New(Params{Pool: p, Client: tg.Client, InProcess: inProcess, Holder: "rb-test", LockTTL: testTTL,
 				Interval: 50 * time.Millisecond, Deliverer: d})
 			if err != nil {
 				t.Fatal(err)
@@ -97,7 +97,7 @@ func TestComponentShutdownHandsOver(t *testing.T) {
 	for _, h := range []string{"rb-a", "rb-b"} {
 		c2, _ := newClient(t, tg.Addr)
 		p := pool.New(c2, cfg, pool.Options{})
-		c, err := New(Params{Pool: p, Holder: h, Interval: time.Hour})
+		c, err := New(Params{Pool: p, Client: c2, Holder: h, Interval: time.Hour})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,9 +131,10 @@ func TestNewRejectsBadParams(t *testing.T) {
 		p    Params
 	}{
 		{"no pool", Params{Holder: "a"}},
-		{"elected without holder", Params{Pool: p}},
+		{"elected without holder", Params{Pool: p, Client: tg.Client}},
+		{"elected without a lock client", Params{Pool: p, Holder: "a"}},
 		{"bad holder in process", Params{Pool: p, InProcess: true, Holder: "a/b"}},
-		{"negative interval", Params{Pool: p, Holder: "a", Interval: -time.Second}},
+		{"negative interval", Params{Pool: p, Client: tg.Client, Holder: "a", Interval: -time.Second}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := New(tc.p); !errors.Is(err, ErrInvalidParams) {
@@ -141,7 +142,7 @@ func TestNewRejectsBadParams(t *testing.T) {
 			}
 		})
 	}
-	c, err := New(Params{Pool: p, Holder: "a"})
+	c, err := New(Params{Pool: p, Client: tg.Client, Holder: "a"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/authpool/authpool/internal/backoff"
 	"github.com/authpool/authpool/internal/ids"
-	"github.com/authpool/authpool/pkg/lua"
 	"github.com/authpool/authpool/pkg/pool"
 )
 
@@ -71,10 +70,12 @@ type Work func(ctx context.Context, epoch int64) error
 // ElectorParams configure an Elector. Zero durations take the default
 // named on the field.
 type ElectorParams struct {
-	// Client is the Redis client. Required.
+	// Client is the Redis client of the redsync lock, and only of the lock:
+	// the epoch, leader:info and the hints go through Leader. Required.
 	Client redis.UniversalClient
-	// Keys are the pool's keys: the lock, the epoch, leader:info. Required.
-	Keys lua.Keys
+	// Leader is the pool's leadership state (pool.Pool.Leader): the lock's
+	// name, the fencing epoch, leader:info and the hint channel. Required.
+	Leader *pool.Leader
 	// Holder names this replica (ValidHolder), e.g. its host name and pid;
 	// it must differ between replicas. Required.
 	Holder string
@@ -83,8 +84,8 @@ type ElectorParams struct {
 	// ExtendInterval is how often the leader extends the lock. Default TTL/3.
 	ExtendInterval time.Duration
 	// RetryInterval is how often a standby tries to take the lock (jittered
-	// down by up to half); a resigning leader's hint on Keys.LeaderChannel
-	// wakes it earlier. At most TTL/5, so that without hints (a crashed
+	// down by up to half); a resigning leader's hint (Leader.Hint) wakes it
+	// earlier. At most TTL/5, so that without hints (a crashed
 	// leader, a lost subscription) a standby still tries several times per
 	// lock lifetime. Default min(500 ms, TTL/5).
 	RetryInterval time.Duration
@@ -103,7 +104,7 @@ type ElectorParams struct {
 // lock (DESIGN §6), after riverqueue/river's elector: a short lease, one
 // goroutine renewing it, leadership given up at the first failed renewal, and
 // resignation on shutdown so a standby takes over at once: the resigning
-// leader publishes a hint on Keys.LeaderChannel that wakes the standbys,
+// leader publishes a hint (Leader.Hint) that wakes the standbys,
 // which otherwise try only every RetryInterval.
 type Elector struct {
 	p     ElectorParams
@@ -118,8 +119,8 @@ func NewElector(p ElectorParams) (*Elector, error) {
 	if p.Client == nil {
 		errs = append(errs, errors.New("Client is required"))
 	}
-	if p.Keys.Base() == "" {
-		errs = append(errs, errors.New("Keys are required"))
+	if p.Leader == nil {
+		errs = append(errs, errors.New("Leader is required"))
 	}
 	if !ValidHolder(p.Holder) {
 		errs = append(errs, fmt.Errorf("Holder %q must match %s", p.Holder, holderPattern))
@@ -223,7 +224,7 @@ var errLockHeld = errors.New("rebalance: leader lock held by another replica")
 // campaign tries once to take the lock and, on success, promotes this
 // replica: a new epoch and leader:info, while the lock is still ours.
 func (e *Elector) campaign(ctx context.Context) (*redsync.Mutex, int64, time.Time, error) {
-	m := e.rs.NewMutex(e.p.Keys.Leader(), redsync.WithExpiry(e.p.TTL), redsync.WithTries(1))
+	m := e.rs.NewMutex(e.p.Leader.LockName(), redsync.WithExpiry(e.p.TTL), redsync.WithTries(1))
 	if err := m.TryLockContext(ctx); err != nil {
 		var taken *redsync.ErrTaken
 		if errors.As(err, &taken) || errors.Is(err, redsync.ErrFailed) {
@@ -233,7 +234,7 @@ func (e *Elector) campaign(ctx context.Context) (*redsync.Mutex, int64, time.Tim
 	}
 	pctx, cancel := context.WithTimeout(ctx, e.p.ExtendInterval)
 	defer cancel()
-	epoch, since, err := promote(pctx, e.p.Client, e.p.Keys, m.Value(), e.p.Holder)
+	epoch, since, err := e.p.Leader.Promote(pctx, m.Value(), e.p.Holder)
 	if err != nil || epoch == 0 {
 		if e.release(m, false) {
 			e.hint(false)
@@ -362,7 +363,7 @@ func (e *Elector) release(m *redsync.Mutex, quiet bool) bool {
 func (e *Elector) hint(quiet bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), e.p.ExtendInterval)
 	defer cancel()
-	if err := e.p.Client.Publish(ctx, e.p.Keys.LeaderChannel(), e.p.Holder).Err(); err != nil && !quiet {
+	if err := e.p.Leader.Hint(ctx, e.p.Holder); err != nil && !quiet {
 		e.p.OnError("publish the leader hint", err)
 	}
 }
@@ -380,7 +381,7 @@ func (e *Elector) listen(ctx context.Context) (hints <-chan struct{}, done <-cha
 		defer close(fin)
 		// Subscribe dials here, not in Run: an unreachable Redis must not
 		// delay the first campaign.
-		ps := e.p.Client.Subscribe(ctx, e.p.Keys.LeaderChannel())
+		ps := e.p.Leader.Hints(ctx)
 		defer func() { _ = ps.Close() }()
 		msgs := ps.ChannelWithSubscriptions()
 		for {
@@ -407,7 +408,7 @@ func (e *Elector) listen(ctx context.Context) (hints <-chan struct{}, done <-cha
 func (e *Elector) clearInfo(epoch int64, quiet bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), e.p.ExtendInterval)
 	defer cancel()
-	if err := demote(ctx, e.p.Client, e.p.Keys, e.p.Holder, epoch); err != nil && !quiet {
+	if err := e.p.Leader.Demote(ctx, e.p.Holder, epoch); err != nil && !quiet {
 		e.p.OnError("clear leader info", err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/authpool/authpool/internal/redistest"
 	"github.com/authpool/authpool/internal/testutil"
-	"github.com/authpool/authpool/pkg/lua"
 	"github.com/authpool/authpool/pkg/pool"
 )
 
@@ -49,7 +48,7 @@ func assertNoOverlap(t *testing.T, ts []tenure) {
 
 func TestTwoElectorsExactlyOneLeads(t *testing.T) {
 	tg := shared(t)
-	keys := lua.NewKeys(tg.Pool)
+	keys := newKeys(tg.Pool)
 	var ts tenures
 	a := startElector(t, tg.Addr, keys, "rb-a", testTTL, ts.work("rb-a"))
 	b := startElector(t, tg.Addr, keys, "rb-b", testTTL, ts.work("rb-b"))
@@ -62,7 +61,7 @@ func TestTwoElectorsExactlyOneLeads(t *testing.T) {
 			t.Fatalf("leader changed or doubled: a=%v b=%v", a.IsLeader(), b.IsLeader())
 		}
 	}
-	info, ok, err := ReadLeaderInfo(context.Background(), tg.Client, keys)
+	info, ok, err := readLeaderInfo(context.Background(), tg.Client, keys)
 	if err != nil || !ok || info.Holder != first.Leadership().Holder || info.Epoch != first.Epoch() || info.Epoch < 1 {
 		t.Fatalf("leader info = %+v, %v, %v; want holder %s epoch %d", info, ok, err,
 			first.Leadership().Holder, first.Epoch())
@@ -89,7 +88,7 @@ func TestLeaderWhoseExtendFailsStepsDownBeforeExpiry(t *testing.T) {
 			ctx := context.Background()
 			cfg := testConfig(2, 100, 10)
 			cfg.Pool = tg.Pool
-			keys := newPool(t, tg.Client, cfg).Keys()
+			keys := keysOf(newPool(t, tg.Client, cfg))
 			// a's work is the real loops, on a's own client.
 			ca, fa := newClient(t, tg.Addr)
 			var cycles recorder
@@ -143,7 +142,7 @@ func TestLeaderWhoseExtendFailsStepsDownBeforeExpiry(t *testing.T) {
 // long before the (here 10 s) lock would have expired.
 func TestShutdownResignsAndStandbyTakesOverAtOnce(t *testing.T) {
 	tg := shared(t)
-	keys := lua.NewKeys(tg.Pool)
+	keys := newKeys(tg.Pool)
 	var ts tenures
 	a := startElector(t, tg.Addr, keys, "rb-a", 10*time.Second, ts.work("rb-a"))
 	testutil.Eventually(t, 3*time.Second, "a to lead", a.IsLeader)
@@ -160,7 +159,7 @@ func TestShutdownResignsAndStandbyTakesOverAtOnce(t *testing.T) {
 	if cause := a.Leadership().Cause; !errors.Is(cause, ErrResigned) {
 		t.Fatalf("a's tenure ended by %v, want ErrResigned", cause)
 	}
-	info, ok, _ := ReadLeaderInfo(context.Background(), tg.Client, keys)
+	info, ok, _ := readLeaderInfo(context.Background(), tg.Client, keys)
 	if !ok || info.Holder != "rb-b" || info.Epoch != b.Epoch() {
 		t.Fatalf("leader info = %+v, %v", info, ok)
 	}
@@ -179,14 +178,14 @@ func TestFencedLeaderResignsAndTakesANewEpoch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := startElector(t, tg.Addr, p.Keys(), "rb-a", testTTL, loops.Run)
+	a := startElector(t, tg.Addr, keysOf(p), "rb-a", testTTL, loops.Run)
 	testutil.Eventually(t, 3*time.Second, "a to lead", a.IsLeader)
 	first := a.Epoch()
 	if _, err := p.NextEpoch(ctx); err != nil { // someone else moved the epoch on
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 3*time.Second, "a to lead again", func() bool { return a.Epoch() > first+1 })
-	stored, err := tg.Client.Get(ctx, p.Keys().Epoch()).Int64()
+	stored, err := tg.Client.Get(ctx, keysOf(p).Epoch()).Int64()
 	if got := a.Epoch(); err != nil || got != stored {
 		t.Fatalf("new epoch %d, the counter holds %d (%v)", got, stored, err)
 	}
@@ -202,7 +201,7 @@ func TestElectionResumesAfterRedisRestart(t *testing.T) {
 		t.Skipf("real Redis unavailable: %v", err)
 	}
 	t.Cleanup(func() { srv.Stop() })
-	keys := lua.NewKeys("elect")
+	keys := newKeys("elect")
 	var ts tenures
 	a := startElector(t, srv.Addr, keys, "rb-a", testTTL, ts.work("rb-a"))
 	b := startElector(t, srv.Addr, keys, "rb-b", testTTL, ts.work("rb-b"))
@@ -227,19 +226,19 @@ func TestElectionResumesAfterRedisRestart(t *testing.T) {
 
 func TestNewElectorRejectsBadParams(t *testing.T) {
 	tg := redistest.Mini(t)
-	keys := lua.NewKeys("p")
+	keys := newKeys("p")
 	for _, tc := range []struct {
 		name string
 		p    ElectorParams
 	}{
-		{"no client", ElectorParams{Keys: keys, Holder: "a"}},
-		{"no keys", ElectorParams{Client: tg.Client, Holder: "a"}},
-		{"bad holder", ElectorParams{Client: tg.Client, Keys: keys, Holder: "a b"}},
-		{"empty holder", ElectorParams{Client: tg.Client, Keys: keys}},
-		{"extend not shorter than ttl", ElectorParams{Client: tg.Client, Keys: keys, Holder: "a",
+		{"no client", ElectorParams{Leader: keys.leader(t, tg.Client), Holder: "a"}},
+		{"no leader", ElectorParams{Client: tg.Client, Holder: "a"}},
+		{"bad holder", ElectorParams{Client: tg.Client, Leader: keys.leader(t, tg.Client), Holder: "a b"}},
+		{"empty holder", ElectorParams{Client: tg.Client, Leader: keys.leader(t, tg.Client)}},
+		{"extend not shorter than ttl", ElectorParams{Client: tg.Client, Leader: keys.leader(t, tg.Client), Holder: "a",
 			TTL: time.Second, ExtendInterval: time.Second}},
-		{"negative", ElectorParams{Client: tg.Client, Keys: keys, Holder: "a", TTL: -time.Second}},
-		{"retry above TTL/5", ElectorParams{Client: tg.Client, Keys: keys, Holder: "a",
+		{"negative", ElectorParams{Client: tg.Client, Leader: keys.leader(t, tg.Client), Holder: "a", TTL: -time.Second}},
+		{"retry above TTL/5", ElectorParams{Client: tg.Client, Leader: keys.leader(t, tg.Client), Holder: "a",
 			TTL: time.Second, RetryInterval: 300 * time.Millisecond}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -248,13 +247,13 @@ func TestNewElectorRejectsBadParams(t *testing.T) {
 			}
 		})
 	}
-	e, err := NewElector(ElectorParams{Client: tg.Client, Keys: keys, Holder: "host-1.example:42"})
+	e, err := NewElector(ElectorParams{Client: tg.Client, Leader: keys.leader(t, tg.Client), Holder: "host-1.example:42"})
 	if err != nil || e.p.TTL != DefaultLockTTL || e.p.ExtendInterval != DefaultLockTTL/3 ||
 		e.p.RetryInterval != DefaultRetryInterval {
 		t.Fatalf("defaults: %+v, %v", e.p, err)
 	}
 	// A short lock keeps the standby's tries well inside its lifetime.
-	e, err = NewElector(ElectorParams{Client: tg.Client, Keys: keys, Holder: "a", TTL: time.Second})
+	e, err = NewElector(ElectorParams{Client: tg.Client, Leader: keys.leader(t, tg.Client), Holder: "a", TTL: time.Second})
 	if err != nil || e.p.RetryInterval != 200*time.Millisecond {
 		t.Fatalf("retry with a 1 s lock: %+v, %v", e.p, err)
 	}

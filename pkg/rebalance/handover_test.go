@@ -11,7 +11,6 @@ import (
 
 	"github.com/authpool/authpool/internal/redistest"
 	"github.com/authpool/authpool/internal/testutil"
-	"github.com/authpool/authpool/pkg/lua"
 )
 
 // Issue 8, finding 9: a leader that resigns (SIGTERM) wakes the standbys,
@@ -27,11 +26,11 @@ func TestResignationWakesStandbyAtOnce(t *testing.T) {
 	var slowest time.Duration
 	var ts tenures
 	for i := 0; i < 20; i++ {
-		keys := lua.NewKeys(fmt.Sprintf("%s-%02d", tg.Pool, i))
+		keys := newKeys(fmt.Sprintf("%s-%02d", tg.Pool, i))
 		a := startElector(t, tg.Addr, keys, "rb-a", ttl, ts.work("rb-a"))
 		testutil.Eventually(t, 3*time.Second, "a to lead", a.IsLeader)
 		cb, fb := newClient(t, tg.Addr)
-		b := runElectorParams(t, cb, fb, ElectorParams{Keys: keys, Holder: "rb-b", TTL: ttl,
+		b := runElectorParams(t, cb, fb, keys, ElectorParams{Holder: "rb-b", TTL: ttl,
 			RetryInterval: retry}, ts.work("rb-b"))
 		time.Sleep(time.Duration(i%10) * 100 * time.Millisecond)
 
@@ -66,13 +65,13 @@ func TestStandbyWithoutHintsTakesOverOnItsTimer(t *testing.T) {
 		}
 		return c
 	}
-	keys := lua.NewKeys("hintless")
+	keys := newKeys("hintless")
 	var ts tenures
 	var errsA recorder
-	a := runElectorParams(t, client(), &fault{}, ElectorParams{Keys: keys, Holder: "rb-a", TTL: testTTL,
+	a := runElectorParams(t, client(), &fault{}, keys, ElectorParams{Holder: "rb-a", TTL: testTTL,
 		RetryInterval: testRetry, OnError: func(op string, err error) { errsA.Error(ctx, op, err) }}, ts.work("rb-a"))
 	testutil.Eventually(t, 3*time.Second, "a to lead", a.IsLeader)
-	b := runElectorParams(t, client(), &fault{}, ElectorParams{Keys: keys, Holder: "rb-b", TTL: testTTL,
+	b := runElectorParams(t, client(), &fault{}, keys, ElectorParams{Holder: "rb-b", TTL: testTTL,
 		RetryInterval: 4 * testRetry}, ts.work("rb-b"))
 	time.Sleep(2 * testRetry)
 
@@ -92,12 +91,12 @@ func TestHintsResumeAfterTheSubscriptionDrops(t *testing.T) {
 	tg := shared(t)
 	ctx := context.Background()
 	const ttl, retry = 30 * time.Second, 6 * time.Second
-	keys := lua.NewKeys(tg.Pool)
+	keys := newKeys(tg.Pool)
 	var ts tenures
 	a := startElector(t, tg.Addr, keys, "rb-a", ttl, ts.work("rb-a"))
 	testutil.Eventually(t, 3*time.Second, "a to lead", a.IsLeader)
 	cb, fb := newClient(t, tg.Addr)
-	b := runElectorParams(t, cb, fb, ElectorParams{Keys: keys, Holder: "rb-b", TTL: ttl, RetryInterval: retry},
+	b := runElectorParams(t, cb, fb, keys, ElectorParams{Holder: "rb-b", TTL: ttl, RetryInterval: retry},
 		ts.work("rb-b"))
 	testutil.Eventually(t, 3*time.Second, "both subscribed", func() bool {
 		n, err := tg.Client.PubSubNumSub(ctx, keys.LeaderChannel()).Result()

@@ -13,7 +13,6 @@ import (
 
 	"github.com/authpool/authpool/internal/pooltest"
 	"github.com/authpool/authpool/internal/redistest"
-	"github.com/authpool/authpool/pkg/lua"
 	"github.com/authpool/authpool/pkg/pool"
 )
 
@@ -157,23 +156,24 @@ type running struct {
 	stop   func() // cancels Run and waits for it
 }
 
-func startElector(t testing.TB, addr string, keys lua.Keys, holder string, ttl time.Duration, work Work) *running {
+func startElector(t testing.TB, addr string, keys poolKeys, holder string, ttl time.Duration, work Work) *running {
 	t.Helper()
 	c, f := newClient(t, addr)
 	return runElector(t, c, f, keys, holder, ttl, work)
 }
 
 // runElector runs an elector on a client made by newClient.
-func runElector(t testing.TB, c *redis.Client, f *fault, keys lua.Keys, holder string, ttl time.Duration, work Work) *running {
+func runElector(t testing.TB, c *redis.Client, f *fault, keys poolKeys, holder string, ttl time.Duration, work Work) *running {
 	t.Helper()
-	return runElectorParams(t, c, f, ElectorParams{Keys: keys, Holder: holder, TTL: ttl, RetryInterval: testRetry,
+	return runElectorParams(t, c, f, keys, ElectorParams{Holder: holder, TTL: ttl, RetryInterval: testRetry,
 		MaxBackoff: time.Second}, work)
 }
 
-// runElectorParams runs an elector with p on a client made by newClient.
-func runElectorParams(t testing.TB, c *redis.Client, f *fault, p ElectorParams, work Work) *running {
+// runElectorParams runs an elector with p on a client made by newClient, its
+// leadership state in the pool of keys on the same client.
+func runElectorParams(t testing.TB, c *redis.Client, f *fault, keys poolKeys, p ElectorParams, work Work) *running {
 	t.Helper()
-	p.Client = c
+	p.Client, p.Leader = c, keys.leader(t, c)
 	holder := p.Holder
 	e, err := NewElector(p)
 	if err != nil {
@@ -301,7 +301,7 @@ func (s *seeded) subOf(t testing.TB, sid string) string {
 // rotations are the rotation events in the stream.
 func (s *seeded) rotations(t testing.TB) []map[string]any {
 	t.Helper()
-	msgs, err := s.tg.Client.XRange(context.Background(), s.p.Keys().Events(), "-", "+").Result()
+	msgs, err := s.tg.Client.XRange(context.Background(), keysOf(s.p).Events(), "-", "+").Result()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,8 +9,9 @@
 //   - Metrics: NewMetrics builds an OTel meter provider exported by the
 //     Prometheus exporter on a registry of its own (plus the Go and process
 //     collectors); Handler serves /metrics. The typed methods record the
-//     authpool_* metrics of deploy/metrics.txt; ObservePool exports the
-//     per-subscription gauges from pool snapshots. *Metrics is also the
+//     authpool_* metrics of deploy/metrics.txt; ObserveSubscriptions exports
+//     the per-subscription gauges from samples the binary reads (the
+//     package imports nothing of the project: it knows no pool). *Metrics is also the
 //     notify.Metrics of the Deliverer. A nil *Metrics records nothing.
 //   - Traces: SetupTracing installs the W3C propagator and, with
 //     an OTLP endpoint, an OTLP exporter; InstrumentRedis traces
@@ -37,8 +38,8 @@
 //	if err := telemetry.InstrumentRedis(rdb); err != nil { // after Start, which set up tracing
 //		return err
 //	}
-//	if p != nil {
-//		if err := tel.Metrics.ObservePool(p.Status); err != nil {
+//	if p != nil { // samples: p.Status() turned into []telemetry.SubscriptionSample
+//		if err := tel.Metrics.ObserveSubscriptions(pool.Statuses, samples); err != nil {
 //			return err
 //		}
 //	}
@@ -47,7 +48,8 @@
 //	// Rotation, Settlement, Backend and HTTP on it; the rebalancer's
 //	// Reporter calls SetLeader and RebalanceRun.
 //
-// ObservePool is called at most once per Metrics. Each binary may call it on
-// its own Metrics (gateways and rebalancers alike); a scrape then costs one
-// status script call per MetricsOptions.PoolCacheTTL at most.
+// ObserveSubscriptions is called at most once per Metrics. Each binary may
+// call it on its own Metrics (gateways and rebalancers alike); a scrape then
+// costs one read (cmd/api: one status script call) per
+// MetricsOptions.PoolCacheTTL at most.
 package telemetry

@@ -43,8 +43,8 @@ var (
 
 // MetricsOptions tune NewMetrics. The zero value means the defaults.
 type MetricsOptions struct {
-	// PoolCacheTTL is how long a pool snapshot (see ObservePool) serves
-	// scrapes before Redis is read again. Default 5 s.
+	// PoolCacheTTL is how long one read of the subscription samples (see
+	// ObserveSubscriptions) serves scrapes before it is read again. Default 5 s.
 	PoolCacheTTL time.Duration
 }
 
@@ -54,9 +54,9 @@ const DefaultPoolCacheTTL = 5 * time.Second
 // Metrics is the process's metrics: an OTel meter provider exported in the
 // Prometheus format on a registry of its own, with the Go runtime and
 // process collectors beside it. Its methods are safe for concurrent use. The
-// recording methods, ObservePool and Shutdown do nothing on a nil *Metrics,
-// so a component may hold an optional one; Handler and Registry need a real
-// one.
+// recording methods, ObserveSubscriptions and Shutdown do nothing on a nil
+// *Metrics, so a component may hold an optional one; Handler and Registry
+// need a real one.
 type Metrics struct {
 	registry *prometheus.Registry
 	provider *sdkmetric.MeterProvider

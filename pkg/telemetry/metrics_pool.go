@@ -9,37 +9,46 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
-
-	"github.com/authpool/authpool/pkg/pool"
 )
 
-// ErrAlreadyObserving reports a second ObservePool on the same Metrics.
-var ErrAlreadyObserving = errors.New("telemetry: a pool is already observed")
+// ErrAlreadyObserving reports a second ObserveSubscriptions on the same
+// Metrics.
+var ErrAlreadyObserving = errors.New("telemetry: subscriptions are already observed")
 
-// Statuses are the subscription statuses authpool_subscription_status has a
-// series for: 1 for the status in force, 0 for the others.
-var Statuses = []string{
-	pool.StatusAvailable, pool.StatusApproaching, pool.StatusLimited,
-	pool.StatusCooldown, pool.StatusDisabled, pool.StatusRemoved,
+// SubscriptionSample is one subscription's gauges at one moment. The binary
+// fills it from whatever it reads (cmd/api: the pool's status snapshot);
+// this package knows only the numbers and the labels.
+type SubscriptionSample struct {
+	// ID labels the series (subscription).
+	ID string
+	// WeeklyUsed and WeeklyBudget are USD; Health is the score shown to
+	// people (0-100); Clients counts live sessions; BlockCost is USD of the
+	// active 5-hour block; BurnRate is USD per hour in it.
+	WeeklyUsed, WeeklyBudget, Health, Clients, BlockCost, BurnRate float64
+	// Status is the status in force, one of the statuses given to
+	// ObserveSubscriptions.
+	Status string
 }
 
-// snapshotTimeout bounds one snapshot read during a scrape.
+// snapshotTimeout bounds one read of the samples during a scrape.
 const snapshotTimeout = 3 * time.Second
 
-// ObservePool exports the per-subscription gauges from snapshot (typically
-// (*pool.Pool).Status): weekly used and budget, health score (clamped for
-// display), live clients, status, block cost and burn rate, each labelled
-// subscription. A snapshot serves scrapes for MetricsOptions.PoolCacheTTL, so
-// frequent or concurrent scrapes cost Redis one status call per period. When
-// snapshot fails, these gauges are left out of the scrape (the error goes to
-// the OTel error handler, see SetOTelErrorLogger) and the rest still answer.
-func (m *Metrics) ObservePool(snapshot func(context.Context) (*pool.Snapshot, error)) error {
+// ObserveSubscriptions exports the per-subscription gauges that read returns:
+// weekly used and budget, health score, live clients, status, block cost
+// and burn rate, each labelled subscription; authpool_subscription_status
+// has a series for each of statuses (1 for the one in force, 0 for the
+// others). One read serves scrapes for MetricsOptions.PoolCacheTTL, so
+// frequent or concurrent scrapes cost one read per period. When read fails,
+// these gauges are left out of the scrape (the error goes to the OTel error
+// handler, see SetOTelErrorLogger) and the rest still answer.
+func (m *Metrics) ObserveSubscriptions(statuses []string, read func(context.Context) ([]SubscriptionSample, error)) error {
 	if m == nil {
 		return nil
 	}
-	if snapshot == nil {
-		return errors.New("telemetry: observe pool: nil snapshot func")
+	if read == nil {
+		return errors.New("telemetry: observe subscriptions: nil read func")
 	}
+	statuses = append([]string(nil), statuses...)
 	first := false
 	m.observeOnce.Do(func() { first = true })
 	if !first {
@@ -62,25 +71,25 @@ func (m *Metrics) ObservePool(snapshot func(context.Context) (*pool.Snapshot, er
 	block := g("authpool_subscription_block_cost_usd", "USD", "Cost of a subscription's active 5-hour block.")
 	burn := g("authpool_subscription_burn_rate_usd_per_hour", "USD/h", "Burn rate in a subscription's active block.")
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("telemetry: observe pool: %w", err)
+		return fmt.Errorf("telemetry: observe subscriptions: %w", err)
 	}
 
-	c := &snapshotCache{fetch: snapshot, ttl: m.cacheTTL, now: m.now}
+	c := &sampleCache{fetch: read, ttl: m.cacheTTL, now: m.now}
 	_, err := m.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
-		snap, err := c.get(ctx)
+		samples, err := c.get(ctx)
 		if err != nil {
-			return fmt.Errorf("telemetry: pool snapshot: %w", err)
+			return fmt.Errorf("telemetry: subscription samples: %w", err)
 		}
-		for _, s := range snap.Subscriptions {
+		for _, s := range samples {
 			sub := attribute.String("subscription", s.ID)
 			one := metric.WithAttributeSet(attribute.NewSet(sub))
 			o.ObserveFloat64(used, s.WeeklyUsed, one)
 			o.ObserveFloat64(budget, s.WeeklyBudget, one)
-			o.ObserveFloat64(health, s.Health.Display, one)
-			o.ObserveFloat64(clients, float64(s.Clients), one)
+			o.ObserveFloat64(health, s.Health, one)
+			o.ObserveFloat64(clients, s.Clients, one)
 			o.ObserveFloat64(block, s.BlockCost, one)
 			o.ObserveFloat64(burn, s.BurnRate, one)
-			for _, st := range Statuses {
+			for _, st := range statuses {
 				v := 0.0
 				if st == s.Status {
 					v = 1
@@ -91,38 +100,35 @@ func (m *Metrics) ObservePool(snapshot func(context.Context) (*pool.Snapshot, er
 		return nil
 	}, used, budget, health, clients, status, block, burn)
 	if err != nil {
-		return fmt.Errorf("telemetry: observe pool: %w", err)
+		return fmt.Errorf("telemetry: observe subscriptions: %w", err)
 	}
 	return nil
 }
 
-// snapshotCache keeps the last snapshot (or error) for ttl; concurrent
-// scrapes wait for one read instead of each reading Redis.
-type snapshotCache struct {
-	fetch func(context.Context) (*pool.Snapshot, error)
+// sampleCache keeps the last samples (or error) for ttl; concurrent scrapes
+// wait for one read instead of each reading Redis.
+type sampleCache struct {
+	fetch func(context.Context) ([]SubscriptionSample, error)
 	ttl   time.Duration
 	now   func() time.Time
 
-	mu   sync.Mutex
-	at   time.Time
-	snap *pool.Snapshot
-	err  error
+	mu      sync.Mutex
+	at      time.Time
+	samples []SubscriptionSample
+	err     error
 }
 
-func (c *snapshotCache) get(ctx context.Context) (*pool.Snapshot, error) {
+func (c *sampleCache) get(ctx context.Context) ([]SubscriptionSample, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.at.IsZero() && c.now().Sub(c.at) < c.ttl {
-		return c.snap, c.err
+		return c.samples, c.err
 	}
 	ctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
 	defer cancel()
-	c.snap, c.err = c.fetch(ctx)
-	if c.err == nil && c.snap == nil {
-		c.snap = &pool.Snapshot{}
-	}
+	c.samples, c.err = c.fetch(ctx)
 	c.at = c.now()
-	return c.snap, c.err
+	return c.samples, c.err
 }
 
 // attrs turns label pairs into a measurement option. An empty value becomes

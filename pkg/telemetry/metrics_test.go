@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/authpool/authpool/pkg/notify"
-	"github.com/authpool/authpool/pkg/pool"
 )
 
 // A *Metrics is what pkg/notify's Deliverer takes.
@@ -54,13 +53,16 @@ var wantMetrics = map[string]struct {
 	"authpool_http_request_duration_seconds":       {dto.MetricType_HISTOGRAM, []string{"route"}},
 }
 
-func testSnapshot() *pool.Snapshot {
-	return &pool.Snapshot{Now: time.Now(), Subscriptions: []pool.SubscriptionStatus{
-		{ID: "sub1", Status: pool.StatusAvailable, WeeklyUsed: 12.5, WeeklyBudget: 456, BlockCost: 3.25,
-			BurnRate: 1.5, Clients: 4, Health: pool.Health{Score: 73.2, Display: 73.2}},
-		{ID: "sub2", Status: pool.StatusLimited, WeeklyUsed: 400, WeeklyBudget: 456, BlockCost: 30,
-			BurnRate: 9, Clients: 0, Health: pool.Health{Score: -20, Display: 0}},
-	}}
+// testStatuses stand for the pool's statuses: the package knows none.
+var testStatuses = []string{"available", "approaching", "limited", "cooldown", "disabled", "removed"}
+
+func testSamples() []SubscriptionSample {
+	return []SubscriptionSample{
+		{ID: "sub1", Status: "available", WeeklyUsed: 12.5, WeeklyBudget: 456, BlockCost: 3.25,
+			BurnRate: 1.5, Clients: 4, Health: 73.2},
+		{ID: "sub2", Status: "limited", WeeklyUsed: 400, WeeklyBudget: 456, BlockCost: 30,
+			BurnRate: 9, Clients: 0, Health: 0},
+	}
 }
 
 // exercise calls every recording method once or more.
@@ -86,15 +88,15 @@ func exercise(m *Metrics) {
 	m.HTTP(ctx, "/health", 200, time.Millisecond)
 }
 
-func newTestMetrics(t *testing.T, snap func(context.Context) (*pool.Snapshot, error)) *Metrics {
+func newTestMetrics(t *testing.T, read func(context.Context) ([]SubscriptionSample, error)) *Metrics {
 	t.Helper()
 	m, err := NewMetrics(MetricsOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = m.Shutdown(context.Background()) })
-	if snap != nil {
-		if err := m.ObservePool(snap); err != nil {
+	if read != nil {
+		if err := m.ObserveSubscriptions(testStatuses, read); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -164,7 +166,7 @@ func value(m *dto.Metric) float64 {
 }
 
 func TestMetricsExportEveryNameWithItsLabels(t *testing.T) {
-	m := newTestMetrics(t, func(context.Context) (*pool.Snapshot, error) { return testSnapshot(), nil })
+	m := newTestMetrics(t, func(context.Context) ([]SubscriptionSample, error) { return testSamples(), nil })
 	exercise(m)
 	fams := scrape(t, m)
 
@@ -206,7 +208,7 @@ func TestMetricsExportEveryNameWithItsLabels(t *testing.T) {
 }
 
 func TestMetricsValues(t *testing.T) {
-	m := newTestMetrics(t, func(context.Context) (*pool.Snapshot, error) { return testSnapshot(), nil })
+	m := newTestMetrics(t, func(context.Context) ([]SubscriptionSample, error) { return testSamples(), nil })
 	exercise(m)
 	fams := scrape(t, m)
 
@@ -250,8 +252,8 @@ func TestMetricsValues(t *testing.T) {
 			t.Errorf("%s%v = %v, want %v", tt.name, tt.labels, got, tt.want)
 		}
 	}
-	if n := len(fams["authpool_subscription_status"].GetMetric()); n != 2*len(Statuses) {
-		t.Errorf("authpool_subscription_status has %d series, want %d (every status of both)", n, 2*len(Statuses))
+	if n := len(fams["authpool_subscription_status"].GetMetric()); n != 2*len(testStatuses) {
+		t.Errorf("authpool_subscription_status has %d series, want %d (every status of both)", n, 2*len(testStatuses))
 	}
 
 	hists := []struct {
@@ -313,7 +315,7 @@ func TestLeaderFollowsSetLeader(t *testing.T) {
 func TestNilMetricsRecordNothing(t *testing.T) {
 	var m *Metrics
 	exercise(m) // must not panic
-	if err := m.ObservePool(nil); err != nil {
+	if err := m.ObserveSubscriptions(testStatuses, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Shutdown(context.Background()); err != nil {
@@ -333,7 +335,7 @@ func TestDeployMetricsListIsExported(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	m := newTestMetrics(t, func(context.Context) (*pool.Snapshot, error) { return testSnapshot(), nil })
+	m := newTestMetrics(t, func(context.Context) ([]SubscriptionSample, error) { return testSamples(), nil })
 	exercise(m)
 	fams := scrape(t, m)
 	sc := bufio.NewScanner(f)

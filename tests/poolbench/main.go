@@ -210,7 +210,7 @@ func run(conc int, d time.Duration, sessions int, out string) error {
 	perSession := float64(after-before) / float64(sessions)
 	// One session hash as Redis accounts it (key, hash, TTL entry); the rest
 	// of the per-session figure is its entry in a client sorted set.
-	hashBytes, err := rdb.MemoryUsage(ctx, mp.Keys().Session("m-0000000")).Result()
+	hashBytes, err := mp.SessionMemory(ctx, "m-0000000")
 	if err != nil {
 		return err
 	}

@@ -38,8 +38,7 @@ for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
 end
 if not last then return 0 end
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local cut = string.format('%.0f-0', math.max(0, now - retention))
 
 local summary = redis.call('XPENDING', stream, group)

@@ -13,20 +13,23 @@
 -- exactly; they travel as decimal strings, the form the fenced scripts
 -- compare with GET.
 --
+-- The in-process mode of cmd/api (one process, no election) promotes itself
+-- through this script too, with no lock value: it has no lock to check, and
+-- gets the same epochs.
+--
 -- KEYS[1] -> authpool:{P}:leader (STRING, the redsync lock)
 -- KEYS[2] -> authpool:{P}:epoch (STRING, fencing counter)
 -- KEYS[3] -> authpool:{P}:leader:info (HASH holder epoch since)
--- ARGV[1] -> the lock value this replica set
--- ARGV[2] -> holder, this replica's id
--- Returns {epoch, since}: the new epoch and the time of the change (Unix ms,
---   Redis TIME), both as decimal strings; epoch '0' when the lock is not held
---   with ARGV[1] (nothing changed)
+-- ARGV[1] -> the lock value this replica set; '' (in-process): no lock check
+-- ARGV[2] -> holder, this replica's id; '': leader:info is left as it is
+-- Returns {code, epoch, since}: CODE_OK with the new epoch and the time of
+--   the change (Unix ms, Redis TIME), both as decimal strings; CODE_LOCK_LOST
+--   when the lock is not held with ARGV[1] (nothing changed)
 
 local lock_key, epoch_key, info_key = KEYS[1], KEYS[2], KEYS[3]
 local value, holder = ARGV[1], ARGV[2]
-if redis.call('GET', lock_key) ~= value then return { '0', '0' } end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if value ~= '' and redis.call('GET', lock_key) ~= value then return { CODE_LOCK_LOST, '0', '0' } end
+local now = now_ms()
 -- INCR keeps the counter's own checks (an error on a non-integer value).
 local epoch = redis.call('INCR', epoch_key)
 if epoch < now then
@@ -34,5 +37,5 @@ if epoch < now then
   redis.call('SET', epoch_key, string.format('%d', epoch))
 end
 local e, since = string.format('%d', epoch), string.format('%d', now)
-redis.call('HSET', info_key, 'holder', holder, 'epoch', e, 'since', since)
-return { e, since }
+if holder ~= '' then redis.call('HSET', info_key, 'holder', holder, 'epoch', e, 'since', since) end
+return { CODE_OK, e, since }

@@ -20,8 +20,7 @@ local cap = ARGV[3]
 
 if redis.call('XACK', stream, group, id) == 0 then return 0 end
 
-local t = redis.call('TIME')
-local failed_at = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
+local failed_at = string.format('%d', now_ms())
 
 local args = { dead, 'MAXLEN', '~', cap, '*' }
 for i = 4, #ARGV do args[#args + 1] = ARGV[i] end

@@ -1,0 +1,27 @@
+package main
+
+import (
+	"context"
+
+	"github.com/authpool/authpool/pkg/pool"
+	"github.com/authpool/authpool/pkg/telemetry"
+)
+
+// subscriptionSamples reads p's status snapshot as telemetry's generic
+// per-subscription gauges: the wiring knows both sides, telemetry knows no
+// pool.
+func subscriptionSamples(p *pool.Pool) func(context.Context) ([]telemetry.SubscriptionSample, error) {
+	return func(ctx context.Context) ([]telemetry.SubscriptionSample, error) {
+		snap, err := p.Status(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]telemetry.SubscriptionSample, 0, len(snap.Subscriptions))
+		for _, s := range snap.Subscriptions {
+			out = append(out, telemetry.SubscriptionSample{ID: s.ID, Status: s.Status,
+				WeeklyUsed: s.WeeklyUsed, WeeklyBudget: s.WeeklyBudget, Health: s.Health.Display,
+				Clients: float64(s.Clients), BlockCost: s.BlockCost, BurnRate: s.BurnRate})
+		}
+		return out, nil
+	}
+}

@@ -1,0 +1,98 @@
+package lua
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Reads that need no script: single commands on one key, typed here so
+// that the pool never names a key or a command itself.
+
+// Ping checks that Redis answers.
+func Ping(ctx context.Context, c redis.Cmdable) error {
+	if err := c.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("lua: ping: %w", err)
+	}
+	return nil
+}
+
+// Members reads the subscription SET (unsorted).
+func Members(ctx context.Context, c redis.Cmdable, k Keys) ([]string, error) {
+	ids, err := c.SMembers(ctx, k.Subs()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("lua: subscription set: %w", err)
+	}
+	return ids, nil
+}
+
+// MemberCount is the size of the subscription SET (0 when it is missing).
+func MemberCount(ctx context.Context, c redis.Cmdable, k Keys) (int64, error) {
+	n, err := c.SCard(ctx, k.Subs()).Result()
+	if err != nil {
+		return 0, fmt.Errorf("lua: subscription set: %w", err)
+	}
+	return n, nil
+}
+
+// SessionFields reads a session HASH (empty when there is none).
+func SessionFields(ctx context.Context, c redis.Cmdable, k Keys, sid string) (map[string]string, error) {
+	h, err := c.HGetAll(ctx, k.Session(sid)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("lua: session: %w", err)
+	}
+	return h, nil
+}
+
+// FallbackFields reads the fallback usage HASH (empty before any use).
+func FallbackFields(ctx context.Context, c redis.Cmdable, k Keys) (map[string]string, error) {
+	h, err := c.HGetAll(ctx, k.Fallback()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("lua: fallback usage: %w", err)
+	}
+	return h, nil
+}
+
+// ClientsActiveBetween lists up to count sessions of subscription sub whose
+// last activity lies strictly between afterMS and beforeMS, least recent
+// first.
+func ClientsActiveBetween(ctx context.Context, c redis.Cmdable, k Keys, sub string, afterMS, beforeMS, count int64) ([]string, error) {
+	ids, err := c.ZRangeByScore(ctx, k.Clients(sub), &redis.ZRangeBy{
+		Min: "(" + strconv.FormatInt(afterMS, 10), Max: "(" + strconv.FormatInt(beforeMS, 10), Count: count,
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("lua: clients of %s: %w", sub, err)
+	}
+	return ids, nil
+}
+
+// InFlightAfter lists the sessions with a turn lease running past nowMS.
+func InFlightAfter(ctx context.Context, c redis.Cmdable, k Keys, nowMS int64) ([]string, error) {
+	ids, err := c.ZRangeByScore(ctx, k.Inflight(), &redis.ZRangeBy{
+		Min: "(" + strconv.FormatInt(nowMS, 10), Max: "+inf"}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("lua: turns in flight: %w", err)
+	}
+	return ids, nil
+}
+
+// LeaderInfoFields reads the leader:info HASH (empty when nobody leads).
+func LeaderInfoFields(ctx context.Context, c redis.Cmdable, k Keys) (map[string]string, error) {
+	h, err := c.HGetAll(ctx, k.LeaderInfo()).Result()
+	if err != nil {
+		return nil, fmt.Errorf("lua: leader info: %w", err)
+	}
+	return h, nil
+}
+
+// SessionMemory is MEMORY USAGE of a session HASH: the bytes Redis accounts
+// for it (key, hash, TTL entry).
+func SessionMemory(ctx context.Context, c redis.Cmdable, k Keys, sid string) (int64, error) {
+	n, err := c.MemoryUsage(ctx, k.Session(sid)).Result()
+	if err != nil {
+		return 0, fmt.Errorf("lua: memory usage of session %s: %w", sid, err)
+	}
+	return n, nil
+}
