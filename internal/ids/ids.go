@@ -20,8 +20,9 @@ var (
 	// a Key.
 	Key = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 	// CLISession is the shape of a Claude CLI session id passed to --resume
-	// (a UUID in practice).
-	CLISession = regexp.MustCompile(`^[A-Za-z0-9-]{1,128}$`)
+	// (a UUID in practice). It never starts with '-', so argv cannot read
+	// it as an option.
+	CLISession = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,127}$`)
 	// Replica is the shape of a process's name: a rebalancer's lock holder,
 	// a notification consumer and its group. Host and pod names fit. It is
 	// stored in Redis values and logs, never in key names.

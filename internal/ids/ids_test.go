@@ -18,7 +18,7 @@ func TestPatterns(t *testing.T) {
 		{"Key", Key, []string{"s-1", "c6f1e2d0-9a7b", strings.Repeat("x", 128)},
 			[]string{"", strings.Repeat("x", 129), "a:b", "a{b}", "a\x00", "a.b"}},
 		{"CLISession", CLISession, []string{"0b6e1c1e-5f9a-4a5e-9c7e-2d1f3a4b5c6d"},
-			[]string{"", "a_b", "a b", strings.Repeat("x", 129)}},
+			[]string{"", "a_b", "a b", "--help", "-x", strings.Repeat("x", 129)}},
 		{"Replica", Replica, []string{"rebalancer-7f9c:1234", "pod.ns@node", strings.Repeat("x", 128)},
 			[]string{"", "a b", "a{b}", strings.Repeat("x", 129)}},
 		{"Backend", Backend, []string{"claude-cli", "anthropic.api_1", strings.Repeat("x", 64)},
