@@ -43,7 +43,8 @@ if not usable(fs) or not usable(ts) or gap <= threshold or from == to then retur
 if tb <= 0 or tw / tb >= admit then return { 9, 0, usd(gap) } end
 local tck = KEYS[7]
 drop_stale(tck, KEYS[9], stale_ms, now)
-local room = tmax - redis.call('ZCARD', tck)
+-- Room is counted in active sessions, as allocate counts it.
+local room = tmax - active_clients(tck, live_leases(KEYS[9], now), idle_ms, now, nil)
 if room <= 0 then return { 9, 0, usd(gap) } end
 
 local moved = 0

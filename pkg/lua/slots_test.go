@@ -108,12 +108,16 @@ func TestEveryScriptCallStaysInOneSlot(t *testing.T) {
 	must(err)
 	_, err = Mark(ctx, c, k, MarkArgs{SubID: "sub2", Status: "limited", Reason: "t", CooldownMS: 1000})
 	must(err)
-	_, err = Status(ctx, c, k, subs, StatusArgs{StaleMS: 1000, Weights: DefaultWeights})
+	_, err = Status(ctx, c, k, subs, StatusArgs{StaleMS: 1000, Weights: DefaultWeights, IdleMS: 500})
 	must(err)
 	must(c.Set(ctx, k.Epoch(), 1, 0).Err())
 	_, _, err = Maintain(ctx, c, k, subs, 1, 1000, 0.8)
 	must(err)
 	_, err = Rebalance(ctx, c, k, RebalanceArgs{Epoch: 1, From: "sub1", To: "sub3", GapThreshold: "5", IdleMS: 1, StaleMS: 1000, MaxMoves: 1, Admit: 0.95, Candidates: []string{"sess-1"}})
+	must(err)
+	_, err = AppendTurn(ctx, c, k, AppendTurnArgs{SessionID: "sess-1", TurnID: "turn-1", Owner: "-", User: "u", Assistant: "a", MaxBytes: 1000, StaleMS: 1000, MarkerTTL: 1000})
+	must(err)
+	_, err = LoadConversation(ctx, c, k, "sess-1", "-", true)
 	must(err)
 	_, err = Release(ctx, c, k, subs, "sess-1", "")
 	must(err)
@@ -143,20 +147,22 @@ func TestEveryScriptCallStaysInOneSlot(t *testing.T) {
 func TestKeyBuilders(t *testing.T) {
 	k := NewKeys("default")
 	cases := map[string]string{
-		k.Subs():          "authpool:{default}:subs",
-		k.Sub("sub1"):     "authpool:{default}:sub:sub1",
-		k.Hourly("sub1"):  "authpool:{default}:sub:sub1:hourly",
-		k.Clients("sub1"): "authpool:{default}:sub:sub1:clients",
-		k.Session("s-1"):  "authpool:{default}:session:s-1",
-		k.Usage():         "authpool:{default}:usage",
-		k.Req("r1"):       "authpool:{default}:req:r1",
-		k.Events():        "authpool:{default}:events",
-		k.EventsDead():    "authpool:{default}:events:dead",
-		k.Leader():        "authpool:{default}:leader",
-		k.LeaderInfo():    "authpool:{default}:leader:info",
-		k.Epoch():         "authpool:{default}:epoch",
-		k.Fallback():      "authpool:{default}:fallback",
-		k.Inflight():      "authpool:{default}:inflight",
+		k.Subs():           "authpool:{default}:subs",
+		k.Sub("sub1"):      "authpool:{default}:sub:sub1",
+		k.Hourly("sub1"):   "authpool:{default}:sub:sub1:hourly",
+		k.Clients("sub1"):  "authpool:{default}:sub:sub1:clients",
+		k.Session("s-1"):   "authpool:{default}:session:s-1",
+		k.Usage():          "authpool:{default}:usage",
+		k.Req("r1"):        "authpool:{default}:req:r1",
+		k.Events():         "authpool:{default}:events",
+		k.EventsDead():     "authpool:{default}:events:dead",
+		k.Leader():         "authpool:{default}:leader",
+		k.LeaderInfo():     "authpool:{default}:leader:info",
+		k.Epoch():          "authpool:{default}:epoch",
+		k.Fallback():       "authpool:{default}:fallback",
+		k.Inflight():       "authpool:{default}:inflight",
+		k.Turns("s-1"):     "authpool:{default}:session:s-1:turns",
+		k.TurnMarker("t1"): "authpool:{default}:req:t1:turn",
 	}
 	for got, want := range cases {
 		if got != want {

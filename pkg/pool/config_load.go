@@ -144,6 +144,9 @@ func (c *Config) applyDefaults() {
 	if c.StaleAfterSeconds == 0 {
 		c.StaleAfterSeconds = DefaultStaleAfterSeconds
 	}
+	if c.ConversationMaxBytes == 0 {
+		c.ConversationMaxBytes = DefaultConversationMaxBytes
+	}
 }
 
 // applyEnv applies WEEKLY_BUDGET and AUTH_POOL_REBALANCING_ENABLED and

@@ -91,7 +91,7 @@ func TestConfigSeedExamplesLoadUnchanged(t *testing.T) {
 			},
 			WebhookURL: "https://your-webhook-endpoint.com/notify",
 		},
-		Pool: "default", IdleAfterSeconds: 300, StaleAfterSeconds: 3600,
+		Pool: "default", IdleAfterSeconds: 300, StaleAfterSeconds: 3600, ConversationMaxBytes: 262144,
 	}
 	for _, id := range []string{"sub1", "sub2", "sub3"} {
 		integration.Subscriptions = append(integration.Subscriptions, SubscriptionConfig{
@@ -148,7 +148,7 @@ func TestConfigDefaults(t *testing.T) {
 		Subscriptions:             []SubscriptionConfig{{ID: "a", Email: "a@example.com", Type: "claude-max", ConfigDir: "/srv/claude-a", WeeklyBudget: 100}},
 		MaxClientsPerSubscription: 15, WeeklyBudgetThreshold: 0.85,
 		Rebalancing: RebalancingConfig{IntervalSeconds: 300, CostGapThreshold: 5, MaxClientsToMovePerCycle: 3},
-		Pool:        "default", IdleAfterSeconds: 300, StaleAfterSeconds: 3600,
+		Pool:        "default", IdleAfterSeconds: 300, StaleAfterSeconds: 3600, ConversationMaxBytes: 262144,
 	}
 	if !reflect.DeepEqual(*cfg, want) {
 		t.Errorf("got  %+v\nwant %+v", *cfg, want)

@@ -162,6 +162,9 @@ func withDefaults(in *Config) *Config {
 	if c.StaleAfterSeconds <= 0 {
 		c.StaleAfterSeconds = DefaultStaleAfterSeconds
 	}
+	if c.ConversationMaxBytes <= 0 {
+		c.ConversationMaxBytes = DefaultConversationMaxBytes
+	}
 	if c.Rebalancing.IntervalSeconds <= 0 {
 		c.Rebalancing.IntervalSeconds = DefaultIntervalSeconds
 	}
