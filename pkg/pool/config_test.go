@@ -225,6 +225,10 @@ func TestConfigProblemsAreAllReportedWithPaths(t *testing.T) {
 		{name: "stale not after idle", edit: func(d obj) { d["idleAfterSeconds"], d["staleAfterSeconds"] = 600, 300 },
 			paths: []string{"staleAfterSeconds"}},
 		{name: "negative idle", edit: func(d obj) { d["idleAfterSeconds"] = -1 }, paths: []string{"idleAfterSeconds"}},
+		{name: "conversation bound too small", edit: func(d obj) { d["conversationMaxBytes"] = 1024 },
+			paths: []string{"conversationMaxBytes"}},
+		{name: "conversation bound too large", edit: func(d obj) { d["conversationMaxBytes"] = 1 << 30 },
+			paths: []string{"conversationMaxBytes"}},
 		{name: "wrong JSON types, reported once each", edit: func(d obj) {
 			subAt(d, 0)["weeklyBudget"] = "456"
 			d["maxClientsPerSubscription"] = 1.5
