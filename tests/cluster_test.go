@@ -47,6 +47,12 @@ type clusterOpts struct {
 	env         []string          // more environment for the replicas
 	redisAddr   string            // a redis-server of the test's own; default the shared one
 	redisPass   string            // its password (REDIS_PASSWORD)
+	// perReplica gives each replica a host of its own, as two machines
+	// would have: its own HOME, config dirs (the same subscriptions under
+	// other paths), auth-pool.json, backends.json and state dir. The
+	// cluster's subs are replica 0's; replicaSubs has every replica's.
+	perReplica bool
+	config     map[string]any // more top-level keys of auth-pool.json
 }
 
 // sub is one subscription and its config dir.
@@ -54,12 +60,13 @@ type sub struct{ id, dir string }
 
 // cluster is a pool on the shared redis-server, served by replicas.
 type cluster struct {
-	t        *testing.T
-	dir      string
-	subs     []sub
-	replicas []*replica
-	rdb      *redis.Client
-	keys     lua.Keys
+	t           *testing.T
+	dir         string
+	subs        []sub
+	replicaSubs [][]sub // per replica (perReplica), else each replica's is subs
+	replicas    []*replica
+	rdb         *redis.Client
+	keys        lua.Keys
 }
 
 var poolSeq atomic.Int64
@@ -90,16 +97,61 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 	c.rdb = redis.NewClient(&redis.Options{Addr: addr, Password: o.redisPass})
 	t.Cleanup(func() { _ = c.rdb.Close() })
 
+	hosts := []string{c.dir}
+	if o.perReplica {
+		hosts = nil
+		for i := 0; i < o.replicas; i++ {
+			hosts = append(hosts, filepath.Join(c.dir, fmt.Sprintf("host%d", i)))
+		}
+	}
+	type deployment struct{ cfgPath, backendsPath string }
+	var deps []deployment
+	for _, host := range hosts {
+		subs, cfgPath, backendsPath := c.writeDeployment(host, poolName, o)
+		c.replicaSubs = append(c.replicaSubs, subs)
+		deps = append(deps, deployment{cfgPath, backendsPath})
+	}
+	c.subs = c.replicaSubs[0]
+
+	for i := 0; i < o.replicas; i++ {
+		host, dep := hosts[0], deps[0]
+		if o.perReplica {
+			host, dep = hosts[i], deps[i]
+		} else if i > 0 {
+			c.replicaSubs = append(c.replicaSubs, c.subs)
+		}
+		env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + host, "REDIS_URL=redis://" + addr + "/0",
+			"AUTH_POOL_CONFIG=" + dep.cfgPath, "BACKENDS_CONFIG=" + dep.backendsPath, "CLAUDE_BIN=" + fakeBin,
+			"API_KEYS=" + clientKey + "," + otherKey, "RATE_LIMIT_PER_MINUTE=" + strconv.Itoa(o.rateLimit),
+			"LOG_FORMAT=json", "LOG_LEVEL=debug", "SHUTDOWN_TIMEOUT=10s", tokenVar + "=" + tokenValue,
+			"AUTHPOOL_STATE_DIR=" + filepath.Join(host, "state")}
+		if o.redisPass != "" {
+			env = append(env, "REDIS_PASSWORD="+o.redisPass)
+		}
+		if o.fallbackURL != "" {
+			env = append(env, "ANTHROPIC_API_KEY="+fallbackKey, "ANTHROPIC_BASE_URL="+o.fallbackURL)
+		}
+		env = append(env, o.env...)
+		c.replicas = append(c.replicas, startReplica(t, host, env))
+	}
+	return c
+}
+
+// writeDeployment writes, under host, the subscriptions' config dirs,
+// auth-pool.json and backends.json of pool poolName.
+func (c *cluster) writeDeployment(host, poolName string, o clusterOpts) (subs []sub, cfgPath, backendsPath string) {
+	t := c.t
+	t.Helper()
 	var subsJSON, backendsJSON []map[string]any
 	for i := 1; i <= o.subs; i++ {
-		s := sub{id: fmt.Sprintf("sub%d", i), dir: filepath.Join(c.dir, fmt.Sprintf("claude-sub%d", i))}
+		s := sub{id: fmt.Sprintf("sub%d", i), dir: filepath.Join(host, fmt.Sprintf("claude-sub%d", i))}
 		if err := os.MkdirAll(s.dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
 		if m := o.modes[s.id]; m != "" {
 			c.setMode(s, m)
 		}
-		c.subs = append(c.subs, s)
+		subs = append(subs, s)
 		sj := map[string]any{"id": s.id, "email": s.id + "@example.com", "type": "claude-max",
 			"configDir": s.dir, "weeklyBudget": 100}
 		if i == 1 {
@@ -113,26 +165,14 @@ func startCluster(t *testing.T, o clusterOpts) *cluster {
 		"fallbackWhenExhausted": !o.fallbackOff, "pool": poolName,
 		"notifications": map[string]any{"rules": []map[string]any{
 			{"type": "limit_reached", "channels": []string{"log"}, "enabled": true}}}}
-	cfgPath, backendsPath := filepath.Join(c.dir, "auth-pool.json"), filepath.Join(c.dir, "backends.json")
+	for k, v := range o.config {
+		cfg[k] = v
+	}
+	cfgPath, backendsPath = filepath.Join(host, "auth-pool.json"), filepath.Join(host, "backends.json")
 	writeJSON(t, cfgPath, cfg)
 	writeJSON(t, backendsPath, map[string]any{"backends": backendsJSON})
 
-	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + c.dir, "REDIS_URL=redis://" + addr + "/0",
-		"AUTH_POOL_CONFIG=" + cfgPath, "BACKENDS_CONFIG=" + backendsPath, "CLAUDE_BIN=" + fakeBin,
-		"API_KEYS=" + clientKey + "," + otherKey, "RATE_LIMIT_PER_MINUTE=" + strconv.Itoa(o.rateLimit),
-		"LOG_FORMAT=json", "LOG_LEVEL=debug", "SHUTDOWN_TIMEOUT=10s", tokenVar + "=" + tokenValue,
-		"AUTHPOOL_STATE_DIR=" + filepath.Join(c.dir, "state")}
-	if o.redisPass != "" {
-		env = append(env, "REDIS_PASSWORD="+o.redisPass)
-	}
-	if o.fallbackURL != "" {
-		env = append(env, "ANTHROPIC_API_KEY="+fallbackKey, "ANTHROPIC_BASE_URL="+o.fallbackURL)
-	}
-	env = append(env, o.env...)
-	for i := 0; i < o.replicas; i++ {
-		c.replicas = append(c.replicas, startReplica(t, c.dir, env))
-	}
-	return c
+	return subs, cfgPath, backendsPath
 }
 
 func writeJSON(t *testing.T, path string, v any) {
@@ -277,7 +317,35 @@ func (f fakeCall) has(name string) bool {
 // calls reads the fake CLI's call log in a subscription's config dir.
 func (c *cluster) calls(id string) []fakeCall {
 	c.t.Helper()
-	f, err := os.Open(filepath.Join(c.sub(id).dir, "fake-calls.jsonl"))
+	return c.readCalls(c.sub(id).dir)
+}
+
+// callsOn reads the call log of subscription id on replica i's host.
+func (c *cluster) callsOn(i int, id string) []fakeCall {
+	c.t.Helper()
+	for _, s := range c.replicaSubs[i] {
+		if s.id == id {
+			return c.readCalls(s.dir)
+		}
+	}
+	c.t.Fatalf("no subscription %q on replica %d", id, i)
+	return nil
+}
+
+// setModeEverywhere tells the fake CLI of every subscription, on every
+// host, how to answer.
+func (c *cluster) setModeEverywhere(mode string) {
+	c.t.Helper()
+	for _, subs := range c.replicaSubs {
+		for _, s := range subs {
+			c.setMode(s, mode)
+		}
+	}
+}
+
+func (c *cluster) readCalls(dir string) []fakeCall {
+	c.t.Helper()
+	f, err := os.Open(filepath.Join(dir, "fake-calls.jsonl"))
 	if os.IsNotExist(err) {
 		return nil
 	}

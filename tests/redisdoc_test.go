@@ -337,6 +337,10 @@ func rdBuildPool(t *testing.T, rdb *redis.Client) {
 		InputTokens: 1200, OutputTokens: 300, CacheCreationTokens: 0, CacheReadTokens: 5000, Model: "claude-sonnet-4-5",
 		ModelUsage: []byte(`{"claude-sonnet-4-5":{"inputTokens":1200,"outputTokens":300,"cacheReadInputTokens":5000,"costUSD":1.25}}`),
 		CLISession: "4f1c2b7e-9a3d-4e8b-b6f0-2d5c8a1e7f93"})
+	// The turn's text joins demo-session's stored conversation (issue 10).
+	_, err := p.AppendTurn(ctx, pool.TurnRecord{SessionID: "demo-session", TurnID: "demo-request-1",
+		User: "Remember the number 42", Assistant: "I will remember 42."})
+	must(err)
 
 	// sub2 hits its limit; the webhook receiver is down, so after one
 	// attempt the event goes to the dead stream.

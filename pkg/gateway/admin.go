@@ -75,7 +75,7 @@ func (s *Server) models(c *gin.Context) {
 }
 
 // deleteSession ends a session (DELETE /v1/sessions/:id): its subscription
-// gets the slot back. Only the API key that created the session may end it;
+// gets the slot back, and its binding and stored conversation are gone. Only the API key that created the session may end it;
 // for another key it does not exist (404 session_not_found).
 func (s *Server) deleteSession(c *gin.Context) {
 	sid := c.Param("id")
@@ -113,6 +113,8 @@ type subscriptionView struct {
 	Until                         *time.Time `json:"until,omitempty"`
 	WeeklyPercent                 float64    `json:"weeklyPercent"`
 	MaxClients                    int        `json:"maxClients"`
+	ActiveClients                 int        `json:"activeClients"`
+	IdleClients                   int        `json:"idleClients"`
 	BlockActive                   bool       `json:"blockActive"`
 	BlockStart                    *time.Time `json:"blockStart,omitempty"`
 	BlockEnd                      *time.Time `json:"blockEnd,omitempty"`
@@ -159,7 +161,8 @@ func (s *Server) debugPool(c *gin.Context) {
 			WeeklyBudget: st.WeeklyBudget, CurrentBlockCost: st.BlockCost, AssignedClients: st.Clients,
 			HealthScore: st.Health.Display, Status: st.Status, BurnRate: st.BurnRate,
 			Type: st.Type, StatusReason: st.StatusReason, Until: timePtr(st.Until), WeeklyPercent: st.WeeklyPercent,
-			MaxClients: st.MaxClients, BlockActive: st.BlockActive, BlockStart: timePtr(st.BlockStart),
+			MaxClients: st.MaxClients, ActiveClients: st.ActiveClients, IdleClients: st.IdleClients,
+			BlockActive: st.BlockActive, BlockStart: timePtr(st.BlockStart),
 			BlockEnd: timePtr(st.BlockEnd), LastUsageAt: timePtr(st.LastUsageAt), Tokens: st.Tokens,
 			Requests: st.Requests, EstimatedHoursUntilExhaustion: st.EstimatedHoursUntilExhaustion,
 			Health: healthView{Score: st.Health.Score, WeeklyPercent: st.Health.WeeklyPercent,

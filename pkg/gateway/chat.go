@@ -13,8 +13,13 @@ import (
 	"github.com/authpool/authpool/pkg/pool"
 )
 
-// HeaderSessionID carries the session id when the body has none.
+// HeaderSessionID carries the session id when the body has none; every
+// answer names its session in it.
 const HeaderSessionID = "X-Session-Id"
+
+// HeaderConversationTruncated is "true" when the session's stored
+// conversation has lost its oldest turns to conversationMaxBytes.
+const HeaderConversationTruncated = "X-AuthPool-Conversation-Truncated"
 
 // HeaderAllocation says where a request ran: subscription or fallback.
 const HeaderAllocation = "X-AuthPool-Allocation"
@@ -22,27 +27,25 @@ const HeaderAllocation = "X-AuthPool-Allocation"
 // bodyReadTimeout bounds reading a request body.
 const bodyReadTimeout = 30 * time.Second
 
-// oneShotPrefix marks the session a request without a session id runs as.
-const oneShotPrefix = "oneshot-"
-
-// sessionOf returns the request's session id, or a one-shot id (oneShot
-// true) to release when the request ends.
-func sessionOf(c *gin.Context, req *ChatRequest) (sid string, oneShot bool, err error) {
+// sessionOf returns the request's session id. A request without one starts
+// a new session under an id the server makes (a UUID): it is continued like
+// any other and ends by DELETE /v1/sessions/:id or by going stale.
+func sessionOf(c *gin.Context, req *ChatRequest) (string, error) {
 	body, header := req.SessionID, c.GetHeader(HeaderSessionID)
 	if body != "" && header != "" && body != header {
-		return "", false, badField("session_id", "session_id and the X-Session-Id header differ")
+		return "", badField("session_id", "session_id and the X-Session-Id header differ")
 	}
-	sid = body
+	sid := body
 	if sid == "" {
 		sid = header
 	}
 	if sid == "" {
-		return oneShotPrefix + newRequestID(), true, nil
+		return newRequestID(), nil
 	}
 	if !pool.ValidSessionID(sid) {
-		return "", false, pool.ErrInvalidSession
+		return "", pool.ErrInvalidSession
 	}
-	return sid, false, nil
+	return sid, nil
 }
 
 // chatCompletions serves POST /v1/chat/completions.
@@ -62,19 +65,15 @@ func (s *Server) chatCompletions(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	sid, oneShot, err := sessionOf(c, req)
+	sid, err := sessionOf(c, req)
 	if err != nil {
 		writeError(c, err)
 		return
 	}
 	t.owner = ownerOf(c)
-	if oneShot {
-		defer s.release(c.Request.Context(), sid, t.owner)
-	}
-	a := answer{id: "chatcmpl-" + c.GetString(ctxRequestID), created: time.Now().Unix(), model: t.model}
-	if !oneShot {
-		a.session = sid
-	}
+	c.Header(HeaderSessionID, sid)
+	a := answer{id: "chatcmpl-" + c.GetString(ctxRequestID), created: time.Now().Unix(), model: t.model,
+		session: sid}
 	if t.stream {
 		s.streamChat(c, t, sid, a)
 		return
@@ -88,7 +87,12 @@ func (s *Server) chatCompletions(c *gin.Context) {
 		return
 	}
 	c.Header(HeaderAllocation, pl.kind)
-	c.JSON(http.StatusOK, a.completion(res))
+	if pl.truncated {
+		c.Header(HeaderConversationTruncated, "true")
+	}
+	cc := a.completion(res)
+	cc.ConversationTruncated = pl.truncated
+	c.JSON(http.StatusOK, cc)
 }
 
 // streamChat serves a streaming request: the role chunk and text deltas as
@@ -99,7 +103,15 @@ func (s *Server) streamChat(c *gin.Context, t *turn, sid string, a answer) {
 	ctx, cancel := context.WithCancel(c.Request.Context())
 	defer cancel()
 	var pl placement
-	w := newSSEWriter(c.Writer, func(h http.Header) { h.Set(HeaderAllocation, pl.kind) })
+	// The headers leave with the first delta: the truncation they report
+	// is the stored conversation's before this turn; the final chunk says
+	// where it stands after it.
+	w := newSSEWriter(c.Writer, func(h http.Header) {
+		h.Set(HeaderAllocation, pl.kind)
+		if pl.truncated {
+			h.Set(HeaderConversationTruncated, "true")
+		}
+	})
 	var texted atomic.Bool
 	onDelta := func(text string) {
 		if text == "" {
@@ -138,6 +150,7 @@ func (s *Server) streamChat(c *gin.Context, t *turn, sid string, a answer) {
 	last := a.chunk(Delta{}, &fr)
 	md := metadata(res)
 	last.ClaudeMetadata = &md
+	last.ConversationTruncated = pl.truncated
 	_ = w.Event(last)
 	if t.usage {
 		u := usageOf(res)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -324,29 +325,46 @@ func TestExhausted(t *testing.T) {
 	}
 }
 
-// TestOneShotSession: a request without a session id runs as its own
-// session, which is released when it ends (its usage stays counted).
-func TestOneShotSession(t *testing.T) {
+// TestServerMadeSession (issue 10): a request without a session id starts
+// a session under a server-made id, named in the body and X-Session-Id; it
+// is continued like any other (by the new message alone) and ends by
+// DELETE, slot, binding and stored conversation.
+func TestServerMadeSession(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
-	r, cc, ae := h.chat(map[string]any{"messages": msgs(user("x"))})
+	r, cc, ae := h.chat(map[string]any{"messages": msgs(user("Remember the number 42"))})
 	if r.StatusCode != 200 {
 		t.Fatalf("%d %+v", r.StatusCode, ae)
 	}
-	if cc.SessionID != "" {
-		t.Errorf("one-shot answer names session %q", cc.SessionID)
+	sid := cc.SessionID
+	if !regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`).MatchString(sid) ||
+		r.Header.Get(HeaderSessionID) != sid {
+		t.Fatalf("session id %q (header %q), want a UUID in both", sid, r.Header.Get(HeaderSessionID))
+	}
+	r, cc, ae = h.chat(map[string]any{"session_id": sid, "messages": msgs(user("What number did I ask you to remember?"))})
+	if r.StatusCode != 200 || cc.SessionID != sid {
+		t.Fatalf("turn 2: %d %+v %+v", r.StatusCode, cc, ae)
+	}
+	calls := h.callsSoFar()
+	if len(calls) != 2 || calls[1].req.ResumeSession != calls[0].backend+"-cli-0" ||
+		calls[1].req.Prompt != "What number did I ask you to remember?" {
+		t.Fatalf("turn 2 did not continue the CLI session with the new message: %+v", calls)
+	}
+	conv, err := h.pool.Conversation(context.Background(), sid, "", true)
+	if err != nil || len(conv.Turns) != 2 || conv.Turns[0].User != "Remember the number 42" {
+		t.Fatalf("stored conversation = %+v %v", conv, err)
+	}
+	resp := h.do("DELETE", "/v1/sessions/"+sid, nil)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("DELETE: %d", resp.StatusCode)
 	}
 	if n := h.sessionKeys(); n != 0 {
-		t.Errorf("%d sessions left", n)
+		t.Errorf("%d session keys left after DELETE", n)
 	}
-	var requests int64
 	for _, st := range h.snapshot() {
-		requests += st.Requests
 		if st.Clients != 0 {
-			t.Errorf("%s has %d clients", st.ID, st.Clients)
+			t.Errorf("%s keeps %d clients", st.ID, st.Clients)
 		}
-	}
-	if requests != 1 {
-		t.Errorf("settled requests = %d, want 1", requests)
 	}
 }
 

@@ -29,6 +29,9 @@ const bookkeepingTimeout = 5 * time.Second
 type placement struct {
 	kind string // AllocSubscription or AllocFallback
 	sub  string // subscription id ("" for the fallback)
+	// truncated: the session's stored conversation has lost its oldest
+	// turns to conversationMaxBytes.
+	truncated bool
 }
 
 // maxRetries bounds how often one request is re-allocated after limit or
@@ -54,7 +57,7 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 		if s.backends.Fallback == nil {
 			return nil, ErrNoFallback
 		}
-		return s.run(ctx, s.backends.Fallback, "", backend.Target{}, t.request(""), onDelta)
+		return s.run(ctx, s.backends.Fallback, "", backend.Target{}, t.replayRequest(t.own()), onDelta)
 	}
 	var lastErr error
 	for attempt := 0; attempt <= s.retries; attempt++ {
@@ -70,21 +73,29 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 			if s.backends.Fallback == nil {
 				return nil, &RetryError{Err: ErrNoFallback, After: alloc.RetryAfter}
 			}
-			res, err := s.run(ctx, s.backends.Fallback, "", backend.Target{}, t.request(""), onDelta)
+			// The fallback holds no CLI session: the stored conversation
+			// becomes its messages.
+			cv, err := s.convo(ctx, t, sid, true, pl)
+			if err != nil {
+				return nil, err
+			}
+			res, err := s.run(ctx, s.backends.Fallback, "", backend.Target{}, t.replayRequest(cv), onDelta)
 			if err != nil {
 				return nil, err
 			}
 			s.settle(ctx, reqID, turnID, "", sid, res)
+			s.remember(ctx, t, sid, turnID, res, pl)
 			return res, nil
 		}
 		sub := alloc.Subscription
 		*pl = placement{kind: AllocSubscription, sub: sub.ID}
 		stop := s.heartbeat(ctx, sid, turnID)
-		res, err := s.runOn(ctx, alloc, t, onDelta)
+		res, err := s.runOn(ctx, alloc, t, sid, pl, onDelta)
 		stop()
 		if err == nil {
 			s.succeeded(ctx, sub.ID)
 			s.settle(ctx, reqID, turnID, sub.ID, sid, res)
+			s.remember(ctx, t, sid, turnID, res, pl)
 			return res, nil
 		}
 		if le := (*backend.LimitError)(nil); errors.As(err, &le) && le.Result != nil {
@@ -126,11 +137,15 @@ func (s *Server) judge(ctx context.Context, subID string, err error) (retry bool
 	return false
 }
 
-// runOn runs the turn on the allocated subscription, continuing its CLI
-// session when it stayed there. A CLI that does not hold that session (it
-// ran on another replica's config dir) gets the turn again, once, as a full
-// transcript in a new session.
-func (s *Server) runOn(ctx context.Context, alloc pool.Allocation, t *turn, onDelta func(string)) (*backend.Result, error) {
+// runOn runs the turn on the allocated subscription. The session's CLI
+// session is a cache of its stored conversation: while the session stays on
+// its subscription the turn continues it (--resume) with the new turn only;
+// otherwise — a new binding, a move, or a CLI that does not hold that
+// session because it ran in another replica's config dir — the stored
+// conversation is replayed ahead of the turn in a new CLI session, whose id
+// the settle records for the next turn.
+func (s *Server) runOn(ctx context.Context, alloc pool.Allocation, t *turn, sid string, pl *placement,
+	onDelta func(string)) (*backend.Result, error) {
 	sub := alloc.Subscription
 	b := s.backends.Subscriptions[sub.ID]
 	if b == nil {
@@ -138,16 +153,57 @@ func (s *Server) runOn(ctx context.Context, alloc pool.Allocation, t *turn, onDe
 	}
 	tgt := backend.Target{ConfigDir: sub.ConfigDir, OAuthToken: s.tokens[sub.ID]}
 	resume := ""
-	if alloc.Kind == pool.Resumed && alloc.CLISession != "" && t.canResume() {
+	if alloc.Kind == pool.Resumed && alloc.CLISession != "" {
 		resume = alloc.CLISession
 	}
-	res, err := s.run(ctx, b, sub.ID, tgt, t.request(resume), onDelta)
-	if resume != "" && errors.Is(err, backend.ErrSessionNotFound) {
-		s.log.InfoContext(ctx, "cli session not in this config dir; running the full transcript",
-			"subscription", sub.ID)
-		res, err = s.run(ctx, b, sub.ID, tgt, t.request(""), onDelta)
+	cv, err := s.convo(ctx, t, sid, resume == "", pl)
+	if err != nil {
+		return nil, err
 	}
-	return res, err
+	if resume != "" {
+		res, err := s.run(ctx, b, sub.ID, tgt, t.resumeRequest(resume, cv), onDelta)
+		if !errors.Is(err, backend.ErrSessionNotFound) {
+			return res, err
+		}
+		s.log.InfoContext(ctx, "cli session not in this config dir; replaying the stored conversation",
+			"subscription", sub.ID)
+		if cv, err = s.convo(ctx, t, sid, true, pl); err != nil {
+			return nil, err
+		}
+	}
+	return s.run(ctx, b, sub.ID, tgt, t.replayRequest(cv), onDelta)
+}
+
+// convo reads what the turn continues: the stored system prompt, and with
+// withTurns the stored turns to replay. A turn that resumes its CLI session
+// and sends its own system prompt needs nothing stored.
+func (s *Server) convo(ctx context.Context, t *turn, sid string, withTurns bool, pl *placement) (convo, error) {
+	if !withTurns && t.system != "" {
+		return t.own(), nil
+	}
+	c, err := s.pool.Conversation(ctx, sid, t.owner, withTurns)
+	if err != nil {
+		return convo{}, poolErr(err)
+	}
+	pl.truncated = pl.truncated || c.Truncated
+	return t.convoFrom(c), nil
+}
+
+// remember appends the answered turn to the session's stored conversation,
+// once per settlement id. A failure is logged, not returned: the client has
+// its answer, and the CLI session still holds the turn; only a later replay
+// would miss it.
+func (s *Server) remember(ctx context.Context, t *turn, sid, turnID string, res *backend.Result, pl *placement) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	ap, err := s.pool.AppendTurn(ctx, pool.TurnRecord{SessionID: sid, TurnID: turnID, Owner: t.owner,
+		User: t.newTurn, Assistant: res.Text, System: t.system})
+	if err != nil {
+		s.log.WarnContext(ctx, "turn not stored in the session's conversation; a replay will miss it",
+			"settle_id", turnID, "error", err)
+		return
+	}
+	pl.truncated = pl.truncated || ap.Truncated
 }
 
 // poolErr keeps the pool's own answers and reads anything else (a network
@@ -313,17 +369,5 @@ func (s *Server) succeeded(ctx context.Context, subID string) {
 	defer cancel()
 	if err := s.pool.Succeeded(ctx, subID); err != nil {
 		s.log.WarnContext(ctx, "failure count not reset", "subscription", subID, "error", err)
-	}
-}
-
-// release ends a one-shot session after its request.
-func (s *Server) release(ctx context.Context, sid, owner string) {
-	if s.pool == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
-	defer cancel()
-	if _, err := s.pool.ReleaseAs(ctx, sid, owner); err != nil && !errors.Is(err, pool.ErrSessionNotFound) {
-		s.log.WarnContext(ctx, "release of one-shot session failed", "error", err)
 	}
 }

@@ -92,6 +92,9 @@ type ChatCompletion struct {
 	Usage          CompletionUsage `json:"usage"`
 	SessionID      string          `json:"session_id,omitempty"`
 	ClaudeMetadata ClaudeMetadata  `json:"claude_metadata"`
+	// ConversationTruncated (extension): the session's stored conversation
+	// has lost its oldest turns to conversationMaxBytes.
+	ConversationTruncated bool `json:"conversation_truncated,omitempty"`
 }
 
 // Choice is the single choice of an answer.
@@ -141,6 +144,8 @@ type ChatCompletionChunk struct {
 	Usage          *CompletionUsage `json:"usage,omitempty"`
 	SessionID      string           `json:"session_id,omitempty"`
 	ClaudeMetadata *ClaudeMetadata  `json:"claude_metadata,omitempty"`
+	// ConversationTruncated is set on the final chunk, as in ChatCompletion.
+	ConversationTruncated bool `json:"conversation_truncated,omitempty"`
 }
 
 // ChunkChoice is the single choice of a chunk.

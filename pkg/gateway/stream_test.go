@@ -154,9 +154,10 @@ func TestClientDisconnectStopsBackend(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("backend still running 5 s after the client left")
 	}
-	// The one-shot session is released even so.
-	if !testutil.Within(2*time.Second, func() bool { return h.sessionKeys() == 0 }) {
-		t.Errorf("%d sessions left after the disconnect", h.sessionKeys())
+	// The turn is no longer in flight: its lease ended with it.
+	inflight := func() int64 { return h.tg.Client.ZCard(context.Background(), h.keys().Inflight()).Val() }
+	if !testutil.Within(2*time.Second, func() bool { return inflight() == 0 }) {
+		t.Errorf("%d turns still in flight after the disconnect", inflight())
 	}
 }
 

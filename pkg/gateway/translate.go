@@ -101,22 +101,78 @@ type turn struct {
 	owner     string // key id of the caller's API key: the session's owner
 }
 
-// canResume reports whether the conversation has an earlier answer to
-// continue from: a request without one starts a new CLI session.
-func (t *turn) canResume() bool { return len(t.history) > 0 }
+// convo is what a turn runs with besides its own text: the system prompt in
+// force, the earlier turns to replay when no CLI session holds them, and
+// the whole conversation as Messages API messages (the fallback).
+type convo struct {
+	system   string
+	history  []backend.Message
+	messages []backend.Message
+}
 
-// request builds the backend request; resume is the CLI session to continue
-// ("" runs the transcript in a new one).
-func (t *turn) request(resume string) backend.Request {
-	r := backend.Request{Model: t.model, SystemPrompt: t.system, Messages: t.messages,
-		Stream: t.stream, MaxTokens: t.maxTokens}
-	if resume != "" {
-		r.ResumeSession = resume
-		r.Prompt = t.newTurn
-		return r
+// own is the conversation as the request itself tells it: for a gateway
+// without a pool, and for a session with nothing stored yet.
+func (t *turn) own() convo {
+	return convo{system: t.system, history: t.history, messages: t.messages}
+}
+
+// convoFrom is the conversation a turn of a session continues (issue 10):
+// the stored turns, replayed whatever the request resends, so that a client
+// sending only the new message and one resending the whole history get the
+// same conversation; the request's own history only while nothing is
+// stored. The system prompt is the request's, else the stored one.
+func (t *turn) convoFrom(c pool.Conversation) convo {
+	cv := t.own()
+	if cv.system == "" {
+		cv.system = c.System
 	}
-	r.Prompt = transcript(t.history, t.newTurn)
+	if len(c.Turns) == 0 {
+		return cv
+	}
+	cv.history = make([]backend.Message, 0, 2*len(c.Turns))
+	cv.messages = make([]backend.Message, 0, 2*len(c.Turns)+1)
+	for _, st := range c.Turns {
+		cv.history = append(cv.history, backend.Message{Role: "user", Content: st.User},
+			backend.Message{Role: "assistant", Content: st.Assistant})
+	}
+	for _, m := range cv.history {
+		// The Messages API refuses empty turns.
+		if strings.TrimSpace(m.Content) != "" {
+			cv.messages = append(cv.messages, m)
+		}
+	}
+	cv.messages = append(cv.messages, backend.Message{Role: "user", Content: t.newTurn})
+	return cv
+}
+
+// resumeRequest continues the CLI session id: only the new turn is sent.
+func (t *turn) resumeRequest(id string, cv convo) backend.Request {
+	r := t.base(cv)
+	r.ResumeSession = id
+	r.Prompt = t.newTurn
 	return r
+}
+
+// replayRequest runs the turn in a new CLI session with the earlier turns
+// rendered ahead of it (on the Messages API: as its messages).
+func (t *turn) replayRequest(cv convo) backend.Request {
+	r := t.base(cv)
+	r.Prompt = transcript(cv.history, t.newTurn)
+	return r
+}
+
+func (t *turn) base(cv convo) backend.Request {
+	return backend.Request{Model: t.model, SystemPrompt: cv.system, Messages: cv.messages,
+		Stream: t.stream, MaxTokens: t.maxTokens}
+}
+
+// request builds the backend request from the request alone; resume is the
+// CLI session to continue ("" runs the transcript in a new one).
+func (t *turn) request(resume string) backend.Request {
+	if resume != "" {
+		return t.resumeRequest(resume, t.own())
+	}
+	return t.replayRequest(t.own())
 }
 
 // transcript renders earlier turns ahead of the new one, for a CLI session

@@ -23,6 +23,8 @@
 -- ARGV[18+n] -> turn id ('' none): a session bound to a subscription gets an
 --            in-flight lease 'inflight:<turn id>' for it
 -- ARGV[19+n] -> turn lease, ms
+-- ARGV[20+n] -> idle age, ms: a subscription's cap counts its active
+--            sessions only (a turn within this age, or a turn in flight)
 -- Returns {code, subId, kind, cliSession, from, reason, retryAfterMs}
 --   CODE_OK: bound; kind "resumed" (same subscription) or "bound" (new binding)
 --   CODE_FALLBACK: fallback (no eligible subscription); reason says why
@@ -31,6 +33,8 @@
 --   CODE_NOT_FOUND: the session belongs to another owner: for this caller it does
 --           not exist (nothing read or changed)
 --   CODE_RESUME_MISS: resume mode only: the session cannot resume there; call in full mode
+-- A bound session that comes back idle to a subscription full of active
+-- sessions moves ('capacity'), like one whose subscription became unusable.
 
 local sid = ARGV[1]
 local priority = ARGV[2]
@@ -44,6 +48,7 @@ local n = tonumber(ARGV[16])
 local owner = ARGV[17 + n]
 local turn = ARGV[18 + n]
 local lease_ms = tonumber(ARGV[19 + n])
+local idle_ms = tonumber(ARGV[20 + n])
 local inflight_key = KEYS[4 + 3 * n]
 local sess_key = KEYS[2]
 local events_key = KEYS[3]
@@ -60,6 +65,7 @@ if cur[1] ~= false and cur[3] ~= false and cur[3] ~= owner then
 end
 
 local now = now_ms()
+local leases = live_leases(inflight_key, now)
 local idx = {}
 for i = 1, n do idx[ARGV[16 + i]] = i end
 
@@ -116,13 +122,17 @@ if old ~= '' then
   if i then
     local s = state(i)
     old_live = live_in(s.ck)
-    if usable(s.status) and s.frac < resume_limit and old_live then
+    -- An active session keeps its slot; an idle one needs a free one.
+    local room = old_live and (is_active(s.ck, inflight_key, sid, idle_ms, now)
+      or active_clients(s.ck, leases, idle_ms, now, sid) < s.max)
+    if usable(s.status) and s.frac < resume_limit and room then
       touch(s.ck, old)
       begin_turn()
       return { CODE_OK, old, 'resumed', cur[2] or '', '', '', 0 }
     end
     if not usable(s.status) then leave_reason = s.status
     elseif s.frac >= resume_limit then leave_reason = 'budget'
+    elseif old_live then leave_reason = 'capacity'
     else leave_reason = 'stale' end
   else
     leave_reason = 'removed'
@@ -141,9 +151,8 @@ for i = 1, n do
     reasons.status = reasons.status + 1
     if s.until_v > now and (earliest == 0 or s.until_v < earliest) then earliest = s.until_v end
   else
-    -- Live clients only; stale entries are pruned by maintain.
-    local clients = redis.call('ZCOUNT', s.ck, '(' .. ms(now - stale_ms), '+inf')
-    if s.id == old and old_live then clients = clients - 1 end
+    -- Active clients only (this session aside); idle ones hold no slot.
+    local clients = active_clients(s.ck, leases, idle_ms, now, sid)
     if clients >= s.max then
       reasons.capacity = reasons.capacity + 1
     elseif s.frac >= admit then
@@ -187,6 +196,13 @@ if best == nil then
           .. reason .. ') and fallback is off; its requests are refused',
         { sessionId = sid, from = old, reason = reason, leaveReason = leave_reason, retryAfterMs = retry }, now)
     end
+  end
+  if old == '' and fallback_ok then
+    -- A session on the fallback has its hash (owner, stored conversation)
+    -- like any other, so it continues there or back on a subscription.
+    if cur[1] == false then redis.call('HSET', sess_key, 'priority', priority, 'allocatedAt', ms(now)) end
+    redis.call('HSET', sess_key, 'sub', '', 'lastActive', ms(now), 'owner', owner)
+    redis.call('PEXPIRE', sess_key, stale_ms)
   end
   if fallback_ok then return { CODE_FALLBACK, '', 'fallback', '', old, reason, retry } end
   return { CODE_EXHAUSTED, '', 'exhausted', '', old, reason, retry }

@@ -25,6 +25,8 @@ type AllocateArgs struct {
 	// in-flight lease for the turn, LeaseMS long.
 	TurnID  string
 	LeaseMS int64
+	// IdleMS is the idle age: the cap counts sessions active within it.
+	IdleMS int64
 }
 
 // AllocateReply is allocate.lua's answer.
@@ -53,7 +55,7 @@ func Allocate(ctx context.Context, c Scripter, k Keys, subs *SubSet, a AllocateA
 	}
 	args = append(args, mode, len(subs.ids))
 	args = append(args, subs.ids...)
-	args = append(args, a.Owner, a.TurnID, a.LeaseMS)
+	args = append(args, a.Owner, a.TurnID, a.LeaseMS, a.IdleMS)
 	v, err := run(ctx, c, "allocate", allocateScript, keys, 7, args...)
 	if v == nil {
 		return AllocateReply{}, err
@@ -150,10 +152,10 @@ func Mark(ctx context.Context, c Scripter, k Keys, a MarkArgs) (MarkReply, error
 // ("" for the fallback). A session of another owner is ErrNotFound; owner
 // "" releases whatever the owner.
 func Release(ctx context.Context, c Scripter, k Keys, subs *SubSet, sessionID, owner string) (string, error) {
-	keys := make([]string, 0, 2+len(subs.clients))
+	keys := make([]string, 0, 3+len(subs.clients))
 	keys = append(keys, k.Session(sessionID))
 	keys = append(keys, subs.clients...)
-	keys = append(keys, k.Inflight())
+	keys = append(keys, k.Inflight(), k.Turns(sessionID))
 	args := make([]any, 0, 2+len(subs.ids))
 	args = append(args, sessionID, len(subs.ids))
 	args = append(args, subs.ids...)
@@ -274,18 +276,23 @@ type StatusArgs struct {
 	StaleMS    int64
 	ApproachAt float64
 	Weights    Weights
+	IdleMS     int64 // > 0: count active and idle clients apart
 }
 
 // Status runs status.lua and returns its JSON document.
 func Status(ctx context.Context, c Scripter, k Keys, subs *SubSet, a StatusArgs) ([]byte, error) {
-	keys := make([]string, 0, 1+len(subs.triples))
+	keys := make([]string, 0, 2+len(subs.triples))
 	keys = append(keys, k.Subs())
 	keys = append(keys, subs.triples...)
-	args := make([]any, 0, 10+len(subs.ids))
+	args := make([]any, 0, 11+len(subs.ids))
 	args = append(args, a.StaleMS, a.ApproachAt)
 	args = append(args, a.Weights.args()...)
 	args = append(args, len(subs.ids))
 	args = append(args, subs.ids...)
+	if a.IdleMS > 0 {
+		keys = append(keys, k.Inflight())
+		args = append(args, a.IdleMS)
+	}
 	s, err := statusScript.Run(ctx, c, keys, args...).Text()
 	if err != nil {
 		return nil, fmt.Errorf("lua: status: %w", err)

@@ -45,6 +45,17 @@ func (k Keys) Clients(id string) string { return k.Sub(id) + ":clients" }
 // Session is the HASH of one session.
 func (k Keys) Session(sid string) string { return k.base + ":session:" + mustID("session", sid) }
 
+// Turns is the LIST of a session's stored conversation: one JSON turn
+// {"id","u","a"} per settled turn, oldest first, bounded in bytes and
+// expiring with the session (issue 10). The CLI's own session is only a
+// cache of it.
+func (k Keys) Turns(sid string) string { return k.Session(sid) + ":turns" }
+
+// TurnMarker marks the turn of one settlement id as appended to its
+// session's conversation (TTL as the settlement marker): a retried append
+// adds nothing.
+func (k Keys) TurnMarker(turnID string) string { return k.Req(turnID) + ":turn" }
+
 // Inflight is the ZSET session id → the latest in-flight lease (ms) of its
 // turns: the index by which the fenced scripts leave a session with a turn
 // running alone. Each turn's own lease is the field inflight:<turn id> of

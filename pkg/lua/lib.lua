@@ -209,3 +209,38 @@ local function drop_stale(ck, index_key, stale_ms, now)
   end
   return dropped
 end
+
+-- Capacity counts active sessions (issue 10): a session is active while its
+-- last turn is within the idle age or a turn of it is in flight. Idle ones
+-- keep their client-set entry (binding and conversation) but no slot.
+
+-- live_leases lists the sessions with a turn in flight, read once per call
+-- and passed to active_clients.
+local function live_leases(index_key, now)
+  return redis.call('ZRANGEBYSCORE', index_key, '(' .. ms(now), '+inf')
+end
+
+-- active_clients counts the active sessions of a client set, except the
+-- session named by except (nil: none). leases comes from live_leases.
+local function active_clients(ck, leases, idle_ms, now, except)
+  local edge = now - idle_ms
+  local n = redis.call('ZCOUNT', ck, '(' .. ms(edge), '+inf')
+  if except then
+    local s = redis.call('ZSCORE', ck, except)
+    if s and tonumber(s) > edge then n = n - 1 end
+  end
+  for _, sid in ipairs(leases) do
+    if sid ~= except then
+      local s = redis.call('ZSCORE', ck, sid)
+      if s and tonumber(s) <= edge then n = n + 1 end
+    end
+  end
+  return n
+end
+
+-- is_active says whether a session of a client set is active.
+local function is_active(ck, index_key, sid, idle_ms, now)
+  local s = redis.call('ZSCORE', ck, sid)
+  if s and tonumber(s) > now - idle_ms then return true end
+  return in_flight(index_key, sid, now)
+end

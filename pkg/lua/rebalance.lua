@@ -91,7 +91,8 @@ local function none() return reply(CODE_NOTHING_TO_DO, 0, usd(gap), from, to, 1,
 if not usable(fs) or not usable(ts) then return none() end
 if tb <= 0 or tw / tb >= admit then return none() end
 drop_stale(tck, inflight_key, stale_ms, now)
-local room = tmax - redis.call('ZCARD', tck)
+-- Room is counted in active sessions, as allocate counts it.
+local room = tmax - active_clients(tck, live_leases(inflight_key, now), idle_ms, now, nil)
 if room <= 0 then return none() end
 
 local moved = 0

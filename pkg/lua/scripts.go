@@ -52,6 +52,10 @@ var (
 	demoteSrc string
 	//go:embed failures.lua
 	failuresSrc string
+	//go:embed conversation_append.lua
+	conversationAppendSrc string
+	//go:embed conversation_load.lua
+	conversationLoadSrc string
 )
 
 // newScript builds a script from the reply codes, the clock and parts:
@@ -81,10 +85,13 @@ var (
 	demoteScript    = newScript(demoteSrc)
 	failuresScript  = newScript(libSrc, failuresSrc)
 
+	conversationAppendScript = newScript(conversationAppendSrc)
+	conversationLoadScript   = newScript(conversationLoadSrc)
+
 	all = []*redis.Script{syncScript, allocateScript, settleScript, markScript,
 		releaseScript, maintainScript, rebalanceScript, statusScript, turnScript,
 		gcraScript, touchScript, deadScript, trimScript, promoteScript, demoteScript,
-		failuresScript}
+		failuresScript, conversationAppendScript, conversationLoadScript}
 )
 
 // Scripter is what the wrappers need of a Redis client.

@@ -113,12 +113,16 @@ func TestEveryScriptCallStaysInOneSlot(t *testing.T) {
 	must(err)
 	_, err = Failure(ctx, c, k, FailureArgs{SubID: "sub3", Failed: true, Threshold: 1, CooldownMS: 1000})
 	must(err)
-	_, err = Status(ctx, c, k, subs, StatusArgs{StaleMS: 1000, Weights: DefaultWeights})
+	_, err = Status(ctx, c, k, subs, StatusArgs{StaleMS: 1000, Weights: DefaultWeights, IdleMS: 500})
 	must(err)
 	must(c.Set(ctx, k.Epoch(), 1, 0).Err())
 	_, _, err = Maintain(ctx, c, k, subs, 1, 1000, 0.8)
 	must(err)
 	_, err = Rebalance(ctx, c, k, subs, RebalanceArgs{Epoch: 1, From: "sub1", To: "sub3", GapThreshold: "5", IdleMS: 1, StaleMS: 1000, MaxMoves: 1, Admit: 0.95, Candidates: []string{"sess-1"}})
+	must(err)
+	_, err = AppendTurn(ctx, c, k, AppendTurnArgs{SessionID: "sess-1", TurnID: "turn-1", Owner: "-", User: "u", Assistant: "a", MaxBytes: 1000, StaleMS: 1000, MarkerTTL: 1000})
+	must(err)
+	_, err = LoadConversation(ctx, c, k, "sess-1", "-", true)
 	must(err)
 	_, err = Release(ctx, c, k, subs, "sess-1", "")
 	must(err)
@@ -213,6 +217,8 @@ func TestKeyBuilders(t *testing.T) {
 		k.FallbackHourly(): "authpool:{default}:fallback:hourly",
 		k.RateLimit("abc"): "authpool:{default}:ratelimit:abc",
 		k.Base():           "authpool:{default}",
+		k.Turns("s-1"):     "authpool:{default}:session:s-1:turns",
+		k.TurnMarker("t1"): "authpool:{default}:req:t1:turn",
 	}
 	for got, want := range cases {
 		if got != want {

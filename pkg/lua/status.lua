@@ -8,6 +8,8 @@
 -- ARGV[2] -> approaching threshold (weekly fraction)
 -- ARGV[3..9] -> health weights: weekly block blockRef clients burn burnFree idleBonus
 -- ARGV[10] -> n; ARGV[11..10+n] -> subscription ids, in KEYS order
+-- ARGV[11+n] -> idle age, ms ('' or absent: every live client counts as active)
+-- KEYS[2+3n] -> authpool:{P}:inflight (ZSET; absent with ARGV[11+n])
 -- Returns a JSON document {now, stale, subscriptions:[…]} (money as strings),
 -- with stale = true when the SET no longer has n members.
 
@@ -17,6 +19,9 @@ local W = weights(3)
 local n = tonumber(ARGV[10])
 local stale = redis.call('SCARD', KEYS[1]) ~= n
 local now = now_ms()
+local idle_ms = tonumber(ARGV[11 + n])
+local leases = {}
+if idle_ms then leases = live_leases(KEYS[2 + 3 * n], now) end
 local out = {}
 for i = 1, n do
   local id = ARGV[10 + i]
@@ -36,11 +41,14 @@ for i = 1, n do
     status = usable_status(frac, approach_at)
   end
   local clients = redis.call('ZCOUNT', ck, '(' .. ms(now - stale_ms), '+inf')
+  -- The cap and the health score count active clients; idle ones are shown.
+  local act = clients
+  if idle_ms then act = active_clients(ck, leases, idle_ms, now, nil) end
   local active = block_active(f.blockStart, now)
   local block_cost = 0
   if active then block_cost = to_micros(f.blockCost) end
   local burn = burn_rate(block_cost, f.blockStart, now)
-  local score, wp, bp, burn_pen, bonus = health(W, weekly, budget, block_cost, active, clients, burn)
+  local score, wp, bp, burn_pen, bonus = health(W, weekly, budget, block_cost, active, act, burn)
   local shown = score
   if shown < 0 then shown = 0 elseif shown > 100 then shown = 100 end
   local eta = -1
@@ -54,10 +62,11 @@ for i = 1, n do
     blockActive = active, blockStart = int(f.blockStart), blockEnd = block_end, blockCost = usd(block_cost),
     burnRate = string.format('%.6f', burn), lastUsageAt = int(f.lastUsageAt),
     tokens = int(f.tokens), requests = int(f.requests), clients = clients, maxClients = int(f.maxClients),
+    activeClients = act, idleClients = math.max(0, clients - act),
     estimatedHoursUntilExhaustion = string.format('%.2f', eta),
     health = { score = string.format('%.4f', score), display = string.format('%.2f', shown),
       weeklyPercent = string.format('%.4f', wp), blockPercent = string.format('%.4f', bp),
-      burnPenalty = string.format('%.4f', burn_pen), clients = clients, idleBonus = bonus },
+      burnPenalty = string.format('%.4f', burn_pen), clients = act, idleBonus = bonus },
   }
 end
 return cjson.encode({ now = now, stale = stale, subscriptions = out })

@@ -30,6 +30,11 @@ type Config struct {
 	// StaleAfterSeconds is how long an inactive session is kept before it is
 	// dropped. Default 3600.
 	StaleAfterSeconds int `json:"staleAfterSeconds,omitempty"`
+	// ConversationMaxBytes bounds the conversation a session keeps in Redis
+	// (its settled turns, replayed when the CLI session is not on hand); the
+	// oldest turns go first. At least MinConversationBytes, at most
+	// MaxConversationBytes. Default 262144.
+	ConversationMaxBytes int `json:"conversationMaxBytes,omitempty"`
 }
 
 // SubscriptionConfig is one subscription in the config file.
@@ -104,6 +109,14 @@ const (
 	DefaultPoolName                  = "default"
 	DefaultIdleAfterSeconds          = 300
 	DefaultStaleAfterSeconds         = 3600
+	DefaultConversationMaxBytes      = 262144
+)
+
+// Bounds of conversationMaxBytes: room for a few real turns at least, and
+// at most what one replay may put on the CLI's stdin without surprise.
+const (
+	MinConversationBytes = 4096
+	MaxConversationBytes = 16 << 20
 )
 
 // applyDefaults replaces the zero values that mean "default" (DESIGN §3). It
@@ -133,6 +146,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.StaleAfterSeconds == 0 {
 		c.StaleAfterSeconds = DefaultStaleAfterSeconds
+	}
+	if c.ConversationMaxBytes == 0 {
+		c.ConversationMaxBytes = DefaultConversationMaxBytes
 	}
 }
 

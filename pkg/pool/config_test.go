@@ -100,6 +100,10 @@ var badConfigs = []badConfig{
 	{name: "stale not after idle", edit: func(d obj) { d["idleAfterSeconds"], d["staleAfterSeconds"] = 600, 300 },
 		paths: []string{"staleAfterSeconds"}, code: true},
 	{name: "negative idle", edit: func(d obj) { d["idleAfterSeconds"] = -1 }, paths: []string{"idleAfterSeconds"}},
+	{name: "conversation bound too small", edit: func(d obj) { d["conversationMaxBytes"] = 1024 },
+		paths: []string{"conversationMaxBytes"}},
+	{name: "conversation bound too large", edit: func(d obj) { d["conversationMaxBytes"] = 1 << 30 },
+		paths: []string{"conversationMaxBytes"}},
 	{name: "wrong JSON types, reported once each", edit: func(d obj) {
 		subAt(d, 0)["weeklyBudget"] = "456"
 		d["maxClientsPerSubscription"] = 1.5
@@ -171,7 +175,7 @@ func TestConfigSeedExamplesLoadUnchanged(t *testing.T) {
 			},
 			WebhookURL: "https://your-webhook-endpoint.com/notify",
 		},
-		Pool: "default", IdleAfterSeconds: 300, StaleAfterSeconds: 3600,
+		Pool: "default", IdleAfterSeconds: 300, StaleAfterSeconds: 3600, ConversationMaxBytes: 262144,
 	}
 	for _, id := range []string{"sub1", "sub2", "sub3"} {
 		integration.Subscriptions = append(integration.Subscriptions, SubscriptionConfig{
@@ -228,7 +232,7 @@ func TestConfigDefaults(t *testing.T) {
 		Subscriptions:             []SubscriptionConfig{{ID: "a", Email: "a@example.com", Type: "claude-max", ConfigDir: "/srv/claude-a", WeeklyBudget: 100}},
 		MaxClientsPerSubscription: 15, WeeklyBudgetThreshold: 0.85,
 		Rebalancing: RebalancingConfig{IntervalSeconds: 300, CostGapThreshold: 5, MaxClientsToMovePerCycle: 3},
-		Pool:        "default", IdleAfterSeconds: 300, StaleAfterSeconds: 3600,
+		Pool:        "default", IdleAfterSeconds: 300, StaleAfterSeconds: 3600, ConversationMaxBytes: 262144,
 	}
 	if !reflect.DeepEqual(*cfg, want) {
 		t.Errorf("got  %+v\nwant %+v", *cfg, want)
@@ -262,6 +266,7 @@ func TestConfigProblemsAreAllReportedWithPaths(t *testing.T) {
 
 // acceptedEdits turn validDoc into other valid configs.
 var acceptedEdits = map[string]func(d obj){
+	"conversation bound":                func(d obj) { d["conversationMaxBytes"] = 8192 },
 	"$schema for editors":               func(d obj) { d["$schema"] = "./auth-pool.schema.json" },
 	"https webhook with port and query": func(d obj) { notif(d)["webhookUrl"] = "https://hooks.example.com:8443/x?token=1" },
 	"insecure to 127.0.0.1": func(d obj) {

@@ -180,6 +180,10 @@ func (c *Config) problems() []Problem {
 	} else if c.StaleAfterSeconds <= c.IdleAfterSeconds {
 		ps.add("staleAfterSeconds", "want more than idleAfterSeconds (%d), got %d", c.IdleAfterSeconds, c.StaleAfterSeconds)
 	}
+	// 0 is the default (as a Config built in code leaves it); New applies it.
+	if c.ConversationMaxBytes != 0 && (c.ConversationMaxBytes < MinConversationBytes || c.ConversationMaxBytes > MaxConversationBytes) {
+		ps.add("conversationMaxBytes", "want %d to %d bytes, got %d", MinConversationBytes, MaxConversationBytes, c.ConversationMaxBytes)
+	}
 	return ps
 }
 

@@ -89,10 +89,12 @@ func TestRebalanceMovesOnlyIdleClientsWithinLimits(t *testing.T) {
 	if n := len(events(t, tg, p, "rotation")); n != 2 {
 		t.Fatalf("rotation events = %d, want 2", n)
 	}
-	// The destination's cap (6) bounds further moves: 6 now on sub01.
+	// The destination's cap (6) counts active sessions (issue 10): the idle
+	// ones moved there take no slot, so the last idle one on sub00 moves too,
+	// and sub01 holds 7 clients of which 4 are active.
 	r, _ = p.Rebalance(ctx, epoch)
-	if st := subStatus(t, p, "sub01"); st.Clients > 6 || r.Moved > 0 {
-		t.Fatalf("second pass: %+v, sub01 clients %d", r, st.Clients)
+	if st := subStatus(t, p, "sub01"); st.ActiveClients > 6 || r.Moved != 1 || st.Clients != 7 {
+		t.Fatalf("second pass: %+v, sub01 clients %d (active %d)", r, st.Clients, st.ActiveClients)
 	}
 	// A moved session's next request goes to its new subscription, no resume.
 	moved := ""

@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/authpool/authpool/internal/pooltest"
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/pkg/lua"
 
 	. "github.com/authpool/authpool/pkg/pool"
 )
@@ -20,16 +23,20 @@ var loadOps = flag.Int("pool.ops", 20000, "operations of TestAtomicityUnderLoad 
 
 // TestAtomicityUnderLoad: four Pool values (replicas) and 64 goroutines on a
 // real Redis, far more sessions than capacity, mixing new and resumed
-// sessions, releases and settles (some retried). A monitor checks the caps
-// during the run; afterwards every live session is in exactly one client set
-// agreeing with its session hash, and weekly totals equal the sum of the
-// distinct settled request ids.
+// sessions, turns in flight (some never settled, as from a replica that
+// died), releases and settles (some retried), with an idle age short enough
+// that sessions go idle and come back during the run. A monitor checks the
+// invariant — active sessions ≤ cap on every subscription, at every instant
+// (issue 10) — from atomic snapshots; afterwards every live session is in
+// exactly one client set agreeing with its session hash, and weekly totals
+// equal the sum of the distinct settled request ids.
 func TestAtomicityUnderLoad(t *testing.T) {
 	t.Parallel()
 	tg := redistest.Shared(t)
 	ctx := context.Background()
 	const subsN, capN, sessions, workers = 8, 10, 2000, 64
 	cfg := pooltest.Config(subsN, 1e6, capN)
+	cfg.IdleAfterSeconds, cfg.StaleAfterSeconds = 1, 60
 	replicas := []*Pool{newPool(t, tg, cfg)}
 	for i := 1; i < 4; i++ {
 		replicas = append(replicas, New(tg.Client, cfg, Options{}))
@@ -55,17 +62,13 @@ func TestAtomicityUnderLoad(t *testing.T) {
 				return
 			default:
 			}
-			pipe := tg.Client.Pipeline()
-			cmds := make([]interface{ Val() int64 }, 0, subsN)
-			for _, s := range cfg.Subscriptions {
-				cmds = append(cmds, pipe.ZCard(ctx, k.Clients(s.ID)))
-			}
-			if _, err := pipe.Exec(ctx); err != nil {
+			n, err := activeCounts(ctx, tg, k, cfg)
+			if err != nil {
 				t.Error(err)
 				return
 			}
-			for _, c := range cmds {
-				if c.Val() > capN {
+			for _, c := range n {
+				if c > capN {
 					overCap.Add(1)
 				}
 			}
@@ -90,13 +93,16 @@ func TestAtomicityUnderLoad(t *testing.T) {
 						return
 					}
 				default:
-					a, err := p.Allocate(ctx, sid, PriorityNormal)
+					req := fmt.Sprintf("req-%d", nextReq.Add(1))
+					a, err := p.AllocateTurn(ctx, TurnRequest{SessionID: sid, TurnID: req})
 					if err != nil {
 						t.Error(err)
 						return
 					}
 					sub := a.Subscription.ID // "" = fallback
-					req := fmt.Sprintf("req-%d", nextReq.Add(1))
+					if r.IntN(20) == 0 {
+						continue // the replica died mid-turn: the lease runs out by itself
+					}
 					micros := int64(1 + r.IntN(5000))
 					u := Usage{RequestID: req, SubscriptionID: sub, SessionID: sid, CostUSD: float64(micros) / 1e6,
 						InputTokens: 3, OutputTokens: 2}
@@ -133,14 +139,20 @@ func TestAtomicityUnderLoad(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(ids) > capN {
-			t.Errorf("%s ends with %d clients, cap %d", s.ID, len(ids), capN)
-		}
 		for _, sid := range ids {
 			if prev, dup := members[sid]; dup {
 				t.Errorf("session %s in two client sets: %s and %s", sid, prev, s.ID)
 			}
 			members[sid] = s.ID
+		}
+	}
+	if n, err := activeCounts(ctx, tg, k, cfg); err != nil || len(n) != subsN {
+		t.Fatalf("active counts at the end: %v %v", n, err)
+	} else {
+		for id, c := range n {
+			if c > capN {
+				t.Errorf("%s ends with %d active clients, cap %d", id, c, capN)
+			}
 		}
 	}
 	bound := 0
@@ -181,4 +193,38 @@ func TestAtomicityUnderLoad(t *testing.T) {
 		t.Errorf("usage stream %d entries, %d distinct requests", n, len(ledger))
 	}
 	t.Logf("%d ops, %d distinct settles, %d live bound sessions, fallback %.6f USD", total, len(ledger), bound, fb)
+}
+
+// activeCounts reads, in one MULTI/EXEC (an atomic snapshot), every client
+// set, the in-flight index and the Redis clock, and counts each
+// subscription's active sessions as the scripts do: last turn within the
+// idle age, or a turn in flight.
+func activeCounts(ctx context.Context, tg *redistest.Target, k lua.Keys, cfg *Config) (map[string]int, error) {
+	pipe := tg.Client.TxPipeline()
+	clock := pipe.Time(ctx)
+	leases := pipe.ZRangeWithScores(ctx, k.Inflight(), 0, -1)
+	sets := map[string]*redis.ZSliceCmd{}
+	for _, s := range cfg.Subscriptions {
+		sets[s.ID] = pipe.ZRangeWithScores(ctx, k.Clients(s.ID), 0, -1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, err
+	}
+	now := float64(clock.Val().UnixMilli())
+	edge := now - float64(cfg.IdleAfterSeconds*1000)
+	flying := map[string]bool{}
+	for _, z := range leases.Val() {
+		if z.Score > now {
+			flying[z.Member.(string)] = true
+		}
+	}
+	out := map[string]int{}
+	for id, cmd := range sets {
+		for _, z := range cmd.Val() {
+			if z.Score > edge || flying[z.Member.(string)] {
+				out[id]++
+			}
+		}
+	}
+	return out, nil
 }

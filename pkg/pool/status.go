@@ -45,9 +45,13 @@ type SubscriptionStatus struct {
 	LastUsageAt time.Time
 	Tokens      int64
 	Requests    int64
-	// Clients is the number of live sessions bound to it.
-	Clients    int
-	MaxClients int
+	// Clients is the number of live sessions bound to it: ActiveClients
+	// (a turn within idleAfterSeconds, or in flight), which count against
+	// MaxClients, plus IdleClients, which keep their binding but no slot.
+	Clients       int
+	ActiveClients int
+	IdleClients   int
+	MaxClients    int
 	// EstimatedHoursUntilExhaustion is (budget − used) / burn rate; −1 when
 	// nothing is burning.
 	EstimatedHoursUntilExhaustion float64
@@ -89,6 +93,8 @@ type rawStatus struct {
 		Tokens        int64  `json:"tokens"`
 		Requests      int64  `json:"requests"`
 		Clients       int    `json:"clients"`
+		ActiveClients int    `json:"activeClients"`
+		IdleClients   int    `json:"idleClients"`
 		MaxClients    int    `json:"maxClients"`
 		ETA           string `json:"estimatedHoursUntilExhaustion"`
 		Health        struct {
@@ -107,7 +113,7 @@ type rawStatus struct {
 func (p *Pool) Status(ctx context.Context) (*Snapshot, error) {
 	for attempt := 0; ; attempt++ {
 		raw, err := lua.Status(ctx, p.rdb, p.keys, p.subs.Load(),
-			lua.StatusArgs{StaleMS: p.staleMS(), ApproachAt: p.approachAt, Weights: p.weights})
+			lua.StatusArgs{StaleMS: p.staleMS(), ApproachAt: p.approachAt, Weights: p.weights, IdleMS: p.idleMS()})
 		if err != nil {
 			return nil, fmt.Errorf("pool: status: %w", err)
 		}
@@ -135,6 +141,7 @@ func (rs *rawStatus) snapshot() *Snapshot {
 			BlockActive: r.BlockActive, BlockStart: optMS(r.BlockStart), BlockEnd: optMS(r.BlockEnd),
 			BlockCost: atof(r.BlockCost), BurnRate: atof(r.BurnRate), LastUsageAt: optMS(r.LastUsageAt),
 			Tokens: r.Tokens, Requests: r.Requests, Clients: r.Clients, MaxClients: r.MaxClients,
+			ActiveClients: r.ActiveClients, IdleClients: r.IdleClients,
 			EstimatedHoursUntilExhaustion: atof(r.ETA),
 			Health: Health{Score: atof(r.Health.Score), Display: atof(r.Health.Display),
 				WeeklyPercent: atof(r.Health.WeeklyPercent), BlockPercent: atof(r.Health.BlockPercent),

@@ -13,9 +13,13 @@
 //   - fake-mode: how to behave (else $FAKECLAUDE_MODE, else ok):
 //     ok | obey | slow <ms> | stream-slow <ms> | hang | crash | auth |
 //     stderr <text> | tools | limit-epoch [<seconds from now>] | limit-9am |
-//     limit-hit | limit-session | limit-weekly | limit-429.
+//     limit-hit | limit-session | limit-weekly | limit-429 | recall.
 //     obey answers with the prompt's last line itself, as a model that does
-//     what the prompt says; tools lists a tool in the init line whatever the
+//     what the prompt says; recall answers "recall: " and every user line
+//     this CLI session has seen, joined by " | ": those of the session it
+//     resumed (kept in its fake-sessions file) and those of the prompt (a
+//     replayed transcript's <assistant> blocks and tags left out), so a
+//     test reads in the answer what the CLI was given; tools lists a tool in the init line whatever the
 //     flags say, as a CLI version that ignored them would.
 //   - fake-cost: the total_cost_usd of an answer (else $FAKECLAUDE_COST,
 //     else 0.0123).
@@ -124,6 +128,11 @@ func run() int {
 		out.delay = millis(modeArg, 200)
 	case "obey":
 		out.succeed(dir, lastLine(prompt))
+		return 0
+	case "recall":
+		seen := append(sessionLines(dir, f.resume), userLines(prompt)...)
+		out.succeed(dir, "recall: "+strings.Join(seen, " | "))
+		writeSessionLines(dir, out.session, seen)
 		return 0
 	}
 	out.succeed(dir, "echo: "+lastLine(prompt))
@@ -302,4 +311,47 @@ func sleepForever() {
 	for {
 		time.Sleep(time.Hour)
 	}
+}
+
+// sessionLines are the user lines a session it answered has seen.
+func sessionLines(dir, id string) []string {
+	if id == "" || !knownSession(dir, id) {
+		return nil
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "fake-sessions", id))
+	if err != nil || len(b) == 0 {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+}
+
+func writeSessionLines(dir, id string, lines []string) {
+	if dir == "" || len(lines) == 0 {
+		return
+	}
+	_ = os.WriteFile(filepath.Join(dir, "fake-sessions", id), []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+}
+
+// userLines are the prompt's non-empty lines, without the transcript's tags
+// and without what its <assistant> blocks say.
+func userLines(prompt string) []string {
+	var out []string
+	inAssistant := false
+	for _, l := range strings.Split(prompt, "\n") {
+		l = strings.TrimSpace(l)
+		switch l {
+		case "<assistant>":
+			inAssistant = true
+			continue
+		case "</assistant>":
+			inAssistant = false
+			continue
+		case "", "<user>", "</user>", "<conversation_history>", "</conversation_history>":
+			continue
+		}
+		if !inAssistant {
+			out = append(out, l)
+		}
+	}
+	return out
 }
