@@ -21,12 +21,9 @@ func (s *Server) health(c *gin.Context) {
 }
 
 // ready answers 200 when Redis answers and, with a pool, its scripts are
-// loaded and its subscriptions synced (pool.Ready). It writes no key: a
-// Redis that lost the pool (restarted without persistence) is written again
-// by the next allocation, which re-syncs when it finds the subscription set
-// empty. Missing scripts it loads (the script cache holds no key): a Redis
-// restarted with persistence keeps the pool but not the scripts, and only
-// traffic would load them, one at a time, while an unready replica gets none.
+// loaded and its subscriptions synced (pool.Ready). It only reads: what a
+// Redis restart took (the scripts, the subscriptions) the replica's healer
+// writes back within HealInterval, and the next allocation would too.
 func (s *Server) ready(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), readyTimeout)
 	defer cancel()
@@ -39,7 +36,7 @@ func (s *Server) ready(c *gin.Context) {
 			fail("redis does not answer")
 			return
 		}
-	} else if err := s.poolReady(ctx); err != nil {
+	} else if err := s.pool.Ready(ctx); err != nil {
 		switch {
 		case errors.Is(err, pool.ErrScriptsNotLoaded):
 			fail("pool scripts are not loaded")
@@ -51,18 +48,6 @@ func (s *Server) ready(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready", "pool": s.pool != nil})
-}
-
-// poolReady is pool.Ready after loading the scripts if they were missing.
-func (s *Server) poolReady(ctx context.Context) error {
-	err := s.pool.Ready(ctx)
-	if errors.Is(err, pool.ErrScriptsNotLoaded) {
-		if lerr := s.pool.LoadScripts(ctx); lerr != nil {
-			return err
-		}
-		err = s.pool.Ready(ctx)
-	}
-	return err
 }
 
 // models lists the model names the gateway passes to the CLI.

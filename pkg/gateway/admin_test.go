@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
+
+	"github.com/authpool/authpool/internal/testutil"
 )
 
 func TestDebugAuthPool(t *testing.T) {
@@ -99,24 +102,21 @@ func TestReady(t *testing.T) {
 	if r := h.do("GET", "/ready", nil); r.StatusCode != 200 {
 		t.Errorf("/ready = %d", r.StatusCode)
 	}
-	// A Redis restarted with persistence keeps the pool but not the
-	// scripts: the probe loads them (the script cache holds no key) and
-	// answers ready, the data untouched.
+	// The probe only reads: a Redis that lost the scripts, or the scripts
+	// and the pool, is reported and left as it is (the healer, not started
+	// here, and the next allocation write them back).
 	keys := h.tg.Mini.Keys()
 	h.tg.Client.ScriptFlush(context.Background())
-	if r := h.do("GET", "/ready", nil); r.StatusCode != 200 {
-		t.Errorf("/ready after a script flush = %d", r.StatusCode)
+	if r := h.do("GET", "/ready", nil); r.StatusCode != 503 || r.Header.Get("Retry-After") == "" {
+		t.Errorf("/ready after a script flush = %d, want 503 with Retry-After", r.StatusCode)
 	}
 	if after := h.tg.Mini.Keys(); len(after) != len(keys) {
 		t.Errorf("/ready changed the keys: %v -> %v", keys, after)
 	}
-	// A Redis that lost the scripts and the pool (restart without
-	// persistence): the probe reports it and writes nothing; the next
-	// allocation re-syncs, and the probe follows.
 	h.tg.Mini.FlushAll()
 	h.tg.Client.ScriptFlush(context.Background())
-	if r := h.do("GET", "/ready", nil); r.StatusCode != 503 || r.Header.Get("Retry-After") == "" {
-		t.Errorf("/ready after a flush = %d, want 503 with Retry-After", r.StatusCode)
+	if r := h.do("GET", "/ready", nil); r.StatusCode != 503 {
+		t.Errorf("/ready after a flush = %d, want 503", r.StatusCode)
 	}
 	if n := len(h.tg.Mini.Keys()); n != 0 {
 		t.Errorf("/ready wrote %d keys", n)
@@ -126,5 +126,34 @@ func TestReady(t *testing.T) {
 	}
 	if r := h.do("GET", "/ready", nil); r.StatusCode != 200 {
 		t.Errorf("/ready after the resync = %d", r.StatusCode)
+	}
+}
+
+// TestHealerRestoresAnUnreadyReplica: a replica that is unready gets no
+// traffic, so no allocation re-syncs it; its healer writes back the
+// scripts (a restart with persistence) and the subscriptions (one
+// without), and it turns ready on its own.
+func TestHealerRestoresAnUnreadyReplica(t *testing.T) {
+	h := newHarness(t, harnessOpts{opts: Options{HealInterval: 20 * time.Millisecond}})
+	h.srv.Start()
+	t.Cleanup(func() { _ = h.srv.Shutdown(context.Background()) })
+	ready := func() bool { return h.do("GET", "/ready", nil).StatusCode == 200 }
+
+	h.tg.Client.ScriptFlush(context.Background())
+	keys := len(h.tg.Mini.Keys())
+	if !testutil.Within(2*time.Second, ready) {
+		t.Fatal("not ready 2 s after a script flush")
+	}
+	if n := len(h.tg.Mini.Keys()); n != keys {
+		t.Errorf("loading the scripts changed the keys: %d -> %d", keys, n)
+	}
+
+	h.tg.Mini.FlushAll()
+	h.tg.Client.ScriptFlush(context.Background())
+	if !testutil.Within(2*time.Second, ready) {
+		t.Fatal("not ready 2 s after Redis lost the pool")
+	}
+	if r, _, ae := h.chat(map[string]any{"session_id": "s", "messages": msgs(user("x"))}); r.StatusCode != 200 {
+		t.Errorf("chat after healing = %d %+v", r.StatusCode, ae)
 	}
 }

@@ -10,6 +10,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -82,6 +83,10 @@ type Options struct {
 	// settlements and backend calls, and is served at /metrics. Nil: no
 	// metrics and no /metrics route.
 	Metrics *telemetry.Metrics
+	// HealInterval is how often the replica checks that Redis still holds
+	// the pool's scripts and subscriptions and puts back what a restart
+	// took (pool.Heal). Default 2 s; negative turns it off.
+	HealInterval time.Duration
 	// SettleQueueSize bounds the failed settlements this replica retries in
 	// the background (beyond it they are dropped and logged). Default
 	// DefaultSettleQueueSize.
@@ -113,6 +118,7 @@ type Server struct {
 	tracer   trace.Tracer
 	engine   *gin.Engine
 	settles  *settleRetry // failed settlements, retried until they land
+	healer   *healer      // writes back what a Redis restart took; nil without a pool
 }
 
 // ErrInvalidOptions is returned by New for options it cannot serve with.
@@ -162,6 +168,9 @@ func New(opts Options) (*Server, error) {
 		}
 		s.limiter = l
 	}
+	if s.pool != nil && opts.HealInterval >= 0 {
+		s.healer = newHealer(s.pool, cmp.Or(opts.HealInterval, DefaultHealInterval), s.log)
+	}
 	s.settles = newSettleRetry(settleRetryParams{Size: opts.SettleQueueSize, MaxAge: opts.SettleMaxAge,
 		Settle: s.settleOnce, OnSettled: s.settledLate, OnDrop: s.settleDropped,
 		OnBacklog: func(d int) { s.metrics.SettleBacklog(context.Background(), d) }})
@@ -176,13 +185,20 @@ func New(opts Options) (*Server, error) {
 }
 
 // Start runs the gateway's background work: the retry of settlements that
-// failed (Redis away for a moment). Call it before serving.
-func (s *Server) Start() { s.settles.Start() }
+// failed (Redis away for a moment), and the healer that writes back what a
+// Redis restart took. Call it before serving.
+func (s *Server) Start() {
+	s.settles.Start()
+	s.healer.start()
+}
 
 // Shutdown stops the background work after the HTTP server has stopped:
 // failed settlements still queued are retried until they land or ctx ends,
 // then dropped (each logged).
-func (s *Server) Shutdown(ctx context.Context) error { return s.settles.Shutdown(ctx) }
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.healer.stop()
+	return s.settles.Shutdown(ctx)
+}
 
 // routeOf is the request's route pattern, or "unmatched" for a path no route
 // serves (whatever the client put in it stays out of logs and metrics).

@@ -91,3 +91,31 @@ func (p *Pool) FallbackUsage(ctx context.Context) (FallbackUsage, error) {
 	tok, _ := strconv.ParseInt(h["tokens"], 10, 64)
 	return FallbackUsage{WeeklyUsed: atof(h["weeklyUsed"]), Requests: req, Tokens: tok}, nil
 }
+
+// Heal puts back what a Redis restart took from the pool and returns what
+// it restored ("scripts", "subscriptions"; none when nothing was missing):
+// the scripts (a restart with persistence keeps the data but not the
+// script cache) and the subscriptions (one without persistence loses
+// both). A replica runs it in the background, so that the readiness probe
+// only reads and an unready replica, which gets no traffic, still recovers.
+func (p *Pool) Heal(ctx context.Context) ([]string, error) {
+	var healed []string
+	err := p.Ready(ctx)
+	if errors.Is(err, ErrScriptsNotLoaded) {
+		if err := p.LoadScripts(ctx); err != nil {
+			return healed, err
+		}
+		healed = append(healed, "scripts")
+		err = p.Ready(ctx)
+	}
+	if errors.Is(err, ErrNotSynced) && len(p.cfg.Subscriptions) > 0 {
+		if err := p.resyncEmpty(ctx); err != nil {
+			return healed, err
+		}
+		return append(healed, "subscriptions"), nil
+	}
+	if errors.Is(err, ErrNotSynced) {
+		err = nil // a pool with no subscriptions has nothing to write back
+	}
+	return healed, err
+}
