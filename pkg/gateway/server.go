@@ -41,6 +41,10 @@ type Backends struct {
 	// Fallback serves fallback allocations (anthropic-api); nil when none is
 	// configured, and then a fallback allocation answers 503 pool_exhausted.
 	Fallback backend.Backend
+	// Tools serves what the CLI cannot (tools, tool blocks, images,
+	// documents): the anthropic-api backend when backends.json marks it
+	// supportsTools; nil refuses such requests with 400 naming the field.
+	Tools ToolBackend
 }
 
 // Options configure a Server.
@@ -76,6 +80,9 @@ type Options struct {
 	// its oauthTokenEnv names, which the binary reads. A subscription
 	// without one uses the login in its configDir. Never logged.
 	OAuthTokens map[string]string
+	// ModelMap maps model names clients hard-code (gpt-4o) to ones the
+	// gateway serves (sonnet); the pool config's modelMap. Default none.
+	ModelMap map[string]string
 	// Logger receives the request log. Default: discard.
 	Logger *slog.Logger
 	// Metrics records HTTP requests, allocations, failovers, rotations,
@@ -113,6 +120,7 @@ type Server struct {
 	tracer   trace.Tracer
 	engine   *gin.Engine
 	settles  *settleRetry // failed settlements, retried until they land
+	modelMap map[string]string
 }
 
 // ErrInvalidOptions is returned by New for options it cannot serve with.
@@ -122,7 +130,7 @@ var ErrInvalidOptions = errors.New("gateway: invalid options")
 func New(opts Options) (*Server, error) {
 	s := &Server{pool: opts.Pool, rdb: opts.Redis, backends: opts.Backends, tokens: map[string]string{},
 		keys: newKeyring(opts.APIKeys), maxBody: opts.MaxBodyBytes,
-		log: opts.Logger, metrics: opts.Metrics, tp: opts.TracerProvider}
+		log: opts.Logger, metrics: opts.Metrics, tp: opts.TracerProvider, modelMap: opts.ModelMap}
 	if s.tp == nil {
 		s.tp = otel.GetTracerProvider()
 	}
@@ -215,6 +223,8 @@ func (s *Server) routes() *gin.Engine {
 
 	v1 := e.Group("/v1", s.limitBody, s.apiAuth, s.rateLimit)
 	v1.POST("/chat/completions", s.chatCompletions)
+	v1.POST("/messages", s.messages)
+	v1.POST("/messages/count_tokens", s.countTokens)
 	v1.GET("/models", s.models)
 	v1.DELETE("/sessions/:id", s.deleteSession)
 
