@@ -345,8 +345,9 @@ func (s *Server) chatTools(c *gin.Context, req *ChatRequest, field string) {
 		writeError(c, err)
 		return
 	}
-	if sid := c.GetHeader(HeaderSessionID); sid != "" {
-		c.Header(HeaderSessionID, sid)
+	if err := echoSession(c); err != nil {
+		writeError(c, err)
+		return
 	}
 	c.Set(ctxAlloc, AllocFallback)
 	a := answer{id: "chatcmpl-" + c.GetString(ctxRequestID), created: time.Now().Unix(), model: req.Model}

@@ -1,9 +1,11 @@
-// Package gateway is the HTTP edge of authpool: an OpenAI-compatible chat
-// completions API that allocates each request to a subscription of the pool,
-// runs it on that subscription's backend (the Claude CLI) or on the fallback
-// backend, settles its usage and answers in OpenAI's shape (DESIGN §7). It
-// also serves the operator endpoints: health, readiness, models, session
-// release and the /debug views.
+// Package gateway is the HTTP edge of authpool: two dialects in front of one
+// pool (DESIGN §10), OpenAI's chat completions and Anthropic's Messages API.
+// It allocates each request to a subscription of the pool, runs it on that
+// subscription's backend (the Claude CLI) or on the fallback backend,
+// settles its usage and answers in the request's dialect (DESIGN §7).
+// Requests the CLI cannot serve (tools, images, documents) go to the
+// backend that supports tools. It also serves the operator endpoints:
+// health, readiness, models, session release and the /debug views.
 //
 // As an HTTP edge it logs (one line per request and the failures it handles);
 // prompts, answers, tokens and keys never reach a log line.

@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/authpool/authpool/pkg/backend"
+	"github.com/authpool/authpool/pkg/pool"
 )
 
 // ToolBackend serves what the CLI cannot: tools, tool_use and tool_result
@@ -54,8 +55,9 @@ func (s *Server) messagesTools(c *gin.Context, req *MessagesRequest, raw []byte,
 		writeError(c, err)
 		return
 	}
-	if sid := c.GetHeader(HeaderSessionID); sid != "" {
-		c.Header(HeaderSessionID, sid)
+	if err := echoSession(c); err != nil {
+		writeError(c, err)
+		return
 	}
 	c.Set(ctxAlloc, AllocFallback)
 	if !req.Stream {
@@ -88,6 +90,21 @@ func (s *Server) messagesTools(c *gin.Context, req *MessagesRequest, raw []byte,
 		return
 	}
 	s.settleTool(c, res)
+}
+
+// echoSession names a tool request's X-Session-Id in the answer, checked
+// like any session id. The request itself carries its conversation (tool
+// blocks cannot be replayed as text), so nothing is stored under it.
+func echoSession(c *gin.Context) error {
+	sid := c.GetHeader(HeaderSessionID)
+	if sid == "" {
+		return nil
+	}
+	if !pool.ValidSessionID(sid) {
+		return pool.ErrInvalidSession
+	}
+	c.Header(HeaderSessionID, sid)
+	return nil
 }
 
 // toolBody checks the envelope of a tool request (the blocks themselves are
