@@ -80,6 +80,12 @@ func TestMessagesHandler(t *testing.T) {
 		t.Errorf("backend got model %q system %q, want the mapped model", last.req.Model, last.req.SystemPrompt)
 	}
 
+	var list ModelList
+	if err := json.NewDecoder(h.do("GET", "/v1/models", nil).Body).Decode(&list); err != nil ||
+		list.Data[len(list.Data)-1].ID != "gpt-4o" {
+		t.Errorf("models %+v %v: the modelMap name is not listed", list, err)
+	}
+
 	r = h.do("POST", "/v1/messages", strings.Replace(messagesBody(`"one two"`), `"max_tokens"`, `"stream":true,"max_tokens"`, 1))
 	raw, _ := io.ReadAll(r.Body)
 	var events []string
