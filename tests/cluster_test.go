@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/openai/openai-go"
-	"github.com/openai/openai-go/option"
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/authpool/authpool/internal/redistest"
@@ -53,6 +53,9 @@ type clusterOpts struct {
 	// cluster's subs are replica 0's; replicaSubs has every replica's.
 	perReplica bool
 	config     map[string]any // more top-level keys of auth-pool.json
+	// tools lists an anthropic-api backend with supportsTools in
+	// backends.json (its base URL is fallbackURL).
+	tools bool
 }
 
 // sub is one subscription and its config dir.
@@ -170,6 +173,10 @@ func (c *cluster) writeDeployment(host, poolName string, o clusterOpts) (subs []
 	}
 	cfgPath, backendsPath = filepath.Join(host, "auth-pool.json"), filepath.Join(host, "backends.json")
 	writeJSON(t, cfgPath, cfg)
+	if o.tools {
+		backendsJSON = append(backendsJSON, map[string]any{"name": "anthropic-api", "type": "anthropic-api",
+			"supportsTools": true, "timeoutSeconds": 30})
+	}
 	writeJSON(t, backendsPath, map[string]any{"backends": backendsJSON})
 
 	return subs, cfgPath, backendsPath
@@ -426,7 +433,13 @@ func (c *cluster) sessionCount() int {
 // post sends a raw request to replica i.
 func (c *cluster) post(i int, body string, headers ...string) (*http.Response, []byte) {
 	c.t.Helper()
-	req, err := http.NewRequest("POST", c.replicas[i].url+"/v1/chat/completions", strings.NewReader(body))
+	return c.postTo(i, "/v1/chat/completions", body, headers...)
+}
+
+// postTo sends a raw request to a path of replica i.
+func (c *cluster) postTo(i int, path, body string, headers ...string) (*http.Response, []byte) {
+	c.t.Helper()
+	req, err := http.NewRequest("POST", c.replicas[i].url+path, strings.NewReader(body))
 	if err != nil {
 		c.t.Fatal(err)
 	}

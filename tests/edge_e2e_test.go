@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/openai/openai-go"
+	"github.com/openai/openai-go/v3"
 
 	"github.com/authpool/authpool/internal/redistest"
 	"github.com/authpool/authpool/internal/testutil"

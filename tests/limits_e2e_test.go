@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/openai/openai-go"
-	"github.com/openai/openai-go/option"
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
 )
 
 func ask(t *testing.T, client openai.Client, sid, text string) (*openai.ChatCompletion, *http.Response, error) {

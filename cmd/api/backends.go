@@ -71,9 +71,11 @@ func buildBackends(cfg *config, p *pool.Pool, log *slog.Logger) (gateway.Backend
 		return out, nil
 	}
 	opts := backend.APIOptions{APIKey: cfg.AnthropicAPIKey}
+	tools := false
 	if file != nil {
 		if bc, ok := file.Fallback(); ok {
 			opts = bc.APIOptions(cfg.AnthropicAPIKey)
+			tools = bc.SupportsTools
 		}
 	}
 	if cfg.AnthropicBaseURL != "" {
@@ -84,6 +86,11 @@ func buildBackends(cfg *config, p *pool.Pool, log *slog.Logger) (gateway.Backend
 		return gateway.Backends{}, fmt.Errorf("fallback backend: %w", err)
 	}
 	out.Fallback = fb
-	log.Info("fallback backend ready", "backend", fb.Name())
+	if tools {
+		// Only the Messages API can pass tools through: supportsTools on a
+		// claude-cli backend changes nothing (the CLI runs with no tools).
+		out.Tools = fb
+	}
+	log.Info("fallback backend ready", "backend", fb.Name(), "tools", tools)
 	return out, nil
 }

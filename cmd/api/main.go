@@ -142,7 +142,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 
 	srv, err := gateway.New(gateway.Options{Pool: p, Redis: rdb, Backends: backends, APIKeys: cfg.APIKeys,
 		AdminToken: cfg.AdminToken, RateLimitPerMinute: cfg.RateLimitPerMinute, TrustedProxies: cfg.TrustedProxies, OAuthTokens: tokens,
-		Logger: telemetry.Module(log, "gateway"), Metrics: metrics})
+		Logger: telemetry.Module(log, "gateway"), Metrics: metrics, ModelMap: modelMap(p)})
 	if err != nil {
 		return err
 	}
@@ -223,4 +223,12 @@ func openRedis(cfg *config) (redis.UniversalClient, *pool.Embedded, error) {
 		return nil, nil, fmt.Errorf("start embedded Redis: %w", err)
 	}
 	return e.Client, e, nil
+}
+
+// modelMap is the pool config's modelMap (none without a pool).
+func modelMap(p *pool.Pool) map[string]string {
+	if p == nil {
+		return nil
+	}
+	return p.Config().ModelMap
 }

@@ -217,7 +217,7 @@ func (a *AnthropicAPI) Run(ctx context.Context, _ Target, req Request, onDelta f
 	}
 	var res *Result
 	if req.Stream {
-		res, err = a.readStream(resp.Body, onDelta)
+		res, err = a.readStream(resp.Body, onDelta, nil)
 	} else {
 		res, err = a.readMessage(resp.Body)
 	}
@@ -227,16 +227,7 @@ func (a *AnthropicAPI) Run(ctx context.Context, _ Target, req Request, onDelta f
 		}
 		return nil, err
 	}
-	res.NumTurns = 1
-	res.DurationMS = time.Since(start).Milliseconds()
-	res.CostUSD = EstimateCostUSD(res.Model, res.Usage)
-	res.ModelUsage = map[string]ModelUsage{res.Model: {
-		InputTokens:              res.Usage.InputTokens,
-		OutputTokens:             res.Usage.OutputTokens,
-		CacheReadInputTokens:     res.Usage.CacheReadInputTokens,
-		CacheCreationInputTokens: res.Usage.CacheCreationInputTokens,
-		CostUSD:                  res.CostUSD,
-	}}
+	a.account(res, start)
 	return res, nil
 }
 

@@ -32,8 +32,9 @@ type sseEvent struct {
 var errStreamDone = errors.New("stream done")
 
 // readStream reads the server-sent events of a streaming answer, relaying
-// text deltas to onDelta as they arrive.
-func (a *AnthropicAPI) readStream(r io.Reader, onDelta func(string)) (*Result, error) {
+// text deltas to onDelta as they arrive, and every event but `error` (which
+// becomes the returned error) to onEvent (nil allowed) as its type and data.
+func (a *AnthropicAPI) readStream(r io.Reader, onDelta func(string), onEvent func(typ string, data []byte)) (*Result, error) {
 	res := &Result{}
 	var text strings.Builder
 	var data []byte
@@ -43,6 +44,9 @@ func (a *AnthropicAPI) readStream(r io.Reader, onDelta func(string)) (*Result, e
 		}
 		var ev sseEvent
 		err := json.Unmarshal(data, &ev)
+		if err == nil && onEvent != nil && ev.Type != "error" && ev.Type != "" {
+			onEvent(ev.Type, data)
+		}
 		data = data[:0]
 		if err != nil {
 			return fmt.Errorf("%w: %s: bad stream event: %s", ErrBackend, a.opts.Name, excerpt(err.Error()))

@@ -76,8 +76,10 @@ type BackendConfig struct {
 	MaxQueue int `json:"maxQueue,omitempty"`
 	// TimeoutSeconds bounds one turn. Default 600.
 	TimeoutSeconds int `json:"timeoutSeconds,omitempty"`
-	// SupportsTools is accepted from the seeds' format. The gateway refuses
-	// requests with tools (DESIGN §7), so it changes nothing.
+	// SupportsTools on the anthropic-api backend sends it the requests the
+	// CLI cannot serve (tools, tool blocks, images, documents), passed
+	// through. On a claude-cli backend it changes nothing: the CLI runs
+	// sandboxed with no tools (--tools ""), whatever this says.
 	SupportsTools bool `json:"supportsTools,omitempty"`
 	// BaseURL (anthropic-api) is the API's base URL. Default
 	// https://api.anthropic.com.

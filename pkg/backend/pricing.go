@@ -20,6 +20,16 @@ var prices = []struct {
 	{"haiku", price{1, 5}},
 }
 
+// knownModels are the full model names the price list above covers, listed
+// by GET /v1/models next to the aliases.
+var knownModels = []string{
+	"claude-opus-4-5", "claude-opus-4-1", "claude-opus-4-0", "claude-sonnet-4-5", "claude-sonnet-4-0",
+	"claude-3-7-sonnet-latest", "claude-haiku-4-5", "claude-3-5-haiku-latest", "claude-3-haiku-20240307",
+}
+
+// KnownModels returns the claude-* model names the price list knows.
+func KnownModels() []string { return append([]string(nil), knownModels...) }
+
 // Prompt-cache multipliers of the input price (5-minute cache writes).
 const (
 	cacheWriteFactor = 1.25

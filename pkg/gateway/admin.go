@@ -50,15 +50,6 @@ func (s *Server) ready(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "ready", "pool": s.pool != nil})
 }
 
-// models lists the model names the gateway passes to the CLI.
-func (s *Server) models(c *gin.Context) {
-	list := ModelList{Object: "list"}
-	for _, m := range modelAliases {
-		list.Data = append(list.Data, Model{ID: m, Object: "model", OwnedBy: "anthropic"})
-	}
-	c.JSON(http.StatusOK, list)
-}
-
 // deleteSession ends a session (DELETE /v1/sessions/:id): its subscription
 // gets the slot back, and its binding and stored conversation are gone. Only the API key that created the session may end it;
 // for another key it does not exist (404 session_not_found).

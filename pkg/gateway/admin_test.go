@@ -63,8 +63,21 @@ func TestModels(t *testing.T) {
 	if err := json.NewDecoder(r.Body).Decode(&list); err != nil || r.StatusCode != 200 {
 		t.Fatalf("%d %v", r.StatusCode, err)
 	}
-	if list.Object != "list" || len(list.Data) != 3 || list.Data[0].ID != "opus" {
+	ids := map[string]bool{}
+	for _, m := range list.Data {
+		ids[m.ID] = true
+	}
+	if list.Object != "list" || list.Data[0].ID != "opus" || !ids["haiku"] || !ids["claude-sonnet-4-5"] {
 		t.Errorf("models = %+v", list)
+	}
+	// The Anthropic SDKs send anthropic-version: their list shape.
+	r = h.do("GET", "/v1/models", nil, "anthropic-version", "2023-06-01")
+	var al struct {
+		Data    []struct{ ID, Type string } `json:"data"`
+		HasMore bool                        `json:"has_more"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&al); err != nil || len(al.Data) != len(list.Data) || al.Data[0].Type != "model" {
+		t.Errorf("anthropic models = %+v %v", al, err)
 	}
 }
 

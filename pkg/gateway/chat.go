@@ -60,6 +60,11 @@ func (s *Server) chatCompletions(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
+	req.Model = s.mapModel(req.Model)
+	if field := chatToolField(req); field != "" {
+		s.chatTools(c, req, field)
+		return
+	}
 	t, err := validate(req)
 	if err != nil {
 		writeError(c, err)

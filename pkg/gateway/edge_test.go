@@ -37,7 +37,7 @@ func TestBadInput(t *testing.T) {
 		{name: "tool role", body: `{"messages":[{"role":"tool","content":"x","tool_call_id":"a"}]}`, status: 400,
 			typ: "invalid_request_error", param: "messages[0].role"},
 		{name: "image part", body: `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"http://x"}}]}]}`,
-			status: 400, typ: "invalid_request_error", param: "messages[0].content[0].type"},
+			status: 400, typ: "invalid_request_error", param: "messages[0].content[0]"},
 		{name: "content of the wrong type", body: `{"messages":[{"role":"user","content":42}]}`, status: 400,
 			typ: "invalid_request_error", param: "messages[0].content"},
 		{name: "missing user content", body: `{"messages":[{"role":"user"}]}`, status: 400, typ: "invalid_request_error",

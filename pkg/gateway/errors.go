@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -17,7 +18,8 @@ import (
 )
 
 // Sentinel errors of the gateway. Every error a handler meets is mapped to an
-// HTTP status and an OpenAI-shaped body by classify, and nowhere else.
+// HTTP status and an OpenAI-shaped body by classify, and nowhere else; the
+// Anthropic dialect renders the same row in its own shape (problem.anthropic).
 var (
 	// ErrInvalidRequest: a body or field the gateway refuses. Field errors come
 	// as a *RequestError naming the field.
@@ -41,6 +43,9 @@ var (
 	// ErrNoFallback: the pool sent a request to the fallback but no fallback
 	// backend is configured (set ANTHROPIC_API_KEY).
 	ErrNoFallback = errors.New("gateway: no fallback backend configured")
+	// ErrNoCounter: /v1/messages/count_tokens without an anthropic-api
+	// backend to forward it to.
+	ErrNoCounter = errors.New("gateway: no backend counts tokens")
 	// ErrNoBackend: a subscription has no backend to run it.
 	ErrNoBackend = errors.New("gateway: no backend for subscription")
 )
@@ -91,11 +96,60 @@ type apiErrorBody struct {
 	Code    string `json:"code"`
 }
 
-// problem is one row of the error table, resolved for one error.
+// anthropicError is the Anthropic Messages API error body, the answer of
+// /v1/messages.
+type anthropicError struct {
+	Type  string             `json:"type"` // always "error"
+	Error anthropicErrorBody `json:"error"`
+}
+
+type anthropicErrorBody struct {
+	Type    string `json:"type"`
+	Message string `json:"message"`
+}
+
+// problem is one row of the error table, resolved for one error: the
+// OpenAI body and status, and what the Anthropic dialect answers instead.
 type problem struct {
 	status     int
 	body       apiErrorBody
 	retryAfter time.Duration
+	// exhausted: every subscription is spent and there is no fallback.
+	// OpenAI's dialect says 503 pool_exhausted, Anthropic's 529
+	// overloaded_error (which its SDKs know to retry).
+	exhausted bool
+}
+
+// statusOverloaded is Anthropic's "overloaded" status.
+const statusOverloaded = 529
+
+// anthropic renders the same row in the Anthropic dialect: status and
+// error type follow Anthropic's table, the message is the same fixed text.
+func (p problem) anthropic() (int, anthropicError) {
+	status, typ := p.status, "api_error"
+	switch {
+	case p.exhausted:
+		status, typ = statusOverloaded, "overloaded_error"
+	case p.status == http.StatusBadRequest, p.status == http.StatusMethodNotAllowed:
+		typ = "invalid_request_error"
+	case p.status == http.StatusUnauthorized:
+		typ = "authentication_error"
+	case p.status == http.StatusForbidden:
+		typ = "permission_error"
+	case p.status == http.StatusNotFound:
+		typ = "not_found_error"
+	case p.status == http.StatusRequestEntityTooLarge:
+		typ = "request_too_large"
+	case p.status == http.StatusTooManyRequests:
+		typ = "rate_limit_error"
+	case p.status == http.StatusGatewayTimeout:
+		typ = "timeout_error"
+	}
+	msg := p.body.Message
+	if p.body.Param != "" {
+		msg = p.body.Param + ": " + msg
+	}
+	return status, anthropicError{Type: "error", Error: anthropicErrorBody{Type: typ, Message: msg}}
 }
 
 // defaultRetry is the Retry-After of a 503 when nothing better is known.
@@ -141,6 +195,9 @@ func classify(err error) problem {
 			"debug endpoints need the admin token (Authorization: Bearer <ADMIN_TOKEN>) or a loopback client")
 	case errors.Is(err, pool.ErrSessionNotFound):
 		return row(http.StatusNotFound, "not_found_error", "session_not_found", "no such session")
+	case errors.Is(err, ErrNoCounter):
+		return row(http.StatusNotFound, "not_found_error", "count_tokens_unavailable",
+			"count_tokens is forwarded to the anthropic-api backend and none is configured (set ANTHROPIC_API_KEY); the CLI cannot count tokens")
 	case errors.Is(err, ErrNotFound):
 		return row(http.StatusNotFound, "not_found_error", "not_found", "no such route")
 	case errors.Is(err, ErrMethodNotAllowed):
@@ -178,11 +235,12 @@ func classify(err error) problem {
 	case errors.As(err, &ex):
 		p := row(http.StatusServiceUnavailable, "pool_exhausted", "pool_exhausted",
 			"every subscription is exhausted and fallback is off ("+ex.Reason+")")
-		p.retryAfter = ex.RetryAfter
+		p.retryAfter, p.exhausted = ex.RetryAfter, true
 		return p
 	case errors.Is(err, ErrNoFallback):
 		p := row(http.StatusServiceUnavailable, "pool_exhausted", "pool_exhausted",
 			"every subscription is exhausted and no fallback backend is configured")
+		p.exhausted = true
 		if errors.As(err, &rt) {
 			p.retryAfter = rt.After
 		}
@@ -206,7 +264,16 @@ func retryAfterSeconds(d time.Duration) string {
 	return strconv.FormatInt(s, 10)
 }
 
-// writeError answers c with the table's row for err and stops the chain.
+// anthropicDialect reports whether the request speaks Anthropic's dialect:
+// every route under /v1/messages answers errors in its shape, the refusals
+// of the middleware (key, body size, rate limit) included.
+func anthropicDialect(c *gin.Context) bool {
+	p := c.Request.URL.Path
+	return p == "/v1/messages" || strings.HasPrefix(p, "/v1/messages/")
+}
+
+// writeError answers c with the table's row for err, in the request's
+// dialect, and stops the chain.
 func writeError(c *gin.Context, err error) {
 	p := classify(err)
 	c.Set(ctxError, err)
@@ -216,6 +283,11 @@ func writeError(c *gin.Context, err error) {
 			ra = defaultRetry
 		}
 		c.Header("Retry-After", retryAfterSeconds(ra))
+	}
+	if anthropicDialect(c) {
+		status, body := p.anthropic()
+		c.AbortWithStatusJSON(status, body)
+		return
 	}
 	c.AbortWithStatusJSON(p.status, apiError{Error: p.body})
 }

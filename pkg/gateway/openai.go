@@ -110,6 +110,8 @@ type AssistantMessage struct {
 	Role    string  `json:"role"`
 	Content string  `json:"content"`
 	Refusal *string `json:"refusal"`
+	// ToolCalls are the function calls of an answer from the tools backend.
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
 }
 
 // CompletionUsage counts tokens: prompt_tokens = input + cache creation +
@@ -160,6 +162,8 @@ type ChunkChoice struct {
 type Delta struct {
 	Role    string `json:"role,omitempty"`
 	Content string `json:"content"`
+	// ToolCalls are pieces of function calls (tools backend only).
+	ToolCalls []ToolCallDelta `json:"tool_calls,omitempty"`
 }
 
 // Model is one entry of GET /v1/models.

@@ -1,9 +1,11 @@
-// Package gateway is the HTTP edge of authpool: an OpenAI-compatible chat
-// completions API that allocates each request to a subscription of the pool,
-// runs it on that subscription's backend (the Claude CLI) or on the fallback
-// backend, settles its usage and answers in OpenAI's shape (DESIGN §7). It
-// also serves the operator endpoints: health, readiness, models, session
-// release and the /debug views.
+// Package gateway is the HTTP edge of authpool: two dialects in front of one
+// pool (DESIGN §10), OpenAI's chat completions and Anthropic's Messages API.
+// It allocates each request to a subscription of the pool, runs it on that
+// subscription's backend (the Claude CLI) or on the fallback backend,
+// settles its usage and answers in the request's dialect (DESIGN §7).
+// Requests the CLI cannot serve (tools, images, documents) go to the
+// backend that supports tools. It also serves the operator endpoints:
+// health, readiness, models, session release and the /debug views.
 //
 // As an HTTP edge it logs (one line per request and the failures it handles);
 // prompts, answers, tokens and keys never reach a log line.
@@ -42,6 +44,10 @@ type Backends struct {
 	// Fallback serves fallback allocations (anthropic-api); nil when none is
 	// configured, and then a fallback allocation answers 503 pool_exhausted.
 	Fallback backend.Backend
+	// Tools serves what the CLI cannot (tools, tool blocks, images,
+	// documents): the anthropic-api backend when backends.json marks it
+	// supportsTools; nil refuses such requests with 400 naming the field.
+	Tools ToolBackend
 }
 
 // Options configure a Server.
@@ -77,6 +83,9 @@ type Options struct {
 	// its oauthTokenEnv names, which the binary reads. A subscription
 	// without one uses the login in its configDir. Never logged.
 	OAuthTokens map[string]string
+	// ModelMap maps model names clients hard-code (gpt-4o) to ones the
+	// gateway serves (sonnet); the pool config's modelMap. Default none.
+	ModelMap map[string]string
 	// Logger receives the request log. Default: discard.
 	Logger *slog.Logger
 	// Metrics records HTTP requests, allocations, failovers, rotations,
@@ -119,6 +128,7 @@ type Server struct {
 	engine   *gin.Engine
 	settles  *settleRetry // failed settlements, retried until they land
 	healer   *healer      // writes back what a Redis restart took; nil without a pool
+	modelMap map[string]string
 }
 
 // ErrInvalidOptions is returned by New for options it cannot serve with.
@@ -128,7 +138,7 @@ var ErrInvalidOptions = errors.New("gateway: invalid options")
 func New(opts Options) (*Server, error) {
 	s := &Server{pool: opts.Pool, rdb: opts.Redis, backends: opts.Backends, tokens: map[string]string{},
 		keys: newKeyring(opts.APIKeys), maxBody: opts.MaxBodyBytes,
-		log: opts.Logger, metrics: opts.Metrics, tp: opts.TracerProvider}
+		log: opts.Logger, metrics: opts.Metrics, tp: opts.TracerProvider, modelMap: opts.ModelMap}
 	if s.tp == nil {
 		s.tp = otel.GetTracerProvider()
 	}
@@ -231,6 +241,8 @@ func (s *Server) routes() *gin.Engine {
 
 	v1 := e.Group("/v1", s.limitBody, s.apiAuth, s.rateLimit)
 	v1.POST("/chat/completions", s.chatCompletions)
+	v1.POST("/messages", s.messages)
+	v1.POST("/messages/count_tokens", s.countTokens)
 	v1.GET("/models", s.models)
 	v1.DELETE("/sessions/:id", s.deleteSession)
 

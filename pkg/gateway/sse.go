@@ -52,20 +52,38 @@ func (s *sseWriter) Event(v any) error {
 	if err != nil {
 		return err
 	}
-	return s.raw(b)
+	return s.raw("", b)
 }
 
-// Done sends the terminating `data: [DONE]`.
-func (s *sseWriter) Done() error { return s.raw([]byte("[DONE]")) }
+// Named sends v as one event of the given type (`event:` then `data:`), the
+// framing of Anthropic's stream.
+func (s *sseWriter) Named(event string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return s.raw(event, b)
+}
 
-func (s *sseWriter) raw(data []byte) error {
+// NamedRaw sends data, already JSON, as one event of the given type.
+func (s *sseWriter) NamedRaw(event string, data []byte) error { return s.raw(event, data) }
+
+// Done sends the terminating `data: [DONE]`.
+func (s *sseWriter) Done() error { return s.raw("", []byte("[DONE]")) }
+
+func (s *sseWriter) raw(event string, data []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failed != nil {
 		return s.failed
 	}
 	s.start()
-	buf := make([]byte, 0, len(data)+8)
+	buf := make([]byte, 0, len(event)+len(data)+16)
+	if event != "" {
+		buf = append(buf, "event: "...)
+		buf = append(buf, event...)
+		buf = append(buf, '\n')
+	}
 	buf = append(buf, "data: "...)
 	buf = append(buf, data...)
 	buf = append(buf, "\n\n"...)

@@ -34,6 +34,19 @@ func validModel(m string) bool {
 // decodeChat reads and strictly decodes a chat request. Unknown fields are
 // refused, so a feature the gateway does not know is never silently dropped.
 func decodeChat(r io.Reader) (*ChatRequest, error) {
+	data, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	var req ChatRequest
+	if err := strictDecode(data, &req); err != nil {
+		return nil, err
+	}
+	return &req, nil
+}
+
+// readBody reads a request body within the limit limitBody set.
+func readBody(r io.Reader) ([]byte, error) {
 	data, err := io.ReadAll(r)
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
@@ -42,16 +55,21 @@ func decodeChat(r io.Reader) (*ChatRequest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: read body: %w", ErrInvalidRequest, err)
 	}
+	return data, nil
+}
+
+// strictDecode decodes one JSON object into v, refusing unknown fields and
+// trailing data.
+func strictDecode(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	var req ChatRequest
-	if err := dec.Decode(&req); err != nil {
-		return nil, &RequestError{Message: "malformed JSON body: " + jsonProblem(err)}
+	if err := dec.Decode(v); err != nil {
+		return &RequestError{Message: "malformed JSON body: " + jsonProblem(err)}
 	}
 	if dec.More() {
-		return nil, &RequestError{Message: "malformed JSON body: trailing data after the object"}
+		return &RequestError{Message: "malformed JSON body: trailing data after the object"}
 	}
-	return &req, nil
+	return nil
 }
 
 // jsonProblem describes a decoding error without echoing request content.
@@ -242,8 +260,19 @@ func validate(req *ChatRequest) (*turn, error) {
 			convo = append(convo, backend.Message{Role: m.Role, Content: text})
 		}
 	}
+	if err := t.setConversation(system, convo, fmt.Sprintf("messages[%d].content", len(req.Messages)-1)); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// setConversation fills t from the system texts and the user/assistant
+// messages of a request, either dialect: the trailing user messages are the
+// new turn, what precedes them the history. lastField names the last
+// message's content in errors.
+func (t *turn) setConversation(system []string, convo []backend.Message, lastField string) error {
 	if len(convo) == 0 || convo[len(convo)-1].Role != "user" {
-		return nil, badField("messages", "the last non-system message must be from the user")
+		return badField("messages", "the last non-system message must be from the user")
 	}
 	t.system = strings.Join(system, "\n\n")
 	for _, m := range convo {
@@ -263,9 +292,9 @@ func validate(req *ChatRequest) (*turn, error) {
 	}
 	t.newTurn = strings.Join(parts, "\n\n")
 	if strings.TrimSpace(t.newTurn) == "" {
-		return nil, badField(fmt.Sprintf("messages[%d].content", len(req.Messages)-1), "the new user message is empty")
+		return badField(lastField, "the new user message is empty")
 	}
-	return t, nil
+	return nil
 }
 
 // refuseUnsupported refuses the features the CLI cannot provide, naming the field.

@@ -35,6 +35,10 @@ type Config struct {
 	// oldest turns go first. At least MinConversationBytes, at most
 	// MaxConversationBytes. Default 262144.
 	ConversationMaxBytes int `json:"conversationMaxBytes,omitempty"`
+	// ModelMap maps model names clients hard-code (gpt-4o) to one the
+	// gateway serves: an alias (opus, sonnet, haiku) or a claude-* name.
+	// Keys match ^[A-Za-z0-9._:/-]{1,100}$, at most 64 entries. Default none.
+	ModelMap map[string]string `json:"modelMap,omitempty"`
 }
 
 // SubscriptionConfig is one subscription in the config file.

@@ -74,6 +74,9 @@ var badConfigs = []badConfig{
 		subAt(d, 1)["maxClientsPerSub"] = -1
 	}, paths: []string{"subscriptions[0].oauthTokenEnv", "subscriptions[0].weeklyBudget",
 		"subscriptions[1].maxClientsPerSub", "subscriptions[1].weeklyBudget"}},
+	{name: "model map", edit: func(d obj) {
+		d["modelMap"] = obj{"gpt-4o": "--dangerously-skip-permissions", "bad key!": "sonnet"}
+	}, paths: []string{"modelMap", "modelMap.gpt-4o"}, code: true},
 	{name: "pool-wide numbers and name", edit: func(d obj) {
 		d["maxClientsPerSubscription"], d["weeklyBudgetThreshold"], d["pool"] = -1, 1.5, "my pool"
 	}, paths: []string{"maxClientsPerSubscription", "pool", "weeklyBudgetThreshold"}},

@@ -184,8 +184,29 @@ func (c *Config) problems() []Problem {
 	if c.ConversationMaxBytes != 0 && (c.ConversationMaxBytes < MinConversationBytes || c.ConversationMaxBytes > MaxConversationBytes) {
 		ps.add("conversationMaxBytes", "want %d to %d bytes, got %d", MinConversationBytes, MaxConversationBytes, c.ConversationMaxBytes)
 	}
+	if len(c.ModelMap) > MaxModelMap {
+		ps.add("modelMap", "want at most %d entries, got %d", MaxModelMap, len(c.ModelMap))
+	}
+	for from, to := range c.ModelMap {
+		if !modelMapKey.MatchString(from) {
+			ps.add("modelMap", "key %s: want 1 to 100 of A-Z a-z 0-9 . _ : / -", quote(from))
+		}
+		if !modelMapTarget.MatchString(to) {
+			ps.add("modelMap."+from, "want opus, sonnet, haiku or a claude-* name, got %s", quote(to))
+		}
+	}
 	return ps
 }
+
+// MaxModelMap bounds the entries of modelMap.
+const MaxModelMap = 64
+
+// modelMap's shapes: a target reaches the CLI's --model, so it is one of
+// the names the gateway accepts itself (nothing that could read as a flag).
+var (
+	modelMapKey    = regexp.MustCompile(`^[A-Za-z0-9._:/-]{1,100}$`)
+	modelMapTarget = regexp.MustCompile(`^(opus|sonnet|haiku|claude-[A-Za-z0-9._-]{1,100})$`)
+)
 
 // budgetWant describes a valid weekly budget in problem messages.
 var budgetWant = "want a number of USD > 0 and at most " + strconv.FormatFloat(MaxWeeklyBudget, 'f', -1, 64)
