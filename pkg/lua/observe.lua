@@ -40,15 +40,21 @@ for j = 1, m do
     local p = 'w:' .. name .. ':'
     if at >= int(redis.call('HGET', sub_key, p .. 'at')) then
       applied = applied + 1
-      redis.call('HSET', sub_key, p .. 'at', ms(at), p .. 'status', st, p .. 'reset', ms(reset or 0))
+      -- What a reading leaves out stands from the last one while it speaks
+      -- of the same period (CLI versions differ in what they print): a
+      -- reset not said is kept; a utilization not said is kept only when
+      -- the reset is the one it was read with.
+      local stored_reset = int(redis.call('HGET', sub_key, p .. 'reset'))
+      if not reset or reset <= 0 then reset = stored_reset end
+      redis.call('HSET', sub_key, p .. 'at', ms(at), p .. 'status', st, p .. 'reset', ms(reset))
       if util then
         redis.call('HSET', sub_key, p .. 'util', string.format('%.6f', util))
-      else
+      elseif reset ~= stored_reset then
         redis.call('HDEL', sub_key, p .. 'util')
       end
       -- One usage_threshold event per rule per crossing per window period:
       -- the flag holds the reset of the period it fired in.
-      if util and (reset or 0) > now then
+      if util and reset > now then
         for i = 1, n do
           local t = ARGV[3 + i]
           local flag = 'othr:' .. name .. ':' .. t
