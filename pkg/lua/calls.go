@@ -238,6 +238,9 @@ type RebalanceArgs struct {
 	// on the first call.
 	From, To   string
 	Candidates []string
+	// BlockAdmit: no session moves to a subscription whose observed
+	// 5-hour utilization is at or over it (0: none).
+	BlockAdmit float64
 }
 
 // RebalanceReply is rebalance.lua's answer.
@@ -267,6 +270,7 @@ func Rebalance(ctx context.Context, c Scripter, k Keys, subs *SubSet, a Rebalanc
 		keys = append(keys, k.Session(sid))
 		args = append(args, sid)
 	}
+	args = append(args, blockAdmit(a.BlockAdmit))
 	v, err := run(ctx, c, "rebalance", rebalanceScript, keys, 7, args...)
 	if err != nil {
 		return RebalanceReply{}, err

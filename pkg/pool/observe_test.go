@@ -315,3 +315,34 @@ func atoi(t testing.TB, s string) int64 {
 	}
 	return n
 }
+
+// The rebalancer moves no idle session onto a subscription whose observed
+// 5-hour window is nearly spent: that would be a new session there.
+func TestRebalanceAvoidsSpentFiveHourWindow(t *testing.T) {
+	tg := redistest.Mini(t)
+	start := time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC)
+	c := newClock(tg, start)
+	ctx := context.Background()
+	cfg := pooltest.Config(2, 1000, 10)
+	cfg.Rebalancing.CostGapThreshold, cfg.Rebalancing.MaxClientsToMovePerCycle = 5, 1
+	p := newPool(t, tg, cfg)
+	epoch, _ := p.NextEpoch(ctx)
+	a := mustAllocate(t, p, "s0", PriorityNormal)
+	mustSettle(t, p, Usage{RequestID: "big", SubscriptionID: a.Subscription.ID, SessionID: "s0", CostUSD: 20})
+	other := "sub01"
+	if a.Subscription.ID == other {
+		other = "sub00"
+	}
+	mustObserve(t, p, other, Observation{Window: WindowFiveHour, Utilization: frac(0.95),
+		ResetAt: start.Add(8 * time.Minute), ObservedAt: start})
+	c.advance(6 * time.Minute)
+	r, err := p.Rebalance(ctx, epoch)
+	if err != nil || r.Moved != 0 {
+		t.Fatalf("rebalance = %+v, %v; want no move onto %s (5-hour window at 95%%)", r, err, other)
+	}
+	c.advance(3 * time.Minute) // the window resets
+	r, err = p.Rebalance(ctx, epoch)
+	if err != nil || r.Moved != 1 || r.To != other {
+		t.Fatalf("after the reset: %+v, %v; want the move to %s", r, err, other)
+	}
+}
