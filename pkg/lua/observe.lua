@@ -4,6 +4,13 @@
 -- observation time is the gateway's (when the CLI printed the line), not
 -- TIME, so that it orders readings the way the CLI made them.
 --
+-- A script of its own, called right after the run, rather than more ARGV of
+-- settle.lua: a turn that fails on its limit, or prints no result, has
+-- readings but may have nothing to settle, and a settle is retried in the
+-- background for up to an hour, when its readings would be stale (newest
+-- wins would discard them anyway, but the approaching status and the
+-- threshold events would come late).
+--
 -- KEYS[1] -> authpool:{P}:sub:<id> (HASH; fields w:<window>:util, :reset,
 --            :status, :at, and othr:<window>:<threshold> flags)
 -- KEYS[2] -> its :hourly HASH
