@@ -92,6 +92,9 @@ local weekly = weekly_micros(sub_key, hourly_key, f[4], f[5], now, true)
 local frac = weekly_frac(sub_key, weekly, budget, now)
 local st = usable_status(frac, approach_at, sub_key, now)
 redis.call('HSET', sub_key, 'status', st, 'statusReason', '', 'until', '0')
+-- Made usable by hand, a refused login's episode ends here: its recovered
+-- is this one, and a later refusal starts again at the shortest cooldown.
+redis.call('HDEL', sub_key, 'authSince', 'authFailures')
 emit(events_key, 'recovered', 'info', id, 'Subscription ' .. id .. ' recovered from ' .. status,
   { previousStatus = status, reason = reason }, now)
 return { CODE_OK, st, '0' }
