@@ -18,9 +18,17 @@ func subscriptionSamples(p *pool.Pool) func(context.Context) ([]telemetry.Subscr
 		}
 		out := make([]telemetry.SubscriptionSample, 0, len(snap.Subscriptions))
 		for _, s := range snap.Subscriptions {
-			out = append(out, telemetry.SubscriptionSample{ID: s.ID, Status: s.Status,
+			smp := telemetry.SubscriptionSample{ID: s.ID, Status: s.Status,
 				WeeklyUsed: s.WeeklyUsed, WeeklyBudget: s.WeeklyBudget, Health: s.Health.Display,
-				Clients: float64(s.Clients), BlockCost: s.BlockCost, BurnRate: s.BurnRate})
+				Clients: float64(s.Clients), BlockCost: s.BlockCost, BurnRate: s.BurnRate}
+			for _, name := range []string{pool.WindowFiveHour, pool.WindowSevenDay} {
+				w := s.Windows[name]
+				// The figure in force: the observation while current, 0
+				// once its window has reset; none when never observed.
+				smp.Windows = append(smp.Windows, telemetry.WindowSample{Name: name, Utilization: w.Used,
+					Reset: w.ResetAt})
+			}
+			out = append(out, smp)
 		}
 		return out, nil
 	}

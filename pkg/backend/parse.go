@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // cliResult is the `result` object the CLI prints: the last line of
@@ -194,7 +195,9 @@ func (d *StreamDecoder) Line(line []byte) error {
 			if len(d.rateLimits) == maxRateLimits {
 				d.rateLimits = d.rateLimits[1:]
 			}
-			d.rateLimits = append(d.rateLimits, l.RateLimitInfo.reading())
+			r := l.RateLimitInfo.reading()
+			r.ObservedAt = time.Now()
+			d.rateLimits = append(d.rateLimits, r)
 		}
 		return nil
 	case "stream_event", "assistant", "result":

@@ -34,6 +34,10 @@ type RateLimit struct {
 	// Windows are the readings of every window the event carries
 	// (unifiedWindows), keyed by window name.
 	Windows map[string]WindowReading
+	// ObservedAt is when the line was read: the pool keeps the newest
+	// reading of each window, ordered by this time, not by when a replica
+	// gets round to recording it.
+	ObservedAt time.Time
 }
 
 // WindowReading is one window of unifiedWindows.

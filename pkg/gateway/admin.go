@@ -99,6 +99,40 @@ type subscriptionView struct {
 	Requests                      int64      `json:"requests"`
 	EstimatedHoursUntilExhaustion float64    `json:"estimatedHoursUntilExhaustion"`
 	Health                        healthView `json:"health"`
+	// WeeklySource says where weeklyPercent comes from: observed (the
+	// CLI's seven_day utilization), reset (that window has reset: 0) or
+	// estimate (weeklyUsed/weeklyBudget).
+	WeeklySource string                `json:"weeklySource"`
+	Windows      map[string]windowView `json:"windows"`
+	AuthFailures int                   `json:"authFailures,omitempty"`
+}
+
+// windowView is one usage window as the CLI last reported it.
+type windowView struct {
+	// Utilization is the last observed fraction; Used the one in force
+	// (0 once the window has reset); both absent when never observed.
+	Utilization *float64   `json:"utilization,omitempty"`
+	Used        *float64   `json:"used,omitempty"`
+	Reset       *time.Time `json:"reset,omitempty"`
+	Status      string     `json:"status,omitempty"`
+	// Source is observed, reset or estimate (nothing observed).
+	Source string `json:"source"`
+	// AgeSeconds is how long ago it was observed (absent: never).
+	AgeSeconds *float64 `json:"ageSeconds,omitempty"`
+}
+
+func windowViews(now time.Time, ws map[string]pool.WindowStatus) map[string]windowView {
+	out := make(map[string]windowView, len(ws))
+	for name, w := range ws {
+		v := windowView{Utilization: w.Utilization, Used: w.Used, Reset: timePtr(w.ResetAt), Status: w.Status,
+			Source: w.Source}
+		if !w.ObservedAt.IsZero() {
+			age := now.Sub(w.ObservedAt).Seconds()
+			v.AgeSeconds = &age
+		}
+		out[name] = v
+	}
+	return out
 }
 
 // healthView is the health score with the parts of its formula.
@@ -143,7 +177,8 @@ func (s *Server) debugPool(c *gin.Context) {
 			Requests: st.Requests, EstimatedHoursUntilExhaustion: st.EstimatedHoursUntilExhaustion,
 			Health: healthView{Score: st.Health.Score, WeeklyPercent: st.Health.WeeklyPercent,
 				BlockPercent: st.Health.BlockPercent, BurnPenalty: st.Health.BurnPenalty,
-				Clients: st.Health.Clients, IdleBonus: st.Health.IdleBonus}})
+				Clients: st.Health.Clients, IdleBonus: st.Health.IdleBonus},
+			WeeklySource: st.WeeklySource, Windows: windowViews(snap.Now, st.Windows), AuthFailures: st.AuthFailures})
 	}
 	fb, err := s.pool.FallbackUsage(c.Request.Context())
 	if err != nil {

@@ -92,6 +92,7 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 		stop := s.heartbeat(ctx, sid, turnID)
 		res, err := s.runOn(ctx, alloc, t, sid, pl, onDelta)
 		stop()
+		s.observeLimits(ctx, sub.ID, res, err)
 		if err == nil {
 			s.succeeded(ctx, sub.ID)
 			s.settle(ctx, reqID, turnID, sub.ID, sid, res)
@@ -121,13 +122,19 @@ func (s *Server) judge(ctx context.Context, subID string, err error) (retry bool
 	var le *backend.LimitError
 	switch {
 	case errors.As(err, &le):
-		s.mark(ctx, subID, pool.StatusLimited, "limit", le.ResetAt)
+		// The window the CLI's rejected rate_limit_event named is the
+		// reason, so the limit_reached event says which window is spent.
+		reason := "limit"
+		if le.Window == backend.WindowFiveHour || le.Window == backend.WindowSevenDay {
+			reason = le.Window
+		}
+		s.mark(ctx, subID, pool.StatusLimited, reason, le.ResetAt)
 		return true
 	case errors.Is(err, backend.ErrLimited):
 		s.mark(ctx, subID, pool.StatusLimited, "limit", time.Time{})
 		return true
 	case errors.Is(err, backend.ErrAuth):
-		s.mark(ctx, subID, pool.StatusCooldown, "auth", time.Time{})
+		s.authFailed(ctx, subID)
 		return true
 	case errors.Is(err, backend.ErrTimeout), errors.Is(err, backend.ErrBackend):
 		if ctx.Err() == nil {
@@ -361,6 +368,20 @@ func (s *Server) failed(ctx context.Context, subID string) {
 		s.log.WarnContext(ctx, "subscription marked", "subscription", subID, "status", r.Status,
 			"reason", "failures", "until", r.Until, "changed", true)
 	}
+}
+
+// authFailed counts a refused login in the pool: a doubling cooldown and,
+// first of an episode, an auth_failed event.
+func (s *Server) authFailed(ctx context.Context, subID string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+	defer cancel()
+	r, err := s.pool.AuthFailed(ctx, subID)
+	if err != nil {
+		s.log.ErrorContext(ctx, "auth failure not counted", "subscription", subID, "error", err)
+		return
+	}
+	s.log.WarnContext(ctx, "subscription marked", "subscription", subID, "status", r.Status,
+		"reason", "auth", "until", r.Until, "changed", r.Tripped, "refusals", r.Failures)
 }
 
 // succeeded ends the subscription's run of failures.

@@ -25,9 +25,13 @@
 -- ARGV[19+n] -> turn lease, ms
 -- ARGV[20+n] -> idle age, ms: a subscription's cap counts its active
 --            sessions only (a turn within this age, or a turn in flight)
+-- ARGV[21+n] -> block admission threshold: a subscription whose observed,
+--            current 5-hour utilization is at or over it takes no new
+--            binding ('' or absent: no such limit); bound sessions stay
 -- Returns {code, subId, kind, cliSession, from, reason, retryAfterMs}
 --   CODE_OK: bound; kind "resumed" (same subscription) or "bound" (new binding)
 --   CODE_FALLBACK: fallback (no eligible subscription); reason says why
+--           (no_subscriptions, all_unavailable, five_hour_window, weekly_budget, capacity)
 --   CODE_EXHAUSTED: exhausted (as CODE_FALLBACK, but fallback is off)
 --   CODE_STALE_SUBS: stale subscription list (SCARD differs from n): reload and retry
 --   CODE_NOT_FOUND: the session belongs to another owner: for this caller it does
@@ -49,6 +53,7 @@ local owner = ARGV[17 + n]
 local turn = ARGV[18 + n]
 local lease_ms = tonumber(ARGV[19 + n])
 local idle_ms = tonumber(ARGV[20 + n])
+local block_admit = tonumber(ARGV[21 + n])
 local inflight_key = KEYS[4 + 3 * n]
 local sess_key = KEYS[2]
 local events_key = KEYS[3]
@@ -79,17 +84,21 @@ local function state(i)
     'maxClients', 'blockStart', 'blockCost')
   local budget = to_micros(f[5])
   local weekly = weekly_micros(sk, hk, f[3], f[4], now, true)
-  local frac = 1
-  if budget > 0 then frac = weekly / budget end
+  local frac, src = weekly_frac(sk, weekly, budget, now)
   local status = f[1] or 'removed'
   if status == 'available' or status == 'approaching' then
-    local st = usable_status(frac, approach_at)
+    local st = usable_status(frac, approach_at, sk, now)
     if st ~= status then redis.call('HSET', sk, 'status', st); status = st end
   else
     status = restore_if_due(sk, events_key, id, status, f[2], frac, approach_at, now)
   end
-  return { id = id, sk = sk, ck = ck, status = status, until_v = int(f[2]), frac = frac, weekly = weekly,
-    budget = budget, max = int(f[6]), blockStart = f[7], blockCost = to_micros(f[8]) }
+  -- Health counts no weekly usage without a budget or an observation.
+  local hfrac = frac
+  if src == 'estimate' and budget <= 0 then hfrac = 0 end
+  local w5 = window(sk, 'five_hour', now)
+  return { id = id, sk = sk, ck = ck, status = status, until_v = int(f[2]), frac = frac, hfrac = hfrac, weekly = weekly,
+    budget = budget, max = int(f[6]), blockStart = f[7], blockCost = to_micros(f[8]),
+    block_obs = w5.used, block_full = block_admit ~= nil and w5.used ~= nil and w5.used >= block_admit }
 end
 
 local function touch(ck, sub)
@@ -143,7 +152,7 @@ if resume_only then return { CODE_RESUME_MISS, '', '', '', '', '', 0 } end
 -- New binding: highest unclamped health score; ties: fewer clients, then id.
 local W = weights(8)
 local best, best_score, best_clients = nil, nil, nil
-local reasons = { status = 0, capacity = 0, budget = 0 }
+local reasons = { status = 0, capacity = 0, budget = 0, block = 0 }
 local earliest = 0
 for i = 1, n do
   local s = state(i)
@@ -157,9 +166,13 @@ for i = 1, n do
       reasons.capacity = reasons.capacity + 1
     elseif s.frac >= admit then
       reasons.budget = reasons.budget + 1
+    elseif s.block_full then
+      -- Pacing: a nearly spent 5-hour window takes no new sessions until
+      -- it resets; the ones already there continue (resume above).
+      reasons.block = reasons.block + 1
     else
       local active = block_active(s.blockStart, now)
-      local score = health(W, s.weekly, s.budget, s.blockCost, active, clients,
+      local score = health(W, s.hfrac, s.block_obs, s.blockCost, active, clients,
         burn_rate(s.blockCost, s.blockStart, now))
       if best == nil or score > best_score
         or (score == best_score and (clients < best_clients or (clients == best_clients and s.id < best.id))) then
@@ -172,6 +185,7 @@ end
 if best == nil then
   local reason = 'no_subscriptions'
   if reasons.status > 0 then reason = 'all_unavailable' end
+  if reasons.block > 0 then reason = 'five_hour_window' end
   if reasons.budget > 0 then reason = 'weekly_budget' end
   if reasons.capacity > 0 then reason = 'capacity' end
   local retry = 0

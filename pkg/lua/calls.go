@@ -27,6 +27,10 @@ type AllocateArgs struct {
 	LeaseMS int64
 	// IdleMS is the idle age: the cap counts sessions active within it.
 	IdleMS int64
+	// BlockAdmit is the block admission threshold: no new binding on a
+	// subscription whose observed 5-hour utilization is at or over it
+	// (0: none).
+	BlockAdmit float64
 }
 
 // AllocateReply is allocate.lua's answer.
@@ -55,7 +59,7 @@ func Allocate(ctx context.Context, c Scripter, k Keys, subs *SubSet, a AllocateA
 	}
 	args = append(args, mode, len(subs.ids))
 	args = append(args, subs.ids...)
-	args = append(args, a.Owner, a.TurnID, a.LeaseMS, a.IdleMS)
+	args = append(args, a.Owner, a.TurnID, a.LeaseMS, a.IdleMS, blockAdmit(a.BlockAdmit))
 	v, err := run(ctx, c, "allocate", allocateScript, keys, 7, args...)
 	if v == nil {
 		return AllocateReply{}, err
@@ -234,6 +238,9 @@ type RebalanceArgs struct {
 	// on the first call.
 	From, To   string
 	Candidates []string
+	// BlockAdmit: no session moves to a subscription whose observed
+	// 5-hour utilization is at or over it (0: none).
+	BlockAdmit float64
 }
 
 // RebalanceReply is rebalance.lua's answer.
@@ -263,6 +270,7 @@ func Rebalance(ctx context.Context, c Scripter, k Keys, subs *SubSet, a Rebalanc
 		keys = append(keys, k.Session(sid))
 		args = append(args, sid)
 	}
+	args = append(args, blockAdmit(a.BlockAdmit))
 	v, err := run(ctx, c, "rebalance", rebalanceScript, keys, 7, args...)
 	if err != nil {
 		return RebalanceReply{}, err
@@ -298,4 +306,12 @@ func Status(ctx context.Context, c Scripter, k Keys, subs *SubSet, a StatusArgs)
 		return nil, fmt.Errorf("lua: status: %w", err)
 	}
 	return []byte(s), nil
+}
+
+// blockAdmit is ARGV's block admission threshold: ” when there is none.
+func blockAdmit(f float64) any {
+	if f <= 0 {
+		return ""
+	}
+	return f
 }

@@ -56,20 +56,63 @@ local function rfc3339(t)
     math.floor(sod / 3600), math.floor((sod % 3600) / 60), sod % 60)
 end
 
--- weekly_micros returns the rolling 7-day usage of a subscription: the stored
--- total while it was computed in the current hour, else the sum of the hourly
--- buckets floor(now/1h)-167 .. floor(now/1h). With write, older buckets are
--- deleted and the recomputed total stored.
+-- Observed windows (issue 11): the CLI's rate_limit_event readings, kept
+-- per window in the subscription hash as w:<window>:util (fraction, absent
+-- when the CLI did not say), w:<window>:reset, w:<window>:at (Unix ms) and
+-- w:<window>:status. observe.lua writes them, newest observation wins.
+local WINDOW_LEN = { five_hour = BLOCK, seven_day = WINDOW_HOURS * HOUR }
+local WEEK = WINDOW_HOURS * HOUR
+
+-- window reads one observed window. current: its window has not reset since
+-- it was observed (without a reset time, for the window's length after the
+-- observation). used: the utilization in force, the observation while
+-- current and 0 once its window has reset; nil when no utilization was ever
+-- observed (the estimate stands). source says which.
+local function window(sub_key, name, now)
+  local p = 'w:' .. name .. ':'
+  local f = redis.call('HMGET', sub_key, p .. 'util', p .. 'reset', p .. 'status', p .. 'at')
+  local w = { name = name, util = tonumber(f[1]), reset = int(f[2]), status = f[3] or '', at = int(f[4]) }
+  w.current = false
+  if w.at > 0 then
+    if w.reset > 0 then w.current = now < w.reset else w.current = now < w.at + WINDOW_LEN[name] end
+  end
+  w.source = 'estimate'
+  if w.util and w.at > 0 then
+    if w.current then w.used, w.source = w.util, 'observed' else w.used, w.source = 0, 'reset' end
+  end
+  return w
+end
+
+-- week_start is the first hour of the weekly usage window: the hour of the
+-- observed seven_day reset minus 7 days (moved on by whole weeks once that
+-- reset has passed), never older than the rolling 168 hours; the rolling
+-- window alone before any reset was observed.
+local function week_start(reset, now)
+  local oldest = math.floor(now / HOUR) - (WINDOW_HOURS - 1)
+  if reset <= 0 then return oldest end
+  local anchor = reset - WEEK
+  if anchor + WEEK <= now then anchor = anchor + math.floor((now - anchor) / WEEK) * WEEK end
+  local h = math.floor(anchor / HOUR)
+  if h > oldest then return h end
+  return oldest
+end
+
+-- weekly_micros returns the weekly usage of a subscription: the stored
+-- total while it was computed in the current hour from the same start, else
+-- the sum of the hourly buckets from week_start to floor(now/1h). With
+-- write, buckets older than 168 hours are deleted and the total stored.
 local function weekly_micros(sub_key, hourly_key, stored, stored_hour, now, write)
   local cur = math.floor(now / HOUR)
-  if int(stored_hour) == cur then return to_micros(stored) end
+  local a = redis.call('HMGET', sub_key, 'w:seven_day:reset', 'weeklyFrom')
+  local first = week_start(int(a[1]), now)
+  if int(stored_hour) == cur and int(a[2]) == first then return to_micros(stored) end
   local oldest = cur - (WINDOW_HOURS - 1)
   local flat = redis.call('HGETALL', hourly_key)
   local sum = 0
   local old = {}
   for i = 1, #flat, 2 do
     local h = tonumber(flat[i])
-    if h and h >= oldest and h <= cur then
+    if h and h >= first and h <= cur then
       sum = sum + to_micros(flat[i + 1])
     elseif not h or h < oldest then
       -- Out of the window. A bucket after cur (the clock stepped back, e.g.
@@ -79,9 +122,19 @@ local function weekly_micros(sub_key, hourly_key, stored, stored_hour, now, writ
   end
   if write then
     if #old > 0 then redis.call('HDEL', hourly_key, unpack(old)) end
-    redis.call('HSET', sub_key, 'weeklyUsed', usd(sum), 'weeklyHour', ms(cur))
+    redis.call('HSET', sub_key, 'weeklyUsed', usd(sum), 'weeklyHour', ms(cur), 'weeklyFrom', ms(first))
   end
   return sum
+end
+
+-- weekly_frac is the weekly fraction admission and health use: the observed
+-- seven_day utilization while it is current (0 once its window reset), else
+-- the estimate weekly/budget (1 without a budget). Also returns its source.
+local function weekly_frac(sub_key, weekly, budget, now)
+  local w = window(sub_key, 'seven_day', now)
+  if w.used then return w.used, w.source end
+  if budget > 0 then return weekly / budget, 'estimate' end
+  return 1, 'estimate'
 end
 
 -- block_state follows ccusage: a block is active while now < blockStart + 5h.
@@ -99,18 +152,22 @@ end
 
 -- health returns the unclamped score and its parts. W holds the weights:
 -- weekly, block, blockRef (USD), clients, burn, burnFree (USD/h), idleBonus.
-local function health(W, weekly_micros_v, budget_micros, block_cost_micros, block_is_active, clients, burn)
-  local weekly_pct = 0
-  if budget_micros > 0 then weekly_pct = weekly_micros_v / budget_micros * 100 end
+-- frac is the weekly fraction (weekly_frac); block_obs the observed current
+-- 5-hour utilization, which stands in for the block's cost estimate (nil:
+-- none observed).
+local function health(W, frac, block_obs, block_cost_micros, block_is_active, clients, burn)
+  local weekly_pct = frac * 100
   local block_pct = 0
-  if block_is_active then
+  if block_obs then
+    block_pct = block_obs * 100
+  elseif block_is_active then
     block_pct = (block_cost_micros / 1000000) / W.blockRef * 100
     if block_pct > 100 then block_pct = 100 end
   end
   local burn_pen = burn - W.burnFree
   if burn_pen < 0 then burn_pen = 0 end
   local bonus = 0
-  if not block_is_active then bonus = W.idleBonus end
+  if not block_is_active and not (block_obs and block_obs > 0) then bonus = W.idleBonus end
   local score = 100 - W.weekly * weekly_pct - W.block * block_pct - W.clients * clients - W.burn * burn_pen + bonus
   return score, weekly_pct, block_pct, burn_pen, bonus
 end
@@ -135,20 +192,35 @@ local function emit(events_key, etype, severity, sub, message, data, now)
   redis.call('PUBLISH', events_key, etype)
 end
 
--- usable_status is the usable status matching a weekly fraction.
-local function usable_status(frac, approach_at)
+-- usable_status is the usable status matching a weekly fraction and, with
+-- sub_key, the observed windows: a current allowed_warning, or a current
+-- observed utilization at or over the threshold, is approaching too.
+local function usable_status(frac, approach_at, sub_key, now)
   if approach_at > 0 and frac >= approach_at then return 'approaching' end
+  if sub_key then
+    for _, name in ipairs({ 'five_hour', 'seven_day' }) do
+      local w = window(sub_key, name, now)
+      if w.current and (w.status == 'allowed_warning' or (approach_at > 0 and w.used and w.used >= approach_at)) then
+        return 'approaching'
+      end
+    end
+  end
   return 'available'
 end
 
 -- restore_if_due ends a limited/cooldown status whose until has passed and
--- returns the status in force.
+-- returns the status in force. A cooldown for refused credentials ends
+-- without a recovered event: the login is only on probation until a turn
+-- succeeds (failures.lua says recovered then).
 local function restore_if_due(sub_key, events_key, id, status, until_v, frac, approach_at, now)
   if (status == 'limited' or status == 'cooldown') and int(until_v) > 0 and int(until_v) <= now then
-    local st = usable_status(frac, approach_at)
+    local st = usable_status(frac, approach_at, sub_key, now)
+    local reason = redis.call('HGET', sub_key, 'statusReason')
     redis.call('HSET', sub_key, 'status', st, 'statusReason', '', 'until', '0')
-    emit(events_key, 'recovered', 'info', id, 'Subscription ' .. id .. ' recovered from ' .. status,
-      { previousStatus = status }, now)
+    if not (status == 'cooldown' and reason == 'auth') then
+      emit(events_key, 'recovered', 'info', id, 'Subscription ' .. id .. ' recovered from ' .. status,
+        { previousStatus = status }, now)
+    end
     return st
   end
   return status

@@ -31,10 +31,9 @@ for i = 1, n do
   if f[1] then
     local budget = to_micros(f[5])
     local weekly = weekly_micros(sk, hk, f[3], f[4], now, true)
-    local frac = 1
-    if budget > 0 then frac = weekly / budget end
+    local frac = weekly_frac(sk, weekly, budget, now)
     if usable(f[1]) then
-      local st = usable_status(frac, approach_at)
+      local st = usable_status(frac, approach_at, sk, now)
       if st ~= f[1] then redis.call('HSET', sk, 'status', st) end
     else
       local st = restore_if_due(sk, events_key, id, f[1], f[2], frac, approach_at, now)

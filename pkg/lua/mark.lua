@@ -5,7 +5,8 @@
 -- KEYS[3] -> authpool:{P}:events (STREAM)
 -- ARGV[1] -> subscription id
 -- ARGV[2] -> status: limited | cooldown | disabled | available
--- ARGV[3] -> reason (free text: "usage_limit", "auth", "failures", "operator", …)
+-- ARGV[3] -> reason (free text: "usage_limit", "auth", "failures", "operator", …;
+--            "five_hour" / "seven_day": the window a limit was reached in)
 -- ARGV[4] -> until, Unix ms (limited: the provider's reset time, 0 = the end
 --            of the current block, or one hour when no block is active;
 --            cooldown: now + ARGV[5] when 0). Every limited until, and a
@@ -64,10 +65,17 @@ if want == 'limited' or want == 'cooldown' then
     return { CODE_UNCHANGED, status, ms(until_v) }
   end
   redis.call('HSET', sub_key, 'status', want, 'statusReason', reason, 'until', ms(until_v))
+  -- A reason naming a window (five_hour, seven_day: the CLI's rejected
+  -- rate_limit_event said which) is named in the event.
+  local window_name = nil
+  if reason == 'five_hour' or reason == 'seven_day' then window_name = reason end
   local msg = 'Subscription ' .. id .. ' reached its usage limit; resets at ' .. rfc3339(until_v)
+  if window_name then
+    msg = 'Subscription ' .. id .. ' reached its ' .. window_name .. ' usage limit; resets at ' .. rfc3339(until_v)
+  end
   if want == 'cooldown' then msg = 'Subscription ' .. id .. ' cooling down (' .. reason .. ') until ' .. rfc3339(until_v) end
   emit(events_key, 'limit_reached', 'warning', id, msg,
-    { status = want, reason = reason, ['until'] = until_v, previousStatus = status }, now)
+    { status = want, reason = reason, window = window_name, ['until'] = until_v, previousStatus = status }, now)
   return { CODE_OK, want, ms(until_v) }
 end
 
@@ -81,10 +89,12 @@ end
 if usable(status) then return { CODE_UNCHANGED, status, '0' } end
 local budget = to_micros(f[6])
 local weekly = weekly_micros(sub_key, hourly_key, f[4], f[5], now, true)
-local frac = 1
-if budget > 0 then frac = weekly / budget end
-local st = usable_status(frac, approach_at)
+local frac = weekly_frac(sub_key, weekly, budget, now)
+local st = usable_status(frac, approach_at, sub_key, now)
 redis.call('HSET', sub_key, 'status', st, 'statusReason', '', 'until', '0')
+-- Made usable by hand, a refused login's episode ends here: its recovered
+-- is this one, and a later refusal starts again at the shortest cooldown.
+redis.call('HDEL', sub_key, 'authSince', 'authFailures')
 emit(events_key, 'recovered', 'info', id, 'Subscription ' .. id .. ' recovered from ' .. status,
   { previousStatus = status, reason = reason }, now)
 return { CODE_OK, st, '0' }

@@ -26,6 +26,9 @@
 -- ARGV[7] -> n; ARGV[8..7+n] -> subscription ids, in KEYS order
 -- ARGV[8+n], ARGV[9+n] -> the expected source and destination ('' at first)
 -- ARGV[10+n] -> k; ARGV[11+n..10+n+k] -> candidate session ids on the source
+-- ARGV[11+n+k] -> block admission threshold: a destination whose observed,
+--            current 5-hour utilization is at or over it takes no session
+--            ('' or absent: no such limit)
 -- Returns {code, moved, gap, from, to, needed, now}
 --   CODE_OK: done (moved may be 0)
 --   CODE_NEED_CANDIDATES: a move is needed from `from` to `to`; call again
@@ -49,6 +52,7 @@ local admit = tonumber(ARGV[6])
 local n = tonumber(ARGV[7])
 local want_from, want_to = ARGV[8 + n], ARGV[9 + n]
 local k = tonumber(ARGV[10 + n])
+local block_admit = tonumber(ARGV[11 + n + k])
 local events_key = KEYS[2]
 local inflight_key = KEYS[4 + 3 * n]
 local now = now_ms()
@@ -89,7 +93,13 @@ local fs = side(fsk, fhk)
 local ts, tw, tb, tmax = side(tsk, thk)
 local function none() return reply(CODE_NOTHING_TO_DO, 0, usd(gap), from, to, 1, now) end
 if not usable(fs) or not usable(ts) then return none() end
-if tb <= 0 or tw / tb >= admit then return none() end
+-- The destination's weekly fraction as allocate admits by it: observed
+-- while current, else the estimate.
+if weekly_frac(tsk, tw, tb, now) >= admit then return none() end
+if block_admit then
+  local w5 = window(tsk, 'five_hour', now)
+  if w5.used and w5.used >= block_admit then return none() end
+end
 drop_stale(tck, inflight_key, stale_ms, now)
 -- Room is counted in active sessions, as allocate counts it.
 local room = tmax - active_clients(tck, live_leases(inflight_key, now), idle_ms, now, nil)

@@ -52,6 +52,8 @@ var (
 	demoteSrc string
 	//go:embed failures.lua
 	failuresSrc string
+	//go:embed observe.lua
+	observeSrc string
 	//go:embed conversation_append.lua
 	conversationAppendSrc string
 	//go:embed conversation_load.lua
@@ -84,6 +86,7 @@ var (
 	promoteScript   = newScript(promoteSrc)
 	demoteScript    = newScript(demoteSrc)
 	failuresScript  = newScript(libSrc, failuresSrc)
+	observeScript   = newScript(libSrc, observeSrc)
 
 	conversationAppendScript = newScript(conversationAppendSrc)
 	conversationLoadScript   = newScript(conversationLoadSrc)
@@ -91,7 +94,7 @@ var (
 	all = []*redis.Script{syncScript, allocateScript, settleScript, markScript,
 		releaseScript, maintainScript, rebalanceScript, statusScript, turnScript,
 		gcraScript, touchScript, deadScript, trimScript, promoteScript, demoteScript,
-		failuresScript, conversationAppendScript, conversationLoadScript}
+		failuresScript, observeScript, conversationAppendScript, conversationLoadScript}
 )
 
 // Scripter is what the wrappers need of a Redis client.

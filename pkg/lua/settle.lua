@@ -80,12 +80,16 @@ if not fallback then
   local budget = to_micros(f[3])
   local frac_before, frac_after = 1, 1
   if budget > 0 then frac_before, frac_after = before / budget, after / budget end
+  -- The observed seven_day utilization, while current, stands for the
+  -- estimate; its thresholds are observe.lua's to announce.
+  local w7 = window(sub_key, 'seven_day', now)
   if usable(status) then
-    local st = usable_status(frac_after, approach_at)
+    local st = usable_status(w7.used or frac_after, approach_at, sub_key, now)
     if st ~= status then redis.call('HSET', sub_key, 'status', st); status = st end
   end
   -- One usage_threshold event per rule per crossing: a flag is set when the
   -- threshold is crossed and cleared only once usage has fallen back under it.
+  if w7.used then n = 0 end
   for i = 1, n do
     local t = ARGV[16 + i]
     local tf = tonumber(t)

@@ -111,7 +111,13 @@ func TestEveryScriptCallStaysInOneSlot(t *testing.T) {
 	must(err)
 	_, err = Mark(ctx, c, k, MarkArgs{SubID: "sub2", Status: "limited", Reason: "t", CooldownMS: 1000})
 	must(err)
-	_, err = Failure(ctx, c, k, FailureArgs{SubID: "sub3", Failed: true, Threshold: 1, CooldownMS: 1000})
+	_, err = Failure(ctx, c, k, FailureArgs{SubID: "sub3", Outcome: OutcomeFailed, Threshold: 1, CooldownMS: 1000})
+	must(err)
+	_, err = Failure(ctx, c, k, FailureArgs{SubID: "sub2", Outcome: OutcomeAuth, Threshold: 1, AuthMinMS: 1000, AuthMaxMS: 8000})
+	must(err)
+	u := 0.5
+	_, err = Observe(ctx, c, k, ObserveArgs{SubID: "sub1", ApproachAt: 0.8, Thresholds: []string{"0.4"},
+		Observations: []Observation{{Window: "five_hour", Utilization: &u, ResetMS: 4102444800000, Status: "allowed", AtMS: 1}}})
 	must(err)
 	_, err = Status(ctx, c, k, subs, StatusArgs{StaleMS: 1000, Weights: DefaultWeights, IdleMS: 500})
 	must(err)

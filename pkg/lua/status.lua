@@ -11,7 +11,13 @@
 -- ARGV[11+n] -> idle age, ms ('' or absent: every live client counts as active)
 -- KEYS[2+3n] -> authpool:{P}:inflight (ZSET; absent with ARGV[11+n])
 -- Returns a JSON document {now, stale, subscriptions:[…]} (money as strings),
--- with stale = true when the SET no longer has n members.
+-- with stale = true when the SET no longer has n members. Each subscription
+-- has windows.five_hour and windows.seven_day: the observed utilization
+-- (string, '' never observed), used (the fraction in force, '' none), reset,
+-- observedAt (ms, 0 unknown), status, current and source (observed: the
+-- observation stands; reset: its window has reset since, it counts as 0;
+-- estimate: none observed, the weekly budget estimate stands), and
+-- weeklySource, the source of weeklyPercent.
 
 local stale_ms = tonumber(ARGV[1])
 local approach_at = tonumber(ARGV[2])
@@ -31,15 +37,27 @@ for i = 1, n do
   for j = 1, #h, 2 do f[h[j]] = h[j + 1] end
   local budget = to_micros(f.weeklyBudget)
   local weekly = weekly_micros(sk, hk, f.weeklyUsed, f.weeklyHour, now, false)
-  local frac = 1
-  if budget > 0 then frac = weekly / budget end
+  local frac, src = weekly_frac(sk, weekly, budget, now)
   local status = f.status or 'removed'
   local until_v = int(f['until'])
   if (status == 'limited' or status == 'cooldown') and until_v > 0 and until_v <= now then
-    status = usable_status(frac, approach_at); until_v = 0
+    status = usable_status(frac, approach_at, sk, now); until_v = 0
   elseif usable(status) then
-    status = usable_status(frac, approach_at)
+    status = usable_status(frac, approach_at, sk, now)
   end
+  local windows = {}
+  local w5
+  for _, name in ipairs({ 'five_hour', 'seven_day' }) do
+    local w = window(sk, name, now)
+    if name == 'five_hour' then w5 = w end
+    local util, used = '', ''
+    if w.util then util = string.format('%.4f', w.util) end
+    if w.used then used = string.format('%.4f', w.used) end
+    windows[name] = { utilization = util, used = used, reset = w.reset, observedAt = w.at,
+      status = w.status, current = w.current, source = w.source }
+  end
+  local hfrac = frac
+  if src == 'estimate' and budget <= 0 then hfrac = 0 end
   local clients = redis.call('ZCOUNT', ck, '(' .. ms(now - stale_ms), '+inf')
   -- The cap and the health score count active clients; idle ones are shown.
   local act = clients
@@ -48,7 +66,7 @@ for i = 1, n do
   local block_cost = 0
   if active then block_cost = to_micros(f.blockCost) end
   local burn = burn_rate(block_cost, f.blockStart, now)
-  local score, wp, bp, burn_pen, bonus = health(W, weekly, budget, block_cost, active, act, burn)
+  local score, wp, bp, burn_pen, bonus = health(W, hfrac, w5.used, block_cost, active, act, burn)
   local shown = score
   if shown < 0 then shown = 0 elseif shown > 100 then shown = 100 end
   local eta = -1
@@ -64,6 +82,7 @@ for i = 1, n do
     tokens = int(f.tokens), requests = int(f.requests), clients = clients, maxClients = int(f.maxClients),
     activeClients = act, idleClients = math.max(0, clients - act),
     estimatedHoursUntilExhaustion = string.format('%.2f', eta),
+    weeklySource = src, windows = windows, authFailures = int(f.authFailures),
     health = { score = string.format('%.4f', score), display = string.format('%.2f', shown),
       weeklyPercent = string.format('%.4f', wp), blockPercent = string.format('%.4f', bp),
       burnPenalty = string.format('%.4f', burn_pen), clients = act, idleBonus = bonus },

@@ -33,6 +33,10 @@ const (
 	// TypeExhausted: a bound session lost its subscription, no other could
 	// take it and fallback is off, so it is refused (503 pool_exhausted).
 	TypeExhausted = "exhausted"
+	// TypeAuthFailed: a subscription's login was refused (critical); once
+	// per episode, which a successful turn ends (recovered). Someone must
+	// log in again in its config dir or make a new setup-token.
+	TypeAuthFailed = "auth_failed"
 )
 
 // Severities of events.
@@ -54,7 +58,8 @@ var ErrMalformedEvent = errors.New("notify: malformed event")
 
 func validType(t string) bool {
 	switch t {
-	case TypeUsageThreshold, TypeFailover, TypeRotation, TypeLimitReached, TypeRecovered, TypeExhausted:
+	case TypeUsageThreshold, TypeFailover, TypeRotation, TypeLimitReached, TypeRecovered, TypeExhausted,
+		TypeAuthFailed:
 		return true
 	}
 	return false

@@ -15,6 +15,10 @@ type Config struct {
 	// WeeklyBudgetThreshold is the fraction of the weekly budget at which new
 	// normal-priority sessions stop being admitted. In (0,1]. Default 0.85.
 	WeeklyBudgetThreshold float64 `json:"weeklyBudgetThreshold"`
+	// BlockAdmissionThreshold is the observed 5-hour utilization at which a
+	// subscription takes no new sessions until that window resets (the
+	// sessions already on it continue). In (0,1]. Default 0.9.
+	BlockAdmissionThreshold float64 `json:"blockAdmissionThreshold,omitempty"`
 	// FallbackWhenExhausted sends requests to the paid fallback backend when no
 	// subscription is eligible; false answers 503 pool_exhausted. Default true.
 	FallbackWhenExhausted *bool `json:"fallbackWhenExhausted,omitempty"`
@@ -92,7 +96,8 @@ type NotificationsConfig struct {
 
 // NotificationRule routes one event type to channels.
 type NotificationRule struct {
-	// Type is usage_threshold, failover, exhausted, rotation, limit_reached or
+	// Type is usage_threshold, failover, exhausted, rotation, limit_reached,
+	// auth_failed or
 	// recovered.
 	Type string `json:"type"`
 	// Threshold is the weekly-budget fraction in (0,1] of a usage_threshold rule.
@@ -107,6 +112,7 @@ type NotificationRule struct {
 const (
 	DefaultMaxClientsPerSubscription = 15
 	DefaultWeeklyBudgetThreshold     = 0.85
+	DefaultBlockAdmissionThreshold   = 0.9
 	DefaultIntervalSeconds           = 300
 	DefaultCostGapThreshold          = 5.0
 	DefaultMaxClientsToMovePerCycle  = 3
@@ -132,6 +138,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.WeeklyBudgetThreshold == 0 {
 		c.WeeklyBudgetThreshold = DefaultWeeklyBudgetThreshold
+	}
+	if c.BlockAdmissionThreshold == 0 {
+		c.BlockAdmissionThreshold = DefaultBlockAdmissionThreshold
 	}
 	if c.Rebalancing.IntervalSeconds == 0 {
 		c.Rebalancing.IntervalSeconds = DefaultIntervalSeconds

@@ -169,7 +169,7 @@ func TestConfigSeedExamplesLoadUnchanged(t *testing.T) {
 	t.Setenv("HOME", home)
 	on := true
 	integration := &Config{
-		MaxClientsPerSubscription: 15, WeeklyBudgetThreshold: 0.85, FallbackWhenExhausted: &on,
+		MaxClientsPerSubscription: 15, WeeklyBudgetThreshold: 0.85, BlockAdmissionThreshold: 0.9, FallbackWhenExhausted: &on,
 		Rebalancing: RebalancingConfig{Enabled: &on, IntervalSeconds: 300, CostGapThreshold: 5, MaxClientsToMovePerCycle: 3},
 		Notifications: NotificationsConfig{
 			Rules: []NotificationRule{
@@ -233,7 +233,7 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	want := Config{
 		Subscriptions:             []SubscriptionConfig{{ID: "a", Email: "a@example.com", Type: "claude-max", ConfigDir: "/srv/claude-a", WeeklyBudget: 100}},
-		MaxClientsPerSubscription: 15, WeeklyBudgetThreshold: 0.85,
+		MaxClientsPerSubscription: 15, WeeklyBudgetThreshold: 0.85, BlockAdmissionThreshold: 0.9,
 		Rebalancing: RebalancingConfig{IntervalSeconds: 300, CostGapThreshold: 5, MaxClientsToMovePerCycle: 3},
 		Pool:        "default", IdleAfterSeconds: 300, StaleAfterSeconds: 3600, ConversationMaxBytes: 262144,
 	}

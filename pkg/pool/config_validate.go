@@ -87,7 +87,7 @@ var (
 // Rule types and channels a config may name.
 var (
 	subscriptionTypes = []string{"claude-pro", "claude-max", "api"}
-	ruleTypes         = []string{"usage_threshold", "failover", "exhausted", "rotation", "limit_reached", "recovered"}
+	ruleTypes         = []string{"usage_threshold", "failover", "exhausted", "rotation", "limit_reached", "recovered", "auth_failed"}
 	channels          = []string{"webhook", "log"}
 )
 
@@ -160,6 +160,10 @@ func (c *Config) problems() []Problem {
 	}
 	if !(c.WeeklyBudgetThreshold > 0 && c.WeeklyBudgetThreshold <= 1) {
 		ps.add("weeklyBudgetThreshold", "want a fraction in (0,1], got %v", c.WeeklyBudgetThreshold)
+	}
+	// 0 is the default's (applyDefaults), as for a config built in code.
+	if c.BlockAdmissionThreshold != 0 && !(c.BlockAdmissionThreshold > 0 && c.BlockAdmissionThreshold <= 1) {
+		ps.add("blockAdmissionThreshold", "want a fraction in (0,1], got %v", c.BlockAdmissionThreshold)
 	}
 	r := c.Rebalancing
 	if r.IntervalSeconds < 10 {

@@ -28,7 +28,7 @@ type FailureResult struct {
 // them in a row, wherever they happened, put the subscription in cooldown
 // for the pool's Cooldown, as Mark with reason "failures" would.
 func (p *Pool) Failed(ctx context.Context, subID string) (FailureResult, error) {
-	r, err := p.failure(ctx, subID, true)
+	r, err := p.failure(ctx, subID, lua.OutcomeFailed)
 	if err != nil {
 		return FailureResult{}, err
 	}
@@ -42,16 +42,46 @@ func (p *Pool) Failed(ctx context.Context, subID string) (FailureResult, error) 
 // Succeeded ends a subscription's run of failures: the next failure counts
 // from one again.
 func (p *Pool) Succeeded(ctx context.Context, subID string) error {
-	_, err := p.failure(ctx, subID, false)
+	_, err := p.failure(ctx, subID, lua.OutcomeSucceeded)
 	return err
 }
 
-func (p *Pool) failure(ctx context.Context, subID string, failed bool) (lua.FailureReply, error) {
+// The auth cooldown: AuthCooldownMin for the first refused login of an
+// episode, doubling with each further one in a row, at most AuthCooldownMax
+// (a login that is gone stays gone until someone logs in again; retrying it
+// every five minutes only fills the logs).
+const (
+	AuthCooldownMin = 5 * time.Minute
+	AuthCooldownMax = 6 * time.Hour
+)
+
+// AuthFailed counts a refused login of a subscription in Redis, where every
+// replica's add up: it goes to cooldown (reason "auth") for AuthCooldownMin,
+// doubled for each further refusal in a row up to AuthCooldownMax, and the
+// first refusal of an episode writes one auth_failed event (critical) that
+// says what to do. A refusal while the subscription already cools down for
+// its login (a turn that started earlier) changes nothing. The first turn
+// that succeeds afterwards ends the episode with a recovered event
+// (Succeeded).
+func (p *Pool) AuthFailed(ctx context.Context, subID string) (FailureResult, error) {
+	r, err := p.failure(ctx, subID, lua.OutcomeAuth)
+	if err != nil {
+		return FailureResult{}, err
+	}
+	res := FailureResult{Failures: r.Failures, Tripped: r.Tripped, Status: r.Status}
+	if r.UntilMS > 0 {
+		res.Until = time.UnixMilli(r.UntilMS)
+	}
+	return res, nil
+}
+
+func (p *Pool) failure(ctx context.Context, subID string, outcome string) (lua.FailureReply, error) {
 	if _, ok := p.byID[subID]; !ok {
 		return lua.FailureReply{}, fmt.Errorf("pool: failures of %q: %w", subID, ErrUnknownSubscription)
 	}
-	r, err := lua.Failure(ctx, p.rdb, p.keys, lua.FailureArgs{SubID: subID, Failed: failed,
-		Threshold: p.threshold, CooldownMS: p.cooldown.Milliseconds()})
+	r, err := lua.Failure(ctx, p.rdb, p.keys, lua.FailureArgs{SubID: subID, Outcome: outcome,
+		Threshold: p.threshold, CooldownMS: p.cooldown.Milliseconds(),
+		AuthMinMS: AuthCooldownMin.Milliseconds(), AuthMaxMS: AuthCooldownMax.Milliseconds()})
 	if errors.Is(err, lua.ErrNotFound) {
 		return lua.FailureReply{}, fmt.Errorf("pool: failures of %q (not synced): %w", subID, ErrUnknownSubscription)
 	}

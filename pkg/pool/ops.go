@@ -95,7 +95,8 @@ func (p *Pool) AllocateTurn(ctx context.Context, tr TurnRequest) (Allocation, er
 	args := lua.AllocateArgs{SessionID: sessionID, Priority: string(pr), Admit: p.admit(pr),
 		ResumeLimit: p.resume, ApproachAt: p.approachAt, StaleMS: p.staleMS(),
 		FallbackOK: p.cfg.FallbackEnabled(), Weights: p.weights, Owner: owner,
-		TurnID: tr.TurnID, LeaseMS: p.turnLease.Milliseconds(), IdleMS: p.idleMS()}
+		TurnID: tr.TurnID, LeaseMS: p.turnLease.Milliseconds(), IdleMS: p.idleMS(),
+		BlockAdmit: p.cfg.BlockAdmissionThreshold}
 	var r lua.AllocateReply
 	// Fast path: this replica saw the session on a subscription; resume
 	// there with only that subscription's keys. The script verifies it.

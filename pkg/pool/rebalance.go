@@ -30,7 +30,7 @@ type RebalanceResult struct {
 func (p *Pool) Rebalance(ctx context.Context, epoch int64) (RebalanceResult, error) {
 	args := lua.RebalanceArgs{Epoch: epoch, GapThreshold: FormatUSD(p.cfg.Rebalancing.CostGapThreshold),
 		IdleMS: p.idleMS(), StaleMS: p.staleMS(), MaxMoves: p.cfg.Rebalancing.MaxClientsToMovePerCycle,
-		Admit: p.admit(PriorityHigh)}
+		Admit: p.admit(PriorityHigh), BlockAdmit: p.cfg.BlockAdmissionThreshold}
 	var r lua.RebalanceReply
 	call := func(s *lua.SubSet) error {
 		var err error

@@ -33,7 +33,8 @@ type SubscriptionStatus struct {
 	Until        time.Time
 	WeeklyUsed   float64
 	WeeklyBudget float64
-	// WeeklyPercent is WeeklyUsed/WeeklyBudget·100.
+	// WeeklyPercent is the weekly fraction in force ·100: the observed
+	// seven_day utilization while current, else WeeklyUsed/WeeklyBudget.
 	WeeklyPercent float64
 	BlockActive   bool
 	BlockStart    time.Time
@@ -56,6 +57,15 @@ type SubscriptionStatus struct {
 	// nothing is burning.
 	EstimatedHoursUntilExhaustion float64
 	Health                        Health
+	// WeeklySource says where WeeklyPercent comes from: SourceObserved
+	// (the CLI's seven_day utilization), SourceReset (that window reset
+	// since: 0) or SourceEstimate (WeeklyUsed/WeeklyBudget).
+	WeeklySource string
+	// Windows are the observed usage windows, keyed by WindowFiveHour and
+	// WindowSevenDay.
+	Windows map[string]WindowStatus
+	// AuthFailures counts the refused logins in a row.
+	AuthFailures int
 }
 
 // Statuses lists every subscription status, the usable ones first: the
@@ -97,7 +107,13 @@ type rawStatus struct {
 		IdleClients   int    `json:"idleClients"`
 		MaxClients    int    `json:"maxClients"`
 		ETA           string `json:"estimatedHoursUntilExhaustion"`
-		Health        struct {
+		WeeklySource  string `json:"weeklySource"`
+		AuthFailures  int    `json:"authFailures"`
+		Windows       struct {
+			FiveHour rawWindow `json:"five_hour"`
+			SevenDay rawWindow `json:"seven_day"`
+		} `json:"windows"`
+		Health struct {
 			Score         string  `json:"score"`
 			Display       string  `json:"display"`
 			WeeklyPercent string  `json:"weeklyPercent"`
@@ -146,6 +162,9 @@ func (rs *rawStatus) snapshot() *Snapshot {
 			Health: Health{Score: atof(r.Health.Score), Display: atof(r.Health.Display),
 				WeeklyPercent: atof(r.Health.WeeklyPercent), BlockPercent: atof(r.Health.BlockPercent),
 				BurnPenalty: atof(r.Health.BurnPenalty), Clients: r.Health.Clients, IdleBonus: r.Health.IdleBonus},
+			WeeklySource: r.WeeklySource, AuthFailures: r.AuthFailures,
+			Windows: map[string]WindowStatus{WindowFiveHour: r.Windows.FiveHour.status(),
+				WindowSevenDay: r.Windows.SevenDay.status()},
 		})
 	}
 	return s

@@ -28,6 +28,18 @@ type SubscriptionSample struct {
 	// Status is the status in force, one of the statuses given to
 	// ObserveSubscriptions.
 	Status string
+	// Windows are the subscription's usage windows (label window).
+	Windows []WindowSample
+}
+
+// WindowSample is one usage window of a subscription.
+type WindowSample struct {
+	// Name labels the series (window).
+	Name string
+	// Utilization is the fraction used, 0..1; nil leaves the series out.
+	Utilization *float64
+	// Reset is when the window resets; zero leaves the series out.
+	Reset time.Time
 }
 
 // snapshotTimeout bounds one read of the samples during a scrape.
@@ -70,6 +82,10 @@ func (m *Metrics) ObserveSubscriptions(statuses []string, read func(context.Cont
 	status := g("authpool_subscription_status", "1", "1 for a subscription's current status, 0 for the others.")
 	block := g("authpool_subscription_block_cost_usd", "USD", "Cost of a subscription's active 5-hour block.")
 	burn := g("authpool_subscription_burn_rate_usd_per_hour", "USD/h", "Burn rate in a subscription's active block.")
+	wutil := g("authpool_subscription_window_utilization", "1",
+		"Fraction of a subscription's usage window used, as the provider reported it (0 once the window reset).")
+	wreset := g("authpool_subscription_window_reset_timestamp_seconds", "s",
+		"When a subscription's usage window resets, Unix seconds.")
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("telemetry: observe subscriptions: %w", err)
 	}
@@ -89,6 +105,15 @@ func (m *Metrics) ObserveSubscriptions(statuses []string, read func(context.Cont
 			o.ObserveFloat64(clients, s.Clients, one)
 			o.ObserveFloat64(block, s.BlockCost, one)
 			o.ObserveFloat64(burn, s.BurnRate, one)
+			for _, w := range s.Windows {
+				set := metric.WithAttributeSet(attribute.NewSet(sub, attribute.String("window", w.Name)))
+				if w.Utilization != nil {
+					o.ObserveFloat64(wutil, *w.Utilization, set)
+				}
+				if !w.Reset.IsZero() {
+					o.ObserveFloat64(wreset, float64(w.Reset.UnixMilli())/1000, set)
+				}
+			}
 			for _, st := range statuses {
 				v := 0.0
 				if st == s.Status {
@@ -98,7 +123,7 @@ func (m *Metrics) ObserveSubscriptions(statuses []string, read func(context.Cont
 			}
 		}
 		return nil
-	}, used, budget, health, clients, status, block, burn)
+	}, used, budget, health, clients, status, block, burn, wutil, wreset)
 	if err != nil {
 		return fmt.Errorf("telemetry: observe subscriptions: %w", err)
 	}

@@ -28,29 +28,31 @@ var wantMetrics = map[string]struct {
 	typ    dto.MetricType
 	labels []string
 }{
-	"authpool_allocations_total":                   {dto.MetricType_COUNTER, []string{"priority", "result"}},
-	"authpool_allocation_duration_seconds":         {dto.MetricType_HISTOGRAM, nil},
-	"authpool_failovers_total":                     {dto.MetricType_COUNTER, []string{"reason"}},
-	"authpool_rotations_total":                     {dto.MetricType_COUNTER, []string{"reason"}},
-	"authpool_settlements_total":                   {dto.MetricType_COUNTER, []string{"result"}},
-	"authpool_settle_backlog":                      {dto.MetricType_GAUGE, nil},
-	"authpool_settle_dropped_total":                {dto.MetricType_COUNTER, []string{"reason"}},
-	"authpool_subscription_weekly_used_usd":        {dto.MetricType_GAUGE, []string{"subscription"}},
-	"authpool_subscription_weekly_budget_usd":      {dto.MetricType_GAUGE, []string{"subscription"}},
-	"authpool_subscription_health_score":           {dto.MetricType_GAUGE, []string{"subscription"}},
-	"authpool_subscription_clients":                {dto.MetricType_GAUGE, []string{"subscription"}},
-	"authpool_subscription_status":                 {dto.MetricType_GAUGE, []string{"status", "subscription"}},
-	"authpool_subscription_block_cost_usd":         {dto.MetricType_GAUGE, []string{"subscription"}},
-	"authpool_subscription_burn_rate_usd_per_hour": {dto.MetricType_GAUGE, []string{"subscription"}},
-	"authpool_rebalance_runs_total":                {dto.MetricType_COUNTER, []string{"result"}},
-	"authpool_rebalance_moves_total":               {dto.MetricType_COUNTER, nil},
-	"authpool_rebalance_duration_seconds":          {dto.MetricType_HISTOGRAM, nil},
-	"authpool_notifications_total":                 {dto.MetricType_COUNTER, []string{"channel", "result", "type"}},
-	"authpool_backend_request_duration_seconds":    {dto.MetricType_HISTOGRAM, []string{"backend", "kind"}},
-	"authpool_backend_errors_total":                {dto.MetricType_COUNTER, []string{"backend", "kind"}},
-	"authpool_leader":                              {dto.MetricType_GAUGE, nil},
-	"authpool_http_requests_total":                 {dto.MetricType_COUNTER, []string{"code", "route"}},
-	"authpool_http_request_duration_seconds":       {dto.MetricType_HISTOGRAM, []string{"route"}},
+	"authpool_allocations_total":                           {dto.MetricType_COUNTER, []string{"priority", "result"}},
+	"authpool_allocation_duration_seconds":                 {dto.MetricType_HISTOGRAM, nil},
+	"authpool_failovers_total":                             {dto.MetricType_COUNTER, []string{"reason"}},
+	"authpool_rotations_total":                             {dto.MetricType_COUNTER, []string{"reason"}},
+	"authpool_settlements_total":                           {dto.MetricType_COUNTER, []string{"result"}},
+	"authpool_settle_backlog":                              {dto.MetricType_GAUGE, nil},
+	"authpool_settle_dropped_total":                        {dto.MetricType_COUNTER, []string{"reason"}},
+	"authpool_subscription_weekly_used_usd":                {dto.MetricType_GAUGE, []string{"subscription"}},
+	"authpool_subscription_weekly_budget_usd":              {dto.MetricType_GAUGE, []string{"subscription"}},
+	"authpool_subscription_health_score":                   {dto.MetricType_GAUGE, []string{"subscription"}},
+	"authpool_subscription_clients":                        {dto.MetricType_GAUGE, []string{"subscription"}},
+	"authpool_subscription_status":                         {dto.MetricType_GAUGE, []string{"status", "subscription"}},
+	"authpool_subscription_block_cost_usd":                 {dto.MetricType_GAUGE, []string{"subscription"}},
+	"authpool_subscription_burn_rate_usd_per_hour":         {dto.MetricType_GAUGE, []string{"subscription"}},
+	"authpool_subscription_window_utilization":             {dto.MetricType_GAUGE, []string{"subscription", "window"}},
+	"authpool_subscription_window_reset_timestamp_seconds": {dto.MetricType_GAUGE, []string{"subscription", "window"}},
+	"authpool_rebalance_runs_total":                        {dto.MetricType_COUNTER, []string{"result"}},
+	"authpool_rebalance_moves_total":                       {dto.MetricType_COUNTER, nil},
+	"authpool_rebalance_duration_seconds":                  {dto.MetricType_HISTOGRAM, nil},
+	"authpool_notifications_total":                         {dto.MetricType_COUNTER, []string{"channel", "result", "type"}},
+	"authpool_backend_request_duration_seconds":            {dto.MetricType_HISTOGRAM, []string{"backend", "kind"}},
+	"authpool_backend_errors_total":                        {dto.MetricType_COUNTER, []string{"backend", "kind"}},
+	"authpool_leader":                                      {dto.MetricType_GAUGE, nil},
+	"authpool_http_requests_total":                         {dto.MetricType_COUNTER, []string{"code", "route"}},
+	"authpool_http_request_duration_seconds":               {dto.MetricType_HISTOGRAM, []string{"route"}},
 }
 
 // testStatuses stand for the pool's statuses: the package knows none.
@@ -61,9 +63,13 @@ func testSamples() []SubscriptionSample {
 		{ID: "sub1", Status: "available", WeeklyUsed: 12.5, WeeklyBudget: 456, BlockCost: 3.25,
 			BurnRate: 1.5, Clients: 4, Health: 73.2},
 		{ID: "sub2", Status: "limited", WeeklyUsed: 400, WeeklyBudget: 456, BlockCost: 30,
-			BurnRate: 9, Clients: 0, Health: 0},
+			BurnRate: 9, Clients: 0, Health: 0,
+			Windows: []WindowSample{{Name: "five_hour", Utilization: &fiveHourUsed, Reset: time.Unix(1796050800, 0)},
+				{Name: "seven_day"}}},
 	}
 }
+
+var fiveHourUsed = 0.42
 
 // exercise calls every recording method once or more.
 func exercise(m *Metrics) {
@@ -355,5 +361,26 @@ func TestDeployMetricsListIsExported(t *testing.T) {
 	}
 	if n == 0 {
 		t.Fatal("deploy/metrics.txt lists no metric")
+	}
+}
+
+// A window's utilization and reset are exported per subscription and
+// window; a window never observed has no series.
+func TestWindowGauges(t *testing.T) {
+	m := newTestMetrics(t, func(context.Context) ([]SubscriptionSample, error) { return testSamples(), nil })
+	fams := scrape(t, m)
+	lbl := map[string]string{"subscription": "sub2", "window": "five_hour"}
+	if got := value(find(t, fams, "authpool_subscription_window_utilization", lbl)); got != 0.42 {
+		t.Fatalf("utilization = %v, want 0.42", got)
+	}
+	if got := value(find(t, fams, "authpool_subscription_window_reset_timestamp_seconds", lbl)); got != 1796050800 {
+		t.Fatalf("reset = %v, want 1796050800", got)
+	}
+	for _, mf := range fams["authpool_subscription_window_utilization"].GetMetric() {
+		for _, l := range mf.GetLabel() {
+			if l.GetName() == "window" && l.GetValue() == "seven_day" {
+				t.Fatalf("a window never observed has a series: %v", mf)
+			}
+		}
 	}
 }
