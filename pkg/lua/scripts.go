@@ -56,6 +56,8 @@ var (
 	conversationAppendSrc string
 	//go:embed conversation_load.lua
 	conversationLoadSrc string
+	//go:embed admin.lua
+	adminSrc string
 )
 
 // newScript builds a script from the reply codes, the clock and parts:
@@ -87,11 +89,12 @@ var (
 
 	conversationAppendScript = newScript(conversationAppendSrc)
 	conversationLoadScript   = newScript(conversationLoadSrc)
+	adminScript              = newScript(libSrc, adminSrc)
 
 	all = []*redis.Script{syncScript, allocateScript, settleScript, markScript,
 		releaseScript, maintainScript, rebalanceScript, statusScript, turnScript,
 		gcraScript, touchScript, deadScript, trimScript, promoteScript, demoteScript,
-		failuresScript, conversationAppendScript, conversationLoadScript}
+		failuresScript, conversationAppendScript, conversationLoadScript, adminScript}
 )
 
 // Scripter is what the wrappers need of a Redis client.
