@@ -141,6 +141,10 @@ func classify(err error) problem {
 			"debug endpoints need the admin token (Authorization: Bearer <ADMIN_TOKEN>) or a loopback client")
 	case errors.Is(err, pool.ErrSessionNotFound):
 		return row(http.StatusNotFound, "not_found_error", "session_not_found", "no such session")
+	case errors.Is(err, pool.ErrSubscriptionNotFound):
+		return row(http.StatusNotFound, "not_found_error", "subscription_not_found", "no such subscription (or the config removed it)")
+	case errors.Is(err, pool.ErrRefused):
+		return row(http.StatusConflict, "conflict_error", "refused", err.Error())
 	case errors.Is(err, ErrNotFound):
 		return row(http.StatusNotFound, "not_found_error", "not_found", "no such route")
 	case errors.Is(err, ErrMethodNotAllowed):

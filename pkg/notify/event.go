@@ -33,6 +33,9 @@ const (
 	// TypeExhausted: a bound session lost its subscription, no other could
 	// take it and fallback is off, so it is refused (503 pool_exhausted).
 	TypeExhausted = "exhausted"
+	// TypeAdminAction: an operator acted through /admin/v1 (drain,
+	// disable, enable, reset, move, end); data names the action and actor.
+	TypeAdminAction = "admin_action"
 )
 
 // Severities of events.
@@ -54,7 +57,7 @@ var ErrMalformedEvent = errors.New("notify: malformed event")
 
 func validType(t string) bool {
 	switch t {
-	case TypeUsageThreshold, TypeFailover, TypeRotation, TypeLimitReached, TypeRecovered, TypeExhausted:
+	case TypeUsageThreshold, TypeFailover, TypeRotation, TypeLimitReached, TypeRecovered, TypeExhausted, TypeAdminAction:
 		return true
 	}
 	return false

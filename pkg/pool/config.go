@@ -88,8 +88,8 @@ type NotificationsConfig struct {
 
 // NotificationRule routes one event type to channels.
 type NotificationRule struct {
-	// Type is usage_threshold, failover, exhausted, rotation, limit_reached or
-	// recovered.
+	// Type is usage_threshold, failover, exhausted, rotation, limit_reached,
+	// recovered or admin_action.
 	Type string `json:"type"`
 	// Threshold is the weekly-budget fraction in (0,1] of a usage_threshold rule.
 	Threshold float64 `json:"threshold,omitempty"`
