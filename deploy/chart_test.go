@@ -108,8 +108,21 @@ func TestChartProbesAndPorts(t *testing.T) {
 				if e := env(c, "PORT"); e == nil || e.Value != port {
 					t.Errorf("%s: PORT = %+v, want %s", component, e, port)
 				}
-				if len(c.Ports) != 1 || c.Ports[0].Name != "http" || strconv.Itoa(int(c.Ports[0].ContainerPort)) != port {
+				if len(c.Ports) < 1 || c.Ports[0].Name != "http" || strconv.Itoa(int(c.Ports[0].ContainerPort)) != port {
 					t.Errorf("%s: ports %+v, want http:%s", component, c.Ports, port)
+				}
+				// The gateway's admin surface and /metrics on a port of their own.
+				if component == "gateway" {
+					if len(c.Ports) != 2 || c.Ports[1].Name != "admin" || c.Ports[1].ContainerPort != 3002 {
+						t.Errorf("gateway: ports %+v, want http and admin:3002", c.Ports)
+					}
+					if e := env(c, "ADMIN_ADDR"); e == nil || e.Value != ":3002" {
+						t.Errorf("gateway: ADMIN_ADDR = %+v, want :3002", e)
+					}
+					if a := m.services["gateway-admin"]; a == nil || a.Spec.Ports[0].TargetPort.String() != "admin" ||
+						!labels.SelectorFromSet(a.Spec.Selector).Matches(labels.Set(m.deployments["gateway"].Spec.Template.Labels)) {
+						t.Errorf("gateway: no admin Service on the pods' admin port: %+v", a)
+					}
 				}
 				for probe, want := range map[*corev1.Probe]string{c.LivenessProbe: "/health", c.ReadinessProbe: "/ready"} {
 					if probe == nil || probe.HTTPGet == nil || probe.HTTPGet.Path != want || probe.HTTPGet.Port.String() != "http" {

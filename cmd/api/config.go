@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"net"
@@ -23,8 +24,13 @@ type config struct {
 	Addr string
 	// APIKeys (API_KEYS, comma-separated) are the client keys.
 	APIKeys []string
-	// AdminToken (ADMIN_TOKEN) guards /debug/*.
+	// AdminToken (ADMIN_TOKEN) guards /debug/*, /admin/v1 and /status;
+	// required in production.
 	AdminToken string
+	// AdminAddr (ADMIN_ADDR, host:port, e.g. 127.0.0.1:3002) serves
+	// /metrics, /debug, /admin/v1 and /status apart from the API, which
+	// then no longer serves them. Default "": the API's port serves all.
+	AdminAddr string
 	// Production is APP_ENV=production or NODE_ENV=production.
 	Production bool
 	// RateLimitPerMinute (RATE_LIMIT_PER_MINUTE) per client key. Default 60; 0 is off.
@@ -83,6 +89,14 @@ func loadEnv(getenv func(string) string) (*config, error) {
 	c.Production = runenv.Production(getenv)
 	if c.Production && len(c.APIKeys) == 0 {
 		bad("APP_ENV/NODE_ENV=production requires API_KEYS")
+	}
+	if c.Production && strings.TrimSpace(c.AdminToken) == "" {
+		bad("APP_ENV/NODE_ENV=production requires ADMIN_TOKEN (it guards /admin/v1, /status and /debug)")
+	}
+	if c.AdminAddr = getenv("ADMIN_ADDR"); c.AdminAddr != "" {
+		if _, p, err := net.SplitHostPort(c.AdminAddr); err != nil || p == "" {
+			bad("ADMIN_ADDR: want host:port such as 127.0.0.1:3002, got %q", c.AdminAddr)
+		}
 	}
 	if p := c.Redis.Check(); p != "" {
 		bad("%s", p)
@@ -190,8 +204,8 @@ func (c *config) String() string {
 	if proxies == "" {
 		proxies = "none"
 	}
-	return fmt.Sprintf("addr=%s apiKeys=%d adminToken=%s production=%t rateLimitPerMinute=%d trustedProxies=%s redis=%s redisPassword=%s pool=%t poolConfig=%s backends=%s claudeBin=%s fallbackKey=%s webhookSecret=%s sentry=%s shutdownTimeout=%s",
-		c.Addr, len(c.APIKeys), runenv.Mask(c.AdminToken), c.Production, c.RateLimitPerMinute, proxies, redisMode,
+	return fmt.Sprintf("addr=%s adminAddr=%s apiKeys=%d adminToken=%s production=%t rateLimitPerMinute=%d trustedProxies=%s redis=%s redisPassword=%s pool=%t poolConfig=%s backends=%s claudeBin=%s fallbackKey=%s webhookSecret=%s sentry=%s shutdownTimeout=%s",
+		c.Addr, cmp.Or(c.AdminAddr, "same"), len(c.APIKeys), runenv.Mask(c.AdminToken), c.Production, c.RateLimitPerMinute, proxies, redisMode,
 		runenv.Mask(c.Redis.Password), c.Pool.Enabled, c.Pool.ConfigPath, c.BackendsPath, c.ClaudeBin,
 		runenv.Mask(c.AnthropicAPIKey), runenv.Mask(c.WebhookSecret), runenv.Mask(c.Telemetry.Sentry.DSN), c.ShutdownTimeout)
 }

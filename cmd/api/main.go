@@ -19,7 +19,10 @@
 //	                      API_KEYS, 127.0.0.1 without; non-loopback needs API_KEYS)
 //	API_KEYS              comma-separated client keys (Bearer or X-API-Key); required
 //	                      when APP_ENV or NODE_ENV is production
-//	ADMIN_TOKEN           guards /debug/* (unset: loopback clients only)
+//	ADMIN_TOKEN           guards /debug/*, /admin/v1 and /status (unset: loopback
+//	                      clients only); required when APP_ENV or NODE_ENV is production
+//	ADMIN_ADDR            serve /metrics and the admin surface on this host:port
+//	                      only (e.g. 127.0.0.1:3002); default: the API's port
 //	RATE_LIMIT_PER_MINUTE per client key (or IP without keys), burst the same; 0 off (default 60)
 //	BACKENDS_CONFIG       backends file in the seeds' format (default config/backends.json,
 //	                      optional: without it one claude-cli backend per subscription)
@@ -126,6 +129,9 @@ func run(ctx context.Context, getenv func(string) string) error {
 		if err := metrics.ObserveSubscriptions(pool.Statuses(), subscriptionSamples(p)); err != nil {
 			return err
 		}
+		if err := metrics.ObserveSavings(savingsSamples(p)); err != nil {
+			return err
+		}
 		log.Info("pool synced", "pool", pcfg.Pool, "subscriptions", len(pcfg.Subscriptions),
 			"fallbackWhenExhausted", pcfg.FallbackEnabled())
 	} else {
@@ -141,7 +147,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 
 	srv, err := gateway.New(gateway.Options{Pool: p, Redis: rdb, Backends: backends, APIKeys: cfg.APIKeys,
-		AdminToken: cfg.AdminToken, RateLimitPerMinute: cfg.RateLimitPerMinute, TrustedProxies: cfg.TrustedProxies, OAuthTokens: tokens,
+		AdminToken: cfg.AdminToken, SeparateAdmin: cfg.AdminAddr != "", RateLimitPerMinute: cfg.RateLimitPerMinute, TrustedProxies: cfg.TrustedProxies, OAuthTokens: tokens,
 		Logger: telemetry.Module(log, "gateway"), Metrics: metrics, ModelMap: modelMap(p)})
 	if err != nil {
 		return err
@@ -170,9 +176,24 @@ func run(ctx context.Context, getenv func(string) string) error {
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		BaseContext: func(net.Listener) context.Context { return base },
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- hs.Serve(ln) }()
 	log.Info("listening", "addr", ln.Addr().String())
+	// The admin surface and /metrics on a port of their own, so the
+	// public one carries only the API.
+	var adminHS *http.Server
+	if cfg.AdminAddr != "" {
+		aln, err := net.Listen("tcp", cfg.AdminAddr)
+		if err != nil {
+			_ = hs.Close()
+			return fmt.Errorf("listen ADMIN_ADDR %s: %w", cfg.AdminAddr, err)
+		}
+		adminHS = &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+			BaseContext: func(net.Listener) context.Context { return base },
+			ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		go func() { serveErr <- adminHS.Serve(aln) }()
+		log.Info("admin listening", "addr", aln.Addr().String())
+	}
 
 	select {
 	case err := <-serveErr:
@@ -182,6 +203,9 @@ func run(ctx context.Context, getenv func(string) string) error {
 	log.Info("shutting down: finishing in-flight requests", "timeout", cfg.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
+	if adminHS != nil {
+		_ = adminHS.Shutdown(sctx)
+	}
 	err = hs.Shutdown(sctx)
 	if errors.Is(err, context.DeadlineExceeded) {
 		log.Warn("shutdown deadline passed: cancelling the remaining requests")

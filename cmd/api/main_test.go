@@ -49,7 +49,15 @@ func TestLoadEnv(t *testing.T) {
 		{name: "public listen addr without keys", env: map[string]string{"LISTEN_ADDR": "0.0.0.0"}, wantErr: "API_KEYS"},
 		{name: "production without keys", env: map[string]string{"APP_ENV": "production"}, wantErr: "production requires API_KEYS"},
 		{name: "NODE_ENV production without keys", env: map[string]string{"NODE_ENV": "production"}, wantErr: "production requires API_KEYS"},
-		{name: "production with keys", env: map[string]string{"NODE_ENV": "production", "API_KEYS": "k"}, wantAddr: ":3000"},
+		{name: "production with keys", env: map[string]string{"NODE_ENV": "production", "API_KEYS": "k", "ADMIN_TOKEN": "t"}, wantAddr: ":3000"},
+		{name: "production without admin token", env: map[string]string{"NODE_ENV": "production", "API_KEYS": "k"}, wantErr: "production requires ADMIN_TOKEN"},
+		{name: "admin addr", env: map[string]string{"ADMIN_ADDR": "127.0.0.1:3002"}, wantAddr: "127.0.0.1:3000",
+			check: func(t *testing.T, c *config) {
+				if c.AdminAddr != "127.0.0.1:3002" {
+					t.Errorf("admin addr = %q", c.AdminAddr)
+				}
+			}},
+		{name: "bad admin addr", env: map[string]string{"ADMIN_ADDR": "3002"}, wantErr: "ADMIN_ADDR"},
 		{name: "rate limit off", env: map[string]string{"RATE_LIMIT_PER_MINUTE": "0"}, wantAddr: "127.0.0.1:3000",
 			check: func(t *testing.T, c *config) {
 				if c.RateLimitPerMinute != 0 {
@@ -62,7 +70,7 @@ func TestLoadEnv(t *testing.T) {
 		{name: "pool and telemetry read once", env: map[string]string{"AUTH_POOL_CONFIG": "/etc/p.json", "AUTH_POOL_ENABLED": "0",
 			"WEEKLY_BUDGET": "500", "AUTH_POOL_REBALANCING_ENABLED": "false", "LOG_LEVEL": "debug", "LOG_FORMAT": "json",
 			"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "SENTRY_DSN": "https://k@sentry.example.com/1",
-			"API_KEYS": "k", "APP_ENV": "Production"}, wantAddr: ":3000",
+			"API_KEYS": "k", "ADMIN_TOKEN": "t", "APP_ENV": "Production"}, wantAddr: ":3000",
 			check: func(t *testing.T, c *config) {
 				want := pool.Overrides{WeeklyBudget: "500", RebalancingEnabled: "false"}
 				if c.Pool.ConfigPath != "/etc/p.json" || c.Pool.Enabled || c.Pool.Overrides != want || !c.Production {
@@ -83,7 +91,7 @@ func TestLoadEnv(t *testing.T) {
 				}
 			}},
 		{name: "every problem at once", env: map[string]string{"APP_ENV": "production", "PORT": "x", "RATE_LIMIT_PER_MINUTE": "y"},
-			wantErr: "production requires API_KEYS\n  RATE_LIMIT_PER_MINUTE"},
+			wantErr: "production requires API_KEYS\n  APP_ENV/NODE_ENV=production requires ADMIN_TOKEN (it guards /admin/v1, /status and /debug)\n  RATE_LIMIT_PER_MINUTE"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -33,3 +33,16 @@ func subscriptionSamples(p *pool.Pool) func(context.Context) ([]telemetry.Subscr
 		return out, nil
 	}
 }
+
+// savingsSamples reads the pool's 7-day savings report as telemetry's
+// generic savings gauges.
+func savingsSamples(p *pool.Pool) func(context.Context) ([]telemetry.SavingsSample, error) {
+	return func(ctx context.Context) ([]telemetry.SavingsSample, error) {
+		r, err := p.Report(ctx, "7d")
+		if err != nil {
+			return nil, err
+		}
+		return []telemetry.SavingsSample{{Window: r.Window, SavedUSD: r.Total.ValueUSD(),
+			FallbackUSD: r.Total.FallbackUSD(), Share: r.Total.Share()}}, nil
+	}
+}

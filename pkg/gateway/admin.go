@@ -167,18 +167,7 @@ func (s *Server) debugPool(c *gin.Context) {
 	}
 	views := make([]subscriptionView, 0, len(snap.Subscriptions))
 	for _, st := range snap.Subscriptions {
-		views = append(views, subscriptionView{ID: st.ID, Email: st.Email, WeeklyUsed: st.WeeklyUsed,
-			WeeklyBudget: st.WeeklyBudget, CurrentBlockCost: st.BlockCost, AssignedClients: st.Clients,
-			HealthScore: st.Health.Display, Status: st.Status, BurnRate: st.BurnRate,
-			Type: st.Type, StatusReason: st.StatusReason, Until: timePtr(st.Until), WeeklyPercent: st.WeeklyPercent,
-			MaxClients: st.MaxClients, ActiveClients: st.ActiveClients, IdleClients: st.IdleClients,
-			BlockActive: st.BlockActive, BlockStart: timePtr(st.BlockStart),
-			BlockEnd: timePtr(st.BlockEnd), LastUsageAt: timePtr(st.LastUsageAt), Tokens: st.Tokens,
-			Requests: st.Requests, EstimatedHoursUntilExhaustion: st.EstimatedHoursUntilExhaustion,
-			Health: healthView{Score: st.Health.Score, WeeklyPercent: st.Health.WeeklyPercent,
-				BlockPercent: st.Health.BlockPercent, BurnPenalty: st.Health.BurnPenalty,
-				Clients: st.Health.Clients, IdleBonus: st.Health.IdleBonus},
-			WeeklySource: st.WeeklySource, Windows: windowViews(snap.Now, st.Windows), AuthFailures: st.AuthFailures})
+		views = append(views, viewOf(st, snap.Now))
 	}
 	fb, err := s.pool.FallbackUsage(c.Request.Context())
 	if err != nil {
@@ -188,6 +177,22 @@ func (s *Server) debugPool(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"enabled": true, "now": snap.Now.UTC(), "status": views,
 		"fallback": gin.H{"configured": s.backends.Fallback != nil, "weeklyUsed": fb.WeeklyUsed,
 			"requests": fb.Requests, "tokens": fb.Tokens}})
+}
+
+// viewOf is one subscription of a snapshot as /debug and /admin/v1 show it.
+func viewOf(st pool.SubscriptionStatus, now time.Time) subscriptionView {
+	return subscriptionView{ID: st.ID, Email: st.Email, WeeklyUsed: st.WeeklyUsed,
+		WeeklyBudget: st.WeeklyBudget, CurrentBlockCost: st.BlockCost, AssignedClients: st.Clients,
+		HealthScore: st.Health.Display, Status: st.Status, BurnRate: st.BurnRate,
+		Type: st.Type, StatusReason: st.StatusReason, Until: timePtr(st.Until), WeeklyPercent: st.WeeklyPercent,
+		MaxClients: st.MaxClients, ActiveClients: st.ActiveClients, IdleClients: st.IdleClients,
+		BlockActive: st.BlockActive, BlockStart: timePtr(st.BlockStart),
+		BlockEnd: timePtr(st.BlockEnd), LastUsageAt: timePtr(st.LastUsageAt), Tokens: st.Tokens,
+		Requests: st.Requests, EstimatedHoursUntilExhaustion: st.EstimatedHoursUntilExhaustion,
+		Health: healthView{Score: st.Health.Score, WeeklyPercent: st.Health.WeeklyPercent,
+			BlockPercent: st.Health.BlockPercent, BurnPenalty: st.Health.BurnPenalty,
+			Clients: st.Health.Clients, IdleBonus: st.Health.IdleBonus},
+		WeeklySource: st.WeeklySource, Windows: windowViews(now, st.Windows), AuthFailures: st.AuthFailures}
 }
 
 // debugMemory is a summary of the Go runtime's memory statistics.

@@ -198,6 +198,10 @@ func classify(err error) problem {
 	case errors.Is(err, ErrNoCounter):
 		return row(http.StatusNotFound, "not_found_error", "count_tokens_unavailable",
 			"count_tokens is forwarded to the anthropic-api backend and none is configured (set ANTHROPIC_API_KEY); the CLI cannot count tokens")
+	case errors.Is(err, pool.ErrSubscriptionNotFound):
+		return row(http.StatusNotFound, "not_found_error", "subscription_not_found", "no such subscription (or the config removed it)")
+	case errors.Is(err, pool.ErrRefused):
+		return row(http.StatusConflict, "conflict_error", "refused", err.Error())
 	case errors.Is(err, ErrNotFound):
 		return row(http.StatusNotFound, "not_found_error", "not_found", "no such route")
 	case errors.Is(err, ErrMethodNotAllowed):

@@ -12,6 +12,9 @@ import (
 // DefaultHealInterval is Options.HealInterval's default.
 const DefaultHealInterval = 2 * time.Second
 
+// healMinTimeout bounds one heal from below, whatever the interval.
+const healMinTimeout = time.Second
+
 // healer runs pool.Heal on a ticker: a Redis restarted without persistence
 // has lost the pool's subscriptions, one restarted with it the scripts, and
 // the readiness probe only reads, so an unready replica (which gets no
@@ -52,7 +55,9 @@ func (h *healer) start() {
 }
 
 func (h *healer) once(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, h.interval)
+	// At least healMinTimeout: loading every script takes a few tens of ms
+	// under load (or -race), and a shorter interval must not starve it.
+	ctx, cancel := context.WithTimeout(ctx, max(h.interval, healMinTimeout))
 	defer cancel()
 	healed, err := h.pool.Heal(ctx)
 	if len(healed) > 0 {

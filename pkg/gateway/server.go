@@ -65,8 +65,13 @@ type Options struct {
 	// APIKeys are the accepted client keys (API_KEYS). Empty: no client
 	// authentication; the caller must then listen on loopback only.
 	APIKeys []string
-	// AdminToken guards /debug/* (ADMIN_TOKEN). Empty: loopback clients only.
+	// AdminToken guards /debug/*, /admin/v1 and /status (ADMIN_TOKEN).
+	// Empty: loopback clients only.
 	AdminToken string
+	// SeparateAdmin serves /metrics, /debug, /admin/v1 and /status on
+	// AdminHandler only (ADMIN_ADDR is set), so that the public port
+	// carries the API alone. Default false: one handler serves all.
+	SeparateAdmin bool
 	// RateLimitPerMinute is each client key's (or IP's) limit, with a burst
 	// of the same size; 0 turns it off. RATE_LIMIT_PER_MINUTE, default 60
 	// (applied by the caller: the zero value here means off).
@@ -112,23 +117,26 @@ type Options struct {
 
 // Server is the gateway. Create it with New and serve Handler.
 type Server struct {
-	pool     *pool.Pool
-	rdb      redis.UniversalClient
-	backends Backends
-	tokens   map[string]string // subscription id → OAuth token (never logged)
-	keys     *keyring
-	admin    *keyring          // nil: loopback only
-	limiter  *pool.RateLimiter // nil: no rate limit
-	maxBody  int64
-	retries  int // re-allocations after limit/auth answers: min(subscriptions, maxRetries)
-	log      *slog.Logger
-	metrics  *telemetry.Metrics // nil: not recorded
-	tp       trace.TracerProvider
-	tracer   trace.Tracer
-	engine   *gin.Engine
-	settles  *settleRetry // failed settlements, retried until they land
-	healer   *healer      // writes back what a Redis restart took; nil without a pool
-	modelMap map[string]string
+	pool         *pool.Pool
+	rdb          redis.UniversalClient
+	backends     Backends
+	tokens       map[string]string // subscription id → OAuth token (never logged)
+	keys         *keyring
+	admin        *keyring          // nil: loopback only
+	limiter      *pool.RateLimiter // nil: no rate limit
+	maxBody      int64
+	retries      int // re-allocations after limit/auth answers: min(subscriptions, maxRetries)
+	log          *slog.Logger
+	metrics      *telemetry.Metrics // nil: not recorded
+	tp           trace.TracerProvider
+	tracer       trace.Tracer
+	engine       *gin.Engine
+	adminEng     *gin.Engine // the admin surface with SeparateAdmin, else nil
+	page         *pageAuth   // the status page's cookie signer
+	savingsCache savingsCache
+	settles      *settleRetry // failed settlements, retried until they land
+	healer       *healer      // writes back what a Redis restart took; nil without a pool
+	modelMap     map[string]string
 }
 
 // ErrInvalidOptions is returned by New for options it cannot serve with.
@@ -184,12 +192,20 @@ func New(opts Options) (*Server, error) {
 	s.settles = newSettleRetry(settleRetryParams{Size: opts.SettleQueueSize, MaxAge: opts.SettleMaxAge,
 		Settle: s.settleOnce, OnSettled: s.settledLate, OnDrop: s.settleDropped,
 		OnBacklog: func(d int) { s.metrics.SettleBacklog(context.Background(), d) }})
-	s.engine = s.routes()
+	s.page = newPageAuth(opts.AdminToken)
+	s.engine = s.routes(true, !opts.SeparateAdmin)
+	engines := []*gin.Engine{s.engine}
+	if opts.SeparateAdmin {
+		s.adminEng = s.routes(false, true)
+		engines = append(engines, s.adminEng)
+	}
 	// gin's default trusts every peer's X-Forwarded-For, so a client could
 	// name any address and dodge its rate limit or pass the loopback check
 	// of /debug/*; an empty list trusts none: the client is the TCP peer.
-	if err := s.engine.SetTrustedProxies(opts.TrustedProxies); err != nil {
-		return nil, errors.Join(ErrInvalidOptions, fmt.Errorf("gateway: trusted proxies: %w", err))
+	for _, e := range engines {
+		if err := e.SetTrustedProxies(opts.TrustedProxies); err != nil {
+			return nil, errors.Join(ErrInvalidOptions, fmt.Errorf("gateway: trusted proxies: %w", err))
+		}
 	}
 	return s, nil
 }
@@ -219,10 +235,17 @@ func routeOf(c *gin.Context) string {
 	return "unmatched"
 }
 
-// Handler is the gateway's HTTP handler.
+// Handler is the gateway's HTTP handler: the API, and without
+// SeparateAdmin the admin surface too.
 func (s *Server) Handler() *gin.Engine { return s.engine }
 
-func (s *Server) routes() *gin.Engine {
+// AdminHandler serves /metrics, /debug, /admin/v1 and /status (and /health,
+// /ready) with SeparateAdmin; nil without it (Handler serves them).
+func (s *Server) AdminHandler() *gin.Engine { return s.adminEng }
+
+// routes builds one engine: api adds the client API, admin the operator
+// surface; /health and /ready are on every engine.
+func (s *Server) routes(api, admin bool) *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.ContextWithFallback = true
@@ -235,20 +258,24 @@ func (s *Server) routes() *gin.Engine {
 
 	e.GET("/health", s.health)
 	e.GET("/ready", s.ready)
-	if s.metrics != nil {
-		e.GET("/metrics", gin.WrapH(s.metrics.Handler()))
+	if api {
+		v1 := e.Group("/v1", s.limitBody, s.apiAuth, s.rateLimit)
+		v1.POST("/chat/completions", s.chatCompletions)
+		v1.POST("/messages", s.messages)
+		v1.POST("/messages/count_tokens", s.countTokens)
+		v1.GET("/models", s.models)
+		v1.DELETE("/sessions/:id", s.deleteSession)
 	}
-
-	v1 := e.Group("/v1", s.limitBody, s.apiAuth, s.rateLimit)
-	v1.POST("/chat/completions", s.chatCompletions)
-	v1.POST("/messages", s.messages)
-	v1.POST("/messages/count_tokens", s.countTokens)
-	v1.GET("/models", s.models)
-	v1.DELETE("/sessions/:id", s.deleteSession)
-
-	dbg := e.Group("/debug", s.adminAuth)
-	dbg.GET("/auth-pool", s.debugPool)
-	dbg.GET("/memory", s.debugMemory)
+	if admin {
+		if s.metrics != nil {
+			e.GET("/metrics", gin.WrapH(s.metrics.Handler()))
+		}
+		dbg := e.Group("/debug", s.adminAuth)
+		dbg.GET("/auth-pool", s.debugPool)
+		dbg.GET("/memory", s.debugMemory)
+		s.adminRoutes(e)
+		s.statusRoutes(e)
+	}
 	return e
 }
 

@@ -39,6 +39,8 @@
 --   CODE_RESUME_MISS: resume mode only: the session cannot resume there; call in full mode
 -- A bound session that comes back idle to a subscription full of active
 -- sessions moves ('capacity'), like one whose subscription became unusable.
+-- A draining subscription takes no new binding and keeps only its active
+-- sessions: an idle one moves on its next turn ('draining').
 
 local sid = ARGV[1]
 local priority = ARGV[2]
@@ -134,12 +136,17 @@ if old ~= '' then
     -- An active session keeps its slot; an idle one needs a free one.
     local room = old_live and (is_active(s.ck, inflight_key, sid, idle_ms, now)
       or active_clients(s.ck, leases, idle_ms, now, sid) < s.max)
-    if usable(s.status) and s.frac < resume_limit and room then
+    -- A draining subscription keeps the sessions still active there (an
+    -- operator drains it for a re-login without cutting a conversation in
+    -- the middle); one that went idle moves like any other.
+    local serves = usable(s.status) or (s.status == 'draining' and old_live
+      and is_active(s.ck, inflight_key, sid, idle_ms, now))
+    if serves and s.frac < resume_limit and room then
       touch(s.ck, old)
       begin_turn()
       return { CODE_OK, old, 'resumed', cur[2] or '', '', '', 0 }
     end
-    if not usable(s.status) then leave_reason = s.status
+    if not serves then leave_reason = s.status
     elseif s.frac >= resume_limit then leave_reason = 'budget'
     elseif old_live then leave_reason = 'capacity'
     else leave_reason = 'stale' end

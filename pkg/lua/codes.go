@@ -19,6 +19,7 @@ const (
 	CodeRateLimited    = 11
 	CodeLockLost       = 12
 	CodeNeedCandidates = 13
+	CodeRefused        = 14
 )
 
 // Sentinel errors of the wrappers.
@@ -31,6 +32,9 @@ var (
 	ErrStaleEpoch = errors.New("lua: stale fencing epoch")
 	// ErrNotFound: the session or subscription does not exist.
 	ErrNotFound = errors.New("lua: not found")
+	// ErrRefused: an operator's request the state does not allow (a move
+	// to a full or unusable subscription); the reply's detail says why.
+	ErrRefused = errors.New("lua: refused")
 	// ErrReply: the script answered in a shape the wrapper does not know.
 	ErrReply = errors.New("lua: unexpected script reply")
 )
@@ -41,4 +45,5 @@ var codeErrs = map[int]error{
 	CodeStaleSubs:  ErrStaleSubscriptions,
 	CodeStaleEpoch: ErrStaleEpoch,
 	CodeNotFound:   ErrNotFound,
+	CodeRefused:    ErrRefused,
 }

@@ -77,7 +77,7 @@ func (k Keys) FallbackHourly() string { return k.Fallback() + ":hourly" }
 
 // Events is the notification outbox STREAM. Each entry has the fields
 // type (usage_threshold|failover|exhausted|rotation|limit_reached|recovered|
-// auth_failed),
+// auth_failed|admin_action),
 // severity (info|warning|critical), subscriptionId, message, data (a JSON
 // object) and ts (Unix ms from Redis TIME). A PUBLISH on the channel of the
 // same name is only a wake-up hint.

@@ -58,6 +58,10 @@ local inflight_key = KEYS[4 + 3 * n]
 local now = now_ms()
 if redis.call('SCARD', KEYS[3]) ~= n then return reply(CODE_STALE_SUBS, 0, '0', '', '', 0, now) end
 
+-- A draining subscription is never part of the pair: it takes no session
+-- (an operator drains it for a re-login), and its idle sessions leave on
+-- their next turn through allocate.lua, where the stored conversation
+-- follows them.
 -- The pair, among subscriptions usable now (a limited or cooldown status
 -- whose until has passed counts as restored, as status.lua shows it): the
 -- highest weekly usage (the first in id order on a tie) and the lowest (on

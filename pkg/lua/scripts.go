@@ -58,6 +58,8 @@ var (
 	conversationAppendSrc string
 	//go:embed conversation_load.lua
 	conversationLoadSrc string
+	//go:embed admin.lua
+	adminSrc string
 )
 
 // newScript builds a script from the reply codes, the clock and parts:
@@ -90,11 +92,12 @@ var (
 
 	conversationAppendScript = newScript(conversationAppendSrc)
 	conversationLoadScript   = newScript(conversationLoadSrc)
+	adminScript              = newScript(libSrc, adminSrc)
 
 	all = []*redis.Script{syncScript, allocateScript, settleScript, markScript,
 		releaseScript, maintainScript, rebalanceScript, statusScript, turnScript,
 		gcraScript, touchScript, deadScript, trimScript, promoteScript, demoteScript,
-		failuresScript, observeScript, conversationAppendScript, conversationLoadScript}
+		failuresScript, observeScript, conversationAppendScript, conversationLoadScript, adminScript}
 )
 
 // Scripter is what the wrappers need of a Redis client.

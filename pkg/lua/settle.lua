@@ -140,8 +140,12 @@ end
 
 local sub_field = id
 if fallback then sub_field = 'fallback' end
+-- key: the owner key id of the session (a 16-hex digest, never the key),
+-- so that the savings report can say who spends what.
+local key = ''
+if sid ~= '' then key = redis.call('HGET', sess_key, 'owner') or '' end
 redis.call('XADD', usage_key, 'MINID', ms(now - retention), '*',
-  'sub', sub_field, 'session', sid, 'req', req, 'cost', usd(cost),
+  'sub', sub_field, 'session', sid, 'key', key, 'req', req, 'cost', usd(cost),
   'in', tin, 'out', tout, 'cacheCreate', tcc, 'cacheRead', tcr,
   'model', model, 'modelUsage', model_usage)
 

@@ -2,6 +2,7 @@ package lua
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"strconv"
 	"strings"
@@ -130,6 +131,12 @@ func TestEveryScriptCallStaysInOneSlot(t *testing.T) {
 	must(err)
 	_, err = LoadConversation(ctx, c, k, "sess-1", "-", true)
 	must(err)
+	_, err = Admin(ctx, c, k, subs, AdminArgs{Op: AdminDrain, Target: "sub1", Actor: "admin", StaleMS: 1000, IdleMS: 500})
+	must(err)
+	_, err = Admin(ctx, c, k, subs, AdminArgs{Op: AdminMove, Target: "sess-1", To: "sub3", Actor: "admin", StaleMS: 60000, IdleMS: 500})
+	if err != nil && !errors.Is(err, ErrRefused) {
+		t.Fatal(err)
+	}
 	_, err = Release(ctx, c, k, subs, "sess-1", "")
 	must(err)
 	_, err = RateLimit(ctx, c, k, "client-1", 1000, 10)

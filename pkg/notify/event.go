@@ -37,6 +37,9 @@ const (
 	// per episode, which a successful turn ends (recovered). Someone must
 	// log in again in its config dir or make a new setup-token.
 	TypeAuthFailed = "auth_failed"
+	// TypeAdminAction: an operator acted through /admin/v1 (drain,
+	// disable, enable, reset, move, end); data names the action and actor.
+	TypeAdminAction = "admin_action"
 )
 
 // Severities of events.
@@ -59,7 +62,7 @@ var ErrMalformedEvent = errors.New("notify: malformed event")
 func validType(t string) bool {
 	switch t {
 	case TypeUsageThreshold, TypeFailover, TypeRotation, TypeLimitReached, TypeRecovered, TypeExhausted,
-		TypeAuthFailed:
+		TypeAuthFailed, TypeAdminAction:
 		return true
 	}
 	return false

@@ -97,8 +97,7 @@ type NotificationsConfig struct {
 // NotificationRule routes one event type to channels.
 type NotificationRule struct {
 	// Type is usage_threshold, failover, exhausted, rotation, limit_reached,
-	// auth_failed or
-	// recovered.
+	// auth_failed, recovered or admin_action.
 	Type string `json:"type"`
 	// Threshold is the weekly-budget fraction in (0,1] of a usage_threshold rule.
 	Threshold float64 `json:"threshold,omitempty"`

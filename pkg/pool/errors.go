@@ -35,6 +35,12 @@ var (
 	// ErrPoolExhausted: no subscription is eligible and fallback is off. The
 	// error is an *ExhaustedError carrying the reason and the retry delay.
 	ErrPoolExhausted = errors.New("pool: pool exhausted")
+	// ErrSubscriptionNotFound: an operator named a subscription that is not
+	// in the pool, or one the config removed.
+	ErrSubscriptionNotFound = errors.New("pool: subscription not found")
+	// ErrRefused: an operator's move the state does not allow (the
+	// destination is full, not usable, or the session is already there).
+	ErrRefused = errors.New("pool: refused")
 	// ErrNotLeader: a fenced operation ran with an epoch that has moved on;
 	// nothing was changed.
 	ErrNotLeader = errors.New("pool: fencing epoch moved on (not the leader)")

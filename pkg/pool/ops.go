@@ -270,7 +270,10 @@ const (
 	StatusLimited     = "limited"
 	StatusCooldown    = "cooldown"
 	StatusDisabled    = "disabled"
-	StatusRemoved     = "removed"
+	// StatusDraining: an operator's drain: no new bindings; the sessions
+	// there stay while active and move on their next turn once idle.
+	StatusDraining = "draining"
+	StatusRemoved  = "removed"
 )
 
 // MarkResult is the status after a Mark.

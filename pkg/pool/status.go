@@ -71,7 +71,7 @@ type SubscriptionStatus struct {
 // Statuses lists every subscription status, the usable ones first: the
 // values a status label can take.
 func Statuses() []string {
-	return []string{StatusAvailable, StatusApproaching, StatusLimited, StatusCooldown, StatusDisabled, StatusRemoved}
+	return []string{StatusAvailable, StatusApproaching, StatusLimited, StatusCooldown, StatusDraining, StatusDisabled, StatusRemoved}
 }
 
 // Snapshot is the pool as one atomic read saw it.

@@ -169,3 +169,68 @@ func attrs(kv ...string) metric.MeasurementOption {
 	}
 	return metric.WithAttributeSet(attribute.NewSet(kvs...))
 }
+
+// SavingsSample is the savings report over one window, as numbers: the
+// binary fills it from the pool's report; this package knows no pool.
+type SavingsSample struct {
+	// Window labels the series ("7d").
+	Window string
+	// SavedUSD is the API-equivalent value of what subscriptions served;
+	// FallbackUSD is what the paid fallback cost; Share is the fraction of
+	// requests subscriptions served (0-1).
+	SavedUSD, FallbackUSD, Share float64
+}
+
+// savingsTTL is how long one savings read serves scrapes: the report reads
+// the usage stream of a whole window, too much for every scrape.
+const savingsTTL = time.Minute
+
+// ObserveSavings exports authpool_savings_usd, authpool_fallback_spend_usd
+// and authpool_subscription_share, labelled window, from read (at most one
+// read per minute). A failed read leaves them out of the scrape.
+func (m *Metrics) ObserveSavings(read func(context.Context) ([]SavingsSample, error)) error {
+	if m == nil {
+		return nil
+	}
+	if read == nil {
+		return errors.New("telemetry: observe savings: nil read func")
+	}
+	saved, err1 := m.meter.Float64ObservableGauge("authpool_savings_usd", metric.WithUnit("USD"),
+		metric.WithDescription("API-equivalent value of the turns subscriptions served over the window (the cost savings achieved)."))
+	fallback, err2 := m.meter.Float64ObservableGauge("authpool_fallback_spend_usd", metric.WithUnit("USD"),
+		metric.WithDescription("What the paid fallback backend cost over the window."))
+	share, err3 := m.meter.Float64ObservableGauge("authpool_subscription_share", metric.WithUnit("1"),
+		metric.WithDescription("Fraction of requests served by subscriptions over the window, 0-1."))
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return fmt.Errorf("telemetry: observe savings: %w", err)
+	}
+	var mu sync.Mutex
+	var at time.Time
+	var last []SavingsSample
+	var lastErr error
+	_, err := m.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		mu.Lock()
+		if at.IsZero() || m.now().Sub(at) >= savingsTTL {
+			rctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
+			last, lastErr = read(rctx)
+			cancel()
+			at = m.now()
+		}
+		samples, err := last, lastErr
+		mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("telemetry: savings: %w", err)
+		}
+		for _, s := range samples {
+			w := metric.WithAttributeSet(attribute.NewSet(attribute.String("window", s.Window)))
+			o.ObserveFloat64(saved, s.SavedUSD, w)
+			o.ObserveFloat64(fallback, s.FallbackUSD, w)
+			o.ObserveFloat64(share, s.Share, w)
+		}
+		return nil
+	}, saved, fallback, share)
+	if err != nil {
+		return fmt.Errorf("telemetry: observe savings: %w", err)
+	}
+	return nil
+}

@@ -343,7 +343,15 @@ func TestDeployMetricsListIsExported(t *testing.T) {
 	defer f.Close()
 	m := newTestMetrics(t, func(context.Context) ([]SubscriptionSample, error) { return testSamples(), nil })
 	exercise(m)
+	if err := m.ObserveSavings(func(context.Context) ([]SavingsSample, error) {
+		return []SavingsSample{{Window: "7d", SavedUSD: 12.5, FallbackUSD: 1.25, Share: 0.9}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	fams := scrape(t, m)
+	if got := value(find(t, fams, "authpool_savings_usd", map[string]string{"window": "7d"})); got != 12.5 {
+		t.Errorf("authpool_savings_usd = %v, want 12.5", got)
+	}
 	sc := bufio.NewScanner(f)
 	n := 0
 	for sc.Scan() {

@@ -1,0 +1,147 @@
+-- admin.lua: an operator's write (DESIGN §10, /admin/v1), fenced against a
+-- removed subscription, recorded as one admin_action event.
+--
+-- KEYS[1] -> authpool:{P}:subs (SET)
+-- KEYS[2] -> authpool:{P}:events (STREAM)
+-- KEYS[3] -> authpool:{P}:inflight (ZSET session id -> latest turn lease, ms)
+-- KEYS[4] -> authpool:{P}:session:<sid> (HASH; a never-written key for
+--            subscription ops)
+-- KEYS[5] -> authpool:{P}:session:<sid>:turns (LIST; likewise)
+-- KEYS[6+3(i-1)], KEYS[7+3(i-1)], KEYS[8+3(i-1)] -> sub:<id>, :clients,
+--            :hourly of the i-th subscription id in ARGV[8+i]
+-- ARGV[1] -> op: drain | disable | enable | reset (on a subscription),
+--            move | end (on a session)
+-- ARGV[2] -> target: subscription id, or session id
+-- ARGV[3] -> destination subscription id (move), else ''
+-- ARGV[4] -> actor: the admin token's name ("admin")
+-- ARGV[5] -> approaching threshold (weekly fraction)
+-- ARGV[6] -> stale age, ms
+-- ARGV[7] -> idle age, ms (move: the destination's cap counts active sessions)
+-- ARGV[8] -> n; ARGV[9..8+n] -> subscription ids, in KEYS order
+-- Returns {code, status, detail}
+--   CODE_OK: done; status is the subscription's new status (subscription
+--     ops) or the session's subscription after it (move: the destination;
+--     end: the one it left, '' for the fallback)
+--   CODE_UNCHANGED: already so (nothing written, no event)
+--   CODE_NOT_FOUND: no such subscription (or removed), or no such session
+--   CODE_REFUSED: move only: the destination cannot take it; detail says
+--     why (status, capacity, same)
+--   CODE_STALE_SUBS: the SET no longer has n members (nothing changed)
+
+local op, target, dest, actor = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local approach_at = tonumber(ARGV[5])
+local stale_ms, idle_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
+local n = tonumber(ARGV[8])
+local events_key, inflight_key, sess_key, turns_key = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+if redis.call('SCARD', KEYS[1]) ~= n then return { CODE_STALE_SUBS, '', '' } end
+local now = now_ms()
+local idx = {}
+for i = 1, n do idx[ARGV[8 + i]] = i end
+local function keys_of(i) return KEYS[6 + 3 * (i - 1)], KEYS[7 + 3 * (i - 1)], KEYS[8 + 3 * (i - 1)] end
+
+local function record(sub, what, data)
+  data.action = op
+  data.actor = actor
+  emit(events_key, 'admin_action', 'info', sub, 'Operator ' .. actor .. ': ' .. what, data, now)
+end
+
+-- live_status reads a member subscription's status; nil when it is not a
+-- member or removed: the config removed it, and no operator brings it back.
+local function live_status(id)
+  local i = idx[id]
+  if not i then return nil end
+  local sk = keys_of(i)
+  local st = redis.call('HGET', sk, 'status')
+  if not st or st == 'removed' then return nil end
+  return st, i
+end
+
+local function fresh_usable(i)
+  local sk, _, hk = keys_of(i)
+  local f = redis.call('HMGET', sk, 'weeklyUsed', 'weeklyHour', 'weeklyBudget')
+  local budget = to_micros(f[3])
+  local frac = 1
+  if budget > 0 then frac = weekly_micros(sk, hk, f[1], f[2], now, true) / budget end
+  return usable_status(frac, approach_at)
+end
+
+if op == 'drain' or op == 'disable' or op == 'enable' or op == 'reset' then
+  local status, i = live_status(target)
+  if not status then return { CODE_NOT_FOUND, '', '' } end
+  local sk = keys_of(i)
+  local want
+  if op == 'drain' then
+    if status == 'draining' then return { CODE_UNCHANGED, status, '' } end
+    want = 'draining'
+  elseif op == 'disable' then
+    if status == 'disabled' then return { CODE_UNCHANGED, status, '' } end
+    want = 'disabled'
+  elseif op == 'enable' then
+    if usable(status) then return { CODE_UNCHANGED, status, '' } end
+    want = fresh_usable(i)
+  else
+    -- reset ends a limit or a cooldown now; the failure count goes too,
+    -- so the next crash does not trip a new cooldown at once.
+    if status ~= 'limited' and status ~= 'cooldown' then return { CODE_UNCHANGED, status, '' } end
+    want = fresh_usable(i)
+    redis.call('HSET', sk, 'failures', '0')
+  end
+  local reason = ''
+  if want == 'draining' or want == 'disabled' then reason = 'operator' end
+  redis.call('HSET', sk, 'status', want, 'statusReason', reason, 'until', '0')
+  record(target, op .. ' subscription ' .. target .. ' (' .. status .. ' -> ' .. want .. ')',
+    { subscriptionId = target, previousStatus = status, status = want })
+  return { CODE_OK, want, status }
+end
+
+if op ~= 'move' and op ~= 'end' then return { CODE_NOT_FOUND, '', 'op' } end
+
+local cur = redis.call('HMGET', sess_key, 'sub', 'owner')
+local from = cur[1]
+if not from then return { CODE_NOT_FOUND, '', '' } end
+local fi = idx[from]
+if from ~= '' and not fi then return { CODE_STALE_SUBS, '', '' } end
+
+if op == 'end' then
+  if fi then
+    local _, ck = keys_of(fi)
+    redis.call('ZREM', ck, target)
+  end
+  redis.call('ZREM', inflight_key, target)
+  redis.call('DEL', sess_key, turns_key)
+  record(from, 'ended session ' .. target, { sessionId = target, from = from, owner = cur[2] or '' })
+  return { CODE_OK, from, '' }
+end
+
+-- move: capacity-checked like an allocation, to a usable destination.
+local dstatus, di = live_status(dest)
+if not dstatus then return { CODE_NOT_FOUND, '', 'destination' } end
+if dest == from then return { CODE_REFUSED, from, 'same' } end
+if not usable(dstatus) then return { CODE_REFUSED, from, 'status' } end
+local dsk, dck = keys_of(di)
+local max = int(redis.call('HGET', dsk, 'maxClients'))
+drop_stale(dck, inflight_key, stale_ms, now)
+if active_clients(dck, live_leases(inflight_key, now), idle_ms, now, target) >= max then
+  return { CODE_REFUSED, from, 'capacity' }
+end
+local last = now
+if fi then
+  local _, ck = keys_of(fi)
+  local score = redis.call('ZSCORE', ck, target)
+  if score then last = tonumber(score) end
+  redis.call('ZREM', ck, target)
+end
+-- The session keeps its last activity: a move makes no idle session active.
+redis.call('ZADD', dck, last, target)
+redis.call('HSET', sess_key, 'sub', dest)
+redis.call('HDEL', sess_key, 'cliSession')
+redis.call('PEXPIRE', sess_key, stale_ms)
+if redis.call('EXISTS', turns_key) == 1 then redis.call('PEXPIRE', turns_key, stale_ms) end
+local shown_from = from
+if from == '' then shown_from = 'fallback' end
+emit(events_key, 'rotation', 'info', shown_from,
+  'Operator moved session ' .. target .. ' from ' .. shown_from .. ' to ' .. dest,
+  { sessionId = target, from = from, to = dest, reason = 'admin' }, now)
+record(dest, 'moved session ' .. target .. ' from ' .. shown_from .. ' to ' .. dest,
+  { sessionId = target, from = from, to = dest })
+return { CODE_OK, dest, from }
