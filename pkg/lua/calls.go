@@ -27,6 +27,10 @@ type AllocateArgs struct {
 	LeaseMS int64
 	// IdleMS is the idle age: the cap counts sessions active within it.
 	IdleMS int64
+	// Known, when set, holds one byte per subscription of the SubSet: '1'
+	// for one the caller can run, '0' for one it does not know (a newer
+	// config's). Empty: all known.
+	Known string
 }
 
 // AllocateReply is allocate.lua's answer.
@@ -55,7 +59,7 @@ func Allocate(ctx context.Context, c Scripter, k Keys, subs *SubSet, a AllocateA
 	}
 	args = append(args, mode, len(subs.ids))
 	args = append(args, subs.ids...)
-	args = append(args, a.Owner, a.TurnID, a.LeaseMS, a.IdleMS)
+	args = append(args, a.Owner, a.TurnID, a.LeaseMS, a.IdleMS, a.Known)
 	v, err := run(ctx, c, "allocate", allocateScript, keys, 7, args...)
 	if v == nil {
 		return AllocateReply{}, err
@@ -184,11 +188,27 @@ type SyncSub struct {
 	MaxClients                 int
 }
 
-// Sync runs sync.lua: configured subscriptions upserted, the others of
-// existing (the SET's members as read by the caller) marked removed.
-func Sync(ctx context.Context, c Scripter, k Keys, subs []SyncSub, existing []string) (added, removed int, err error) {
-	keys := []string{k.Subs()}
-	args := []any{len(subs)}
+// ConfigVersion is a config's version: its content hash and the time it
+// was loaded (Unix ms). Versions order by LoadedAt, then Hash.
+type ConfigVersion struct {
+	Hash     string
+	LoadedAt int64
+}
+
+// SyncReply is sync.lua's answer.
+type SyncReply struct {
+	Added, Removed int
+	// InForce is the version Redis holds after the call: the caller's, or
+	// a newer one (then ErrOlderConfig and nothing was written).
+	InForce ConfigVersion
+}
+
+// Sync runs sync.lua: when v is not older than the version in force,
+// configured subscriptions upserted, the others of existing (the SET's
+// members as read by the caller) marked removed, v recorded.
+func Sync(ctx context.Context, c Scripter, k Keys, v ConfigVersion, subs []SyncSub, existing []string) (SyncReply, error) {
+	keys := []string{k.Subs(), k.Config(), k.Events()}
+	args := []any{v.Hash, v.LoadedAt, len(subs)}
 	for _, s := range subs {
 		keys = append(keys, k.Sub(s.ID))
 		args = append(args, s.ID, s.Email, s.Type, s.ConfigDir, s.WeeklyBudget, s.MaxClients)
@@ -198,11 +218,11 @@ func Sync(ctx context.Context, c Scripter, k Keys, subs []SyncSub, existing []st
 		keys = append(keys, k.Sub(id))
 		args = append(args, id)
 	}
-	v, err := run(ctx, c, "sync", syncScript, keys, 3, args...)
-	if err != nil {
-		return 0, 0, err
+	r, err := run(ctx, c, "sync", syncScript, keys, 5, args...)
+	if r == nil {
+		return SyncReply{}, err
 	}
-	return v.int(1), v.int(2), nil
+	return SyncReply{Added: r.int(1), Removed: r.int(2), InForce: ConfigVersion{Hash: r.str(3), LoadedAt: r.int64(4)}}, err
 }
 
 // Maintain runs maintain.lua under the fencing epoch.

@@ -19,6 +19,7 @@ const (
 	CodeRateLimited    = 11
 	CodeLockLost       = 12
 	CodeNeedCandidates = 13
+	CodeOlderConfig    = 14
 )
 
 // Sentinel errors of the wrappers.
@@ -31,6 +32,9 @@ var (
 	ErrStaleEpoch = errors.New("lua: stale fencing epoch")
 	// ErrNotFound: the session or subscription does not exist.
 	ErrNotFound = errors.New("lua: not found")
+	// ErrOlderConfig: Redis holds a newer config version than the caller's;
+	// sync.lua wrote nothing.
+	ErrOlderConfig = errors.New("lua: an older config version than the one in force")
 	// ErrReply: the script answered in a shape the wrapper does not know.
 	ErrReply = errors.New("lua: unexpected script reply")
 )
@@ -38,7 +42,8 @@ var (
 // codeErrs are the codes that mean the script refused: the one place where
 // a code becomes a sentinel error. Every other code is an answer.
 var codeErrs = map[int]error{
-	CodeStaleSubs:  ErrStaleSubscriptions,
-	CodeStaleEpoch: ErrStaleEpoch,
-	CodeNotFound:   ErrNotFound,
+	CodeStaleSubs:   ErrStaleSubscriptions,
+	CodeStaleEpoch:  ErrStaleEpoch,
+	CodeNotFound:    ErrNotFound,
+	CodeOlderConfig: ErrOlderConfig,
 }

@@ -33,6 +33,10 @@ func (k Keys) Base() string { return k.base }
 // Subs is the SET of subscription ids.
 func (k Keys) Subs() string { return k.base + ":subs" }
 
+// Config is the HASH hash loadedAt of the config version in force: the
+// newest config any replica synced (sync.lua refuses an older one).
+func (k Keys) Config() string { return k.base + ":config" }
+
 // Sub is the HASH of one subscription.
 func (k Keys) Sub(id string) string { return k.base + ":sub:" + mustID("subscription", id) }
 

@@ -96,3 +96,15 @@ func SessionMemory(ctx context.Context, c redis.Cmdable, k Keys, sid string) (in
 	}
 	return n, nil
 }
+
+// InForceConfig reads the config version Redis holds (zero when none).
+func InForceConfig(ctx context.Context, c redis.Cmdable, k Keys) (ConfigVersion, error) {
+	h, err := c.HMGet(ctx, k.Config(), "hash", "loadedAt").Result()
+	if err != nil {
+		return ConfigVersion{}, fmt.Errorf("lua: config version: %w", err)
+	}
+	if h[0] == nil {
+		return ConfigVersion{}, nil
+	}
+	return ConfigVersion{Hash: toStr(h[0]), LoadedAt: toInt64(h[1])}, nil
+}

@@ -100,7 +100,7 @@ func TestEveryScriptCallStaysInOneSlot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, _, err := Sync(ctx, c, k, sync, nil)
+	_, err := Sync(ctx, c, k, ConfigVersion{Hash: "h1", LoadedAt: 1}, sync, nil)
 	must(err)
 	_, err = Allocate(ctx, c, k, subs, AllocateArgs{SessionID: "sess-1", Priority: "normal", Admit: 0.85, ResumeLimit: 0.98, ApproachAt: 0.8, StaleMS: 60000, FallbackOK: true, Weights: DefaultWeights, Owner: "-", TurnID: "turn-1", LeaseMS: 60000})
 	must(err)

@@ -35,6 +35,9 @@ type Config struct {
 	// oldest turns go first. At least MinConversationBytes, at most
 	// MaxConversationBytes. Default 262144.
 	ConversationMaxBytes int `json:"conversationMaxBytes,omitempty"`
+
+	// version is set by LoadConfig; a Config built in code gets one in New.
+	version Version
 }
 
 // SubscriptionConfig is one subscription in the config file.

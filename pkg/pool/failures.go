@@ -47,7 +47,7 @@ func (p *Pool) Succeeded(ctx context.Context, subID string) error {
 }
 
 func (p *Pool) failure(ctx context.Context, subID string, failed bool) (lua.FailureReply, error) {
-	if _, ok := p.byID[subID]; !ok {
+	if _, ok := p.conf().byID[subID]; !ok {
 		return lua.FailureReply{}, fmt.Errorf("pool: failures of %q: %w", subID, ErrUnknownSubscription)
 	}
 	r, err := lua.Failure(ctx, p.rdb, p.keys, lua.FailureArgs{SubID: subID, Failed: failed,
