@@ -92,22 +92,22 @@ const (
 // Pool is the pool of one config over one Redis. It is safe for concurrent
 // use; several Pool values (replicas) may share one Redis.
 type Pool struct {
-	rdb        redis.UniversalClient
-	st         atomic.Pointer[state] // the config in force, swapped whole by Reload
-	name       string
-	keys       lua.Keys
-	weights    lua.Weights
-	resume     float64
-	cooldown   time.Duration
-	threshold  int // FailureThreshold
-	markerTTL  time.Duration
-	retention  time.Duration
-	turnLease  time.Duration
-	behind     atomic.Bool // Redis holds a newer config version than this replica's
-	subs       atomic.Pointer[lua.SubSet]
-	reload     sync.Mutex
-	resync     sync.Mutex // one re-sync after a data loss at a time
-	hints      *hints
+	rdb       redis.UniversalClient
+	st        atomic.Pointer[state] // the config in force, swapped whole by Reload
+	name      string
+	keys      lua.Keys
+	weights   lua.Weights
+	resume    float64
+	cooldown  time.Duration
+	threshold int // FailureThreshold
+	markerTTL time.Duration
+	retention time.Duration
+	turnLease time.Duration
+	behind    atomic.Bool // Redis holds a newer config version than this replica's
+	subs      atomic.Pointer[lua.SubSet]
+	reload    sync.Mutex
+	resync    sync.Mutex // one re-sync after a data loss at a time
+	hints     *hints
 }
 
 // New returns the pool of cfg (already validated) over rdb. Call Sync before
