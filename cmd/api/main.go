@@ -127,7 +127,11 @@ func run(ctx context.Context, getenv func(string) string) error {
 			return err
 		}
 		log.Info("pool synced", "pool", pcfg.Pool, "subscriptions", len(pcfg.Subscriptions),
-			"fallbackWhenExhausted", pcfg.FallbackEnabled())
+			"fallbackWhenExhausted", pcfg.FallbackEnabled(), "configVersion", pcfg.Version().Short())
+		if p.Behind() {
+			log.Warn("config behind: Redis holds a newer config version; serving only the subscriptions this config knows",
+				"configVersion", pcfg.Version().Short())
+		}
 	} else {
 		log.Warn("AUTH_POOL_ENABLED=false: every request goes to the fallback backend")
 	}
@@ -162,6 +166,17 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 
 	srv.Start()
+	if p != nil {
+		w := runenv.NewWatcher(runenv.WatcherParams{Paths: []string{cfg.Pool.ConfigPath},
+			Reload: func(ctx context.Context, cause string) {
+				runenv.ReloadPool(ctx, p, cfg.Pool, log, cause, func(next *pool.Config) error {
+					return addBackends(cfg, srv, next, getenv, log)
+				})
+			},
+			OnError: func(err error) { log.Warn("config watch failed; SIGHUP still reloads", "error", err.Error()) }})
+		w.Start(base)
+		defer w.Shutdown()
+	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -147,11 +147,11 @@ func (s *Server) judge(ctx context.Context, subID string, err error) (retry bool
 func (s *Server) runOn(ctx context.Context, alloc pool.Allocation, t *turn, sid string, pl *placement,
 	onDelta func(string)) (*backend.Result, error) {
 	sub := alloc.Subscription
-	b := s.backends.Subscriptions[sub.ID]
+	b, token := s.subBackend(sub.ID)
 	if b == nil {
 		return nil, fmt.Errorf("%w: %s", ErrNoBackend, sub.ID)
 	}
-	tgt := backend.Target{ConfigDir: sub.ConfigDir, OAuthToken: s.tokens[sub.ID]}
+	tgt := backend.Target{ConfigDir: sub.ConfigDir, OAuthToken: token}
 	resume := ""
 	if alloc.Kind == pool.Resumed && alloc.CLISession != "" {
 		resume = alloc.CLISession

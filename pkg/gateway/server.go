@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -107,6 +108,7 @@ type Server struct {
 	rdb      redis.UniversalClient
 	backends Backends
 	tokens   map[string]string // subscription id → OAuth token (never logged)
+	subsMu   sync.RWMutex      // guards backends.Subscriptions and tokens (AddBackends)
 	keys     *keyring
 	admin    *keyring          // nil: loopback only
 	limiter  *pool.RateLimiter // nil: no rate limit

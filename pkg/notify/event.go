@@ -33,6 +33,16 @@ const (
 	// TypeExhausted: a bound session lost its subscription, no other could
 	// take it and fallback is off, so it is refused (503 pool_exhausted).
 	TypeExhausted = "exhausted"
+	// TypeConfigReloaded: a replica synced a new config version (written
+	// once per version, by sync.lua).
+	TypeConfigReloaded = "config_reloaded"
+	// TypeConfigReloadFailed: a changed config file was invalid; the
+	// running config stays. Data lists the problems with their JSON paths.
+	TypeConfigReloadFailed = "config_reload_failed"
+	// TypeSubscriptionAdded / TypeSubscriptionRemoved: a config version
+	// added or dropped a subscription.
+	TypeSubscriptionAdded   = "subscription_added"
+	TypeSubscriptionRemoved = "subscription_removed"
 )
 
 // Severities of events.
@@ -54,7 +64,8 @@ var ErrMalformedEvent = errors.New("notify: malformed event")
 
 func validType(t string) bool {
 	switch t {
-	case TypeUsageThreshold, TypeFailover, TypeRotation, TypeLimitReached, TypeRecovered, TypeExhausted:
+	case TypeUsageThreshold, TypeFailover, TypeRotation, TypeLimitReached, TypeRecovered, TypeExhausted,
+		TypeConfigReloaded, TypeConfigReloadFailed, TypeSubscriptionAdded, TypeSubscriptionRemoved:
 		return true
 	}
 	return false

@@ -87,7 +87,8 @@ var (
 // Rule types and channels a config may name.
 var (
 	subscriptionTypes = []string{"claude-pro", "claude-max", "api"}
-	ruleTypes         = []string{"usage_threshold", "failover", "exhausted", "rotation", "limit_reached", "recovered"}
+	ruleTypes         = []string{"usage_threshold", "failover", "exhausted", "rotation", "limit_reached", "recovered",
+		"config_reloaded", "config_reload_failed", "subscription_added", "subscription_removed"}
 	channels          = []string{"webhook", "log"}
 )
 

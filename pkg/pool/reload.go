@@ -156,3 +156,34 @@ func (p *Pool) InForce(ctx context.Context) (Version, error) {
 	}
 	return Version{Hash: v.Hash, LoadedAt: time.UnixMilli(v.LoadedAt)}, nil
 }
+
+// ReloadFailed writes one config_reload_failed event: the file at source
+// changed but did not validate, and the running config stays. problems are
+// "path: message" lines (never secrets: the config holds none, token
+// variables are named, not read).
+func (p *Pool) ReloadFailed(ctx context.Context, source string, problems []string) error {
+	data, err := json.Marshal(map[string]any{"source": source, "problems": problems, "configHash": p.conf().cfg.version.Hash})
+	if err != nil {
+		return fmt.Errorf("pool: reload failed event: %w", err)
+	}
+	msg := fmt.Sprintf("Config reload failed: %d problem(s) in %s; the running config stays", len(problems), source)
+	if err := lua.AddEvent(ctx, p.rdb, p.keys, "config_reload_failed", "warning", "", msg, string(data)); err != nil {
+		return fmt.Errorf("pool: %w", err)
+	}
+	return nil
+}
+
+// CheckBehind compares this replica's config version with the one in force
+// in Redis and returns whether the replica is behind (a newer version is in
+// force). On a read error it returns the last known answer.
+func (p *Pool) CheckBehind(ctx context.Context) bool {
+	v, err := p.InForce(ctx)
+	if err != nil {
+		return p.Behind()
+	}
+	mine := p.conf().cfg.version
+	at, mineAt := v.LoadedAt.UnixMilli(), mine.LoadedAt.UnixMilli() // Redis keeps ms
+	behind := v.Hash != "" && v.Hash != mine.Hash && (at > mineAt || at == mineAt && v.Hash > mine.Hash)
+	p.behind.Store(behind)
+	return behind
+}
