@@ -141,7 +141,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// The rebalancing pass reads the pool's config in force, so a reload
 	// reaches it at the next interval.
 	w := runenv.NewWatcher(runenv.WatcherParams{Paths: []string{cfg.Pool.ConfigPath},
-		Reload: func(ctx context.Context, cause string) { runenv.ReloadPool(ctx, p, cfg.Pool, log, cause, nil) },
+		Reload:  func(ctx context.Context, cause string) { runenv.ReloadPool(ctx, p, cfg.Pool, log, cause, nil) },
 		OnError: func(err error) { log.Warn("config watch failed; SIGHUP still reloads", "error", err.Error()) }})
 	w.Start(ctx)
 	defer w.Shutdown()

@@ -89,7 +89,7 @@ var (
 	subscriptionTypes = []string{"claude-pro", "claude-max", "api"}
 	ruleTypes         = []string{"usage_threshold", "failover", "exhausted", "rotation", "limit_reached", "recovered",
 		"config_reloaded", "config_reload_failed", "subscription_added", "subscription_removed"}
-	channels          = []string{"webhook", "log"}
+	channels = []string{"webhook", "log"}
 )
 
 // Validate reports every problem of c in one *ValidationError, each with its
