@@ -229,7 +229,7 @@ func (s *Server) settle(ctx context.Context, reqID, settleID, subID, sid string,
 	u := pool.Usage{RequestID: settleID, SubscriptionID: subID, SessionID: sid, CostUSD: res.CostUSD,
 		InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens,
 		CacheCreationTokens: res.Usage.CacheCreationInputTokens, CacheReadTokens: res.Usage.CacheReadInputTokens,
-		Model: res.Model, CLISession: res.CLISessionID}
+		Model: res.Model, CLISession: res.CLISessionID, KeyName: keyNameOf(ctx)}
 	if len(res.ModelUsage) > 0 {
 		if mu, err := json.Marshal(res.ModelUsage); err == nil {
 			u.ModelUsage = mu

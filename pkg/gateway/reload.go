@@ -41,3 +41,10 @@ func (s *Server) HasBackend(id string) bool {
 	b, _ := s.subBackend(id)
 	return b != nil
 }
+
+// clientKeys is the keyring in force.
+func (s *Server) clientKeys() *keyring { return s.keys.Load() }
+
+// SetClientKeys replaces API_KEYS_FILE's named keys (validated by
+// LoadKeysFile); API_KEYS stay. A request keeps the key it was let in with.
+func (s *Server) SetClientKeys(keys []ClientKey) { s.keys.Store(s.apiKeys.with(keys)) }

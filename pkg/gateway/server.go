@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -60,6 +61,10 @@ type Options struct {
 	// APIKeys are the accepted client keys (API_KEYS). Empty: no client
 	// authentication; the caller must then listen on loopback only.
 	APIKeys []string
+	// ClientKeys are API_KEYS_FILE's named keys (LoadKeysFile), accepted
+	// besides APIKeys, with their own rate limit, weekly budget and models;
+	// SetClientKeys replaces them on a reload.
+	ClientKeys []ClientKey
 	// AdminToken guards /debug/* (ADMIN_TOKEN). Empty: loopback clients only.
 	AdminToken string
 	// RateLimitPerMinute is each client key's (or IP's) limit, with a burst
@@ -109,7 +114,8 @@ type Server struct {
 	backends Backends
 	tokens   map[string]string // subscription id → OAuth token (never logged)
 	subsMu   sync.RWMutex      // guards backends.Subscriptions and tokens (AddBackends)
-	keys     *keyring
+	keys     atomic.Pointer[keyring] // API_KEYS plus API_KEYS_FILE's named keys (SetClientKeys)
+	apiKeys  *keyring                // API_KEYS alone
 	admin    *keyring          // nil: loopback only
 	limiter  *pool.RateLimiter // nil: no rate limit
 	maxBody  int64
@@ -129,12 +135,13 @@ var ErrInvalidOptions = errors.New("gateway: invalid options")
 // New builds a Server.
 func New(opts Options) (*Server, error) {
 	s := &Server{pool: opts.Pool, rdb: opts.Redis, backends: opts.Backends, tokens: map[string]string{},
-		keys: newKeyring(opts.APIKeys), maxBody: opts.MaxBodyBytes,
+		apiKeys: newKeyring(opts.APIKeys), maxBody: opts.MaxBodyBytes,
 		log: opts.Logger, metrics: opts.Metrics, tp: opts.TracerProvider}
 	if s.tp == nil {
 		s.tp = otel.GetTracerProvider()
 	}
 	s.tracer = s.tp.Tracer(TracerName)
+	s.keys.Store(s.apiKeys.with(opts.ClientKeys))
 	if s.rdb == nil && s.pool == nil {
 		return nil, errors.Join(ErrInvalidOptions, errors.New("gateway: a Redis client is required without a pool"))
 	}

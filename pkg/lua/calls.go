@@ -86,6 +86,7 @@ type SettleArgs struct {
 	Retention  int64 // ms
 	StaleMS    int64
 	Thresholds []string
+	KeyName    string // the client key's name, "" for none
 }
 
 // SettleReply is settle.lua's answer.
@@ -109,13 +110,19 @@ func Settle(ctx context.Context, c Scripter, k Keys, a SettleArgs) (SettleReply,
 	if a.SessionID != "" {
 		sess = k.Session(a.SessionID)
 	}
-	keys := []string{k.Req(a.RequestID), sub, hourly, clients, sess, k.Usage(), k.Events(), k.Inflight()}
-	args := make([]any, 0, 16+len(a.Thresholds))
+	clientKey := k.Base() + ":key:-" // never written: KEYS stay fixed without a name
+	if a.KeyName != "" {
+		clientKey = k.ClientKey(a.KeyName)
+	}
+	keys := []string{k.Req(a.RequestID), sub, hourly, clients, sess, k.Usage(), k.Events(), k.Inflight(),
+		clientKey, clientKey + ":hourly"}
+	args := make([]any, 0, 17+len(a.Thresholds))
 	args = append(args, a.RequestID, a.SubID, a.SessionID, a.CostUSD, a.Input, a.Output, a.CacheWrite, a.CacheRead,
 		a.Model, a.ModelUsage, a.CLISession, a.ApproachAt, a.MarkerTTL, a.Retention, a.StaleMS, len(a.Thresholds))
 	for _, t := range a.Thresholds {
 		args = append(args, t)
 	}
+	args = append(args, a.KeyName)
 	v, err := run(ctx, c, "settle", settleScript, keys, 5, args...)
 	if err != nil {
 		return SettleReply{}, err

@@ -105,6 +105,14 @@ func (k Keys) LeaderInfo() string { return k.base + ":leader:info" }
 // Redis time in ms), so it keeps growing across a loss of Redis' data.
 func (k Keys) Epoch() string { return k.base + ":epoch" }
 
+// ClientKey is the HASH of one named client key's usage (requests, tokens,
+// cost, lastUsageAt), by the key's name from API_KEYS_FILE: never the key.
+func (k Keys) ClientKey(name string) string { return k.base + ":key:" + mustID("client key", name) }
+
+// ClientKeyHourly is the HASH hour-index → USD of one named client key
+// (rolling 7 days): its weekly budget is checked against the sum.
+func (k Keys) ClientKeyHourly(name string) string { return k.ClientKey(name) + ":hourly" }
+
 // RateLimit is the GCRA state of one client key (hashed) or client IP.
 func (k Keys) RateLimit(subject string) string {
 	return k.base + ":ratelimit:" + mustID("rate-limit subject", subject)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -107,4 +108,21 @@ func InForceConfig(ctx context.Context, c redis.Cmdable, k Keys) (ConfigVersion,
 		return ConfigVersion{}, nil
 	}
 	return ConfigVersion{Hash: toStr(h[0]), LoadedAt: toInt64(h[1])}, nil
+}
+
+// ClientKeyUsage reads a named client key's usage hash, its hourly buckets
+// and Redis' clock (the scripts' clock), in one round trip.
+func ClientKeyUsage(ctx context.Context, c redis.Cmdable, k Keys, name string) (totals, hourly map[string]string, now time.Time, err error) {
+	var th, hh *redis.MapStringStringCmd
+	var tm *redis.TimeCmd
+	_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		th = p.HGetAll(ctx, k.ClientKey(name))
+		hh = p.HGetAll(ctx, k.ClientKeyHourly(name))
+		tm = p.Time(ctx)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, time.Time{}, fmt.Errorf("lua: client key usage: %w", err)
+	}
+	return th.Val(), hh.Val(), tm.Val(), nil
 }

@@ -199,6 +199,9 @@ type Usage struct {
 	ModelUsage json.RawMessage
 	// CLISession is the CLI session id to resume on the next turn.
 	CLISession string
+	// KeyName is the name of the client key that made the request
+	// (API_KEYS_FILE), "" for none: its usage is kept per key too.
+	KeyName string
 }
 
 // Settlement is the state after a settle.
@@ -229,6 +232,9 @@ func (p *Pool) Settle(ctx context.Context, u Usage) (Settlement, error) {
 	if u.SessionID != "" && !lua.ValidID(u.SessionID) {
 		return Settlement{}, ErrInvalidSession
 	}
+	if u.KeyName != "" && !ValidKeyName(u.KeyName) {
+		return Settlement{}, ErrInvalidKeyName
+	}
 	if u.SubscriptionID != "" {
 		if _, ok := p.conf().byID[u.SubscriptionID]; !ok {
 			return Settlement{}, fmt.Errorf("pool: settle %q: %w", u.SubscriptionID, ErrUnknownSubscription)
@@ -253,7 +259,7 @@ func (p *Pool) Settle(ctx context.Context, u Usage) (Settlement, error) {
 		Input:   u.InputTokens, Output: u.OutputTokens, CacheWrite: u.CacheCreationTokens, CacheRead: u.CacheReadTokens,
 		Model: u.Model, ModelUsage: mu, CLISession: u.CLISession, ApproachAt: p.conf().approachAt,
 		MarkerTTL: p.markerTTL.Milliseconds(), Retention: p.retention.Milliseconds(), StaleMS: p.staleMS(),
-		Thresholds: p.conf().thresholds,
+		Thresholds: p.conf().thresholds, KeyName: u.KeyName,
 	})
 	if err != nil {
 		return Settlement{}, fmt.Errorf("pool: settle: %w", err)
