@@ -112,12 +112,12 @@ type Server struct {
 	pool     *pool.Pool
 	rdb      redis.UniversalClient
 	backends Backends
-	tokens   map[string]string // subscription id → OAuth token (never logged)
-	subsMu   sync.RWMutex      // guards backends.Subscriptions and tokens (AddBackends)
+	tokens   map[string]string       // subscription id → OAuth token (never logged)
+	subsMu   sync.RWMutex            // guards backends.Subscriptions and tokens (AddBackends)
 	keys     atomic.Pointer[keyring] // API_KEYS plus API_KEYS_FILE's named keys (SetClientKeys)
 	apiKeys  *keyring                // API_KEYS alone
-	admin    *keyring          // nil: loopback only
-	limiter  *pool.RateLimiter // nil: no rate limit
+	admin    *keyring                // nil: loopback only
+	limiter  *pool.RateLimiter       // nil: no rate limit
 	maxBody  int64
 	retries  int // re-allocations after limit/auth answers: min(subscriptions, maxRetries)
 	log      *slog.Logger
