@@ -127,6 +127,7 @@ type serviceMonitor struct {
 type manifests struct {
 	all             []metav1.Object
 	deployments     map[string]*appsv1.Deployment // by component label
+	statefulSets    []*appsv1.StatefulSet
 	services        map[string]*corev1.Service
 	configMaps      []*corev1.ConfigMap
 	pods            []*corev1.Pod
@@ -177,6 +178,11 @@ func (m *manifests) add(tm metav1.TypeMeta, doc []byte) (metav1.Object, error) {
 		err := strict(&d)
 		m.deployments[d.Labels["app.kubernetes.io/component"]] = &d
 		return &d, err
+	case "apps/v1 StatefulSet":
+		var ss appsv1.StatefulSet
+		err := strict(&ss)
+		m.statefulSets = append(m.statefulSets, &ss)
+		return &ss, err
 	case "v1 Service":
 		var s corev1.Service
 		err := strict(&s)

@@ -71,7 +71,9 @@ func TestBadValuesAreRejected(t *testing.T) {
 		{"redis url of another scheme", func(v map[string]any) { v["redis"] = map[string]any{"url": "http://redis:6379"} }, "/redis/url"},
 		{"a secret in values", func(v map[string]any) { v["secrets"] = map[string]any{"apiKeys": "k1,k2"} }, "apiKeys"},
 		// Beyond the schema: the templates' own checks.
-		{"no redis", func(v map[string]any) { v["redis"] = map[string]any{"url": ""} }, "redis.url"},
+		{"no redis", func(v map[string]any) {
+			v["redis"] = map[string]any{"url": "", "bundled": map[string]any{"enabled": false}}
+		}, "redis.url"},
 		{"duplicate ids", func(v map[string]any) { authPool(v)["subscriptions"].([]any)[1].(map[string]any)["id"] = "sub1" }, `duplicate id "sub1"`},
 		{"token without its Secret", func(v map[string]any) { firstSub(v)["oauthTokenEnv"] = "CLAUDE_TOKEN_SUB1" }, "subscriptionTokens.existingSecret"},
 		{"volume for an unknown subscription", func(v map[string]any) {

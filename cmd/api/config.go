@@ -24,6 +24,10 @@ type config struct {
 	Addr string
 	// APIKeys (API_KEYS, comma-separated) are the client keys.
 	APIKeys []string
+	// APIKeysFile (API_KEYS_FILE) is a JSON list of named client keys with
+	// their limits (gateway.LoadKeysFile), reloaded like the pool config.
+	// Default none.
+	APIKeysFile string
 	// AdminToken (ADMIN_TOKEN) guards /debug/*, /admin/v1 and /status;
 	// required in production.
 	AdminToken string
@@ -86,9 +90,10 @@ func loadEnv(getenv func(string) string) (*config, error) {
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 
 	c.APIKeys = runenv.List(getenv("API_KEYS"))
+	c.APIKeysFile = strings.TrimSpace(getenv("API_KEYS_FILE"))
 	c.Production = runenv.Production(getenv)
-	if c.Production && len(c.APIKeys) == 0 {
-		bad("APP_ENV/NODE_ENV=production requires API_KEYS")
+	if c.Production && !c.authOn() {
+		bad("APP_ENV/NODE_ENV=production requires API_KEYS or API_KEYS_FILE")
 	}
 	if c.Production && strings.TrimSpace(c.AdminToken) == "" {
 		bad("APP_ENV/NODE_ENV=production requires ADMIN_TOKEN (it guards /admin/v1, /status and /debug)")
@@ -145,7 +150,7 @@ func loadEnv(getenv func(string) string) (*config, error) {
 			bad("%s", line)
 		}
 	}
-	addr, err := listenAddr(getenv("LISTEN_ADDR"), getenv("PORT"), len(c.APIKeys) > 0)
+	addr, err := listenAddr(getenv("LISTEN_ADDR"), getenv("PORT"), c.authOn())
 	if err != nil {
 		bad("%v", err)
 	}
@@ -204,11 +209,15 @@ func (c *config) String() string {
 	if proxies == "" {
 		proxies = "none"
 	}
-	return fmt.Sprintf("addr=%s adminAddr=%s apiKeys=%d adminToken=%s production=%t rateLimitPerMinute=%d trustedProxies=%s redis=%s redisPassword=%s pool=%t poolConfig=%s backends=%s claudeBin=%s fallbackKey=%s webhookSecret=%s sentry=%s shutdownTimeout=%s",
-		c.Addr, cmp.Or(c.AdminAddr, "same"), len(c.APIKeys), runenv.Mask(c.AdminToken), c.Production, c.RateLimitPerMinute, proxies, redisMode,
+	return fmt.Sprintf("addr=%s adminAddr=%s apiKeys=%d apiKeysFile=%s adminToken=%s production=%t rateLimitPerMinute=%d trustedProxies=%s redis=%s redisPassword=%s pool=%t poolConfig=%s backends=%s claudeBin=%s fallbackKey=%s webhookSecret=%s sentry=%s shutdownTimeout=%s",
+		c.Addr, cmp.Or(c.AdminAddr, "same"), len(c.APIKeys), cmp.Or(c.APIKeysFile, "unset"), runenv.Mask(c.AdminToken), c.Production, c.RateLimitPerMinute, proxies, redisMode,
 		runenv.Mask(c.Redis.Password), c.Pool.Enabled, c.Pool.ConfigPath, c.BackendsPath, c.ClaudeBin,
 		runenv.Mask(c.AnthropicAPIKey), runenv.Mask(c.WebhookSecret), runenv.Mask(c.Telemetry.Sentry.DSN), c.ShutdownTimeout)
 }
+
+// authOn reports whether clients must present a key: API_KEYS or
+// API_KEYS_FILE is set.
+func (c *config) authOn() bool { return len(c.APIKeys) > 0 || c.APIKeysFile != "" }
 
 // oauthTokens reads the variables that the subscriptions' oauthTokenEnv
 // name: subscription id → token. Their names come from the config file, so

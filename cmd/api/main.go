@@ -17,8 +17,10 @@
 //	PORT                  listen port (default 3000)
 //	LISTEN_ADDR           listen host or host:port (default all interfaces with
 //	                      API_KEYS, 127.0.0.1 without; non-loopback needs API_KEYS)
-//	API_KEYS              comma-separated client keys (Bearer or X-API-Key); required
-//	                      when APP_ENV or NODE_ENV is production
+//	API_KEYS              comma-separated client keys (Bearer or X-API-Key); this or
+//	                      API_KEYS_FILE is required when APP_ENV or NODE_ENV is production
+//	API_KEYS_FILE         JSON list of named keys with rateLimitPerMinute, weeklyBudget
+//	                      and models; reloaded on SIGHUP or a change, like the config
 //	ADMIN_TOKEN           guards /debug/*, /admin/v1 and /status (unset: loopback
 //	                      clients only); required when APP_ENV or NODE_ENV is production
 //	ADMIN_ADDR            serve /metrics and the admin surface on this host:port
@@ -96,7 +98,14 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 	defer tel.Close()
 	metrics := tel.Metrics
-	if len(cfg.APIKeys) == 0 {
+	var clientKeys []gateway.ClientKey
+	if cfg.APIKeysFile != "" {
+		if clientKeys, err = gateway.LoadKeysFile(cfg.APIKeysFile); err != nil {
+			return err // lists each problem with its path, never a key
+		}
+		log.Info("client keys loaded", "file", cfg.APIKeysFile, "keys", len(clientKeys))
+	}
+	if !cfg.authOn() {
 		log.Warn("API_KEYS is not set: client authentication is off, listening on loopback only", "addr", cfg.Addr)
 	}
 
@@ -133,7 +142,11 @@ func run(ctx context.Context, getenv func(string) string) error {
 			return err
 		}
 		log.Info("pool synced", "pool", pcfg.Pool, "subscriptions", len(pcfg.Subscriptions),
-			"fallbackWhenExhausted", pcfg.FallbackEnabled())
+			"fallbackWhenExhausted", pcfg.FallbackEnabled(), "configVersion", pcfg.Version().Short())
+		if p.Behind() {
+			log.Warn("config behind: Redis holds a newer config version; serving only the subscriptions this config knows",
+				"configVersion", pcfg.Version().Short())
+		}
 	} else {
 		log.Warn("AUTH_POOL_ENABLED=false: every request goes to the fallback backend")
 	}
@@ -146,7 +159,7 @@ func run(ctx context.Context, getenv func(string) string) error {
 		return errors.New("AUTH_POOL_ENABLED=false needs a fallback backend: set ANTHROPIC_API_KEY")
 	}
 
-	srv, err := gateway.New(gateway.Options{Pool: p, Redis: rdb, Backends: backends, APIKeys: cfg.APIKeys,
+	srv, err := gateway.New(gateway.Options{Pool: p, Redis: rdb, Backends: backends, APIKeys: cfg.APIKeys, ClientKeys: clientKeys,
 		AdminToken: cfg.AdminToken, SeparateAdmin: cfg.AdminAddr != "", RateLimitPerMinute: cfg.RateLimitPerMinute, TrustedProxies: cfg.TrustedProxies, OAuthTokens: tokens,
 		Logger: telemetry.Module(log, "gateway"), Metrics: metrics, ModelMap: modelMap(p)})
 	if err != nil {
@@ -168,6 +181,22 @@ func run(ctx context.Context, getenv func(string) string) error {
 	}
 
 	srv.Start()
+	if p != nil || cfg.APIKeysFile != "" {
+		w := runenv.NewWatcher(runenv.WatcherParams{Paths: []string{cfg.Pool.ConfigPath, cfg.APIKeysFile},
+			Reload: func(ctx context.Context, cause string) {
+				if p != nil {
+					runenv.ReloadPool(ctx, p, cfg.Pool, log, cause, func(next *pool.Config) error {
+						return addBackends(cfg, srv, next, getenv, log)
+					})
+				}
+				if cfg.APIKeysFile != "" {
+					reloadKeys(cfg.APIKeysFile, srv, log)
+				}
+			},
+			OnError: func(err error) { log.Warn("config watch failed; SIGHUP still reloads", "error", err.Error()) }})
+		w.Start(base)
+		defer w.Shutdown()
+	}
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -228,6 +257,26 @@ func run(ctx context.Context, getenv func(string) string) error {
 	stopBG()
 	log.Info("stopped")
 	return err
+}
+
+// reloadKeys re-reads API_KEYS_FILE; an invalid file keeps the keys in
+// force, its problems logged with their paths (never a key).
+func reloadKeys(path string, srv *gateway.Server, log *slog.Logger) {
+	keys, err := gateway.LoadKeysFile(path)
+	if err != nil {
+		var ve *pool.ValidationError
+		if errors.As(err, &ve) {
+			for _, pr := range ve.Problems {
+				log.Error("client keys reload: invalid", "path", pr.Path, "problem", pr.Message, "file", path)
+			}
+		} else {
+			log.Error("client keys reload: cannot read the file", "file", path, "error", err.Error())
+		}
+		log.Warn("client keys reload failed: the keys in force stay")
+		return
+	}
+	srv.SetClientKeys(keys)
+	log.Info("client keys reloaded", "file", path, "keys", len(keys))
 }
 
 // syncGiveUp bounds the wait for Redis at start-up: a gateway that cannot

@@ -91,7 +91,7 @@ func TestLoadEnv(t *testing.T) {
 				}
 			}},
 		{name: "every problem at once", env: map[string]string{"APP_ENV": "production", "PORT": "x", "RATE_LIMIT_PER_MINUTE": "y"},
-			wantErr: "production requires API_KEYS\n  APP_ENV/NODE_ENV=production requires ADMIN_TOKEN (it guards /admin/v1, /status and /debug)\n  RATE_LIMIT_PER_MINUTE"},
+			wantErr: "production requires API_KEYS or API_KEYS_FILE\n  APP_ENV/NODE_ENV=production requires ADMIN_TOKEN (it guards /admin/v1, /status and /debug)\n  RATE_LIMIT_PER_MINUTE"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

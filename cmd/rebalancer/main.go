@@ -137,7 +137,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	synced.Store(true)
-	log.Info("pool synced", "pool", pcfg.Pool)
+	log.Info("pool synced", "pool", pcfg.Pool, "configVersion", pcfg.Version().Short())
+	// The rebalancing pass reads the pool's config in force, so a reload
+	// reaches it at the next interval.
+	w := runenv.NewWatcher(runenv.WatcherParams{Paths: []string{cfg.Pool.ConfigPath},
+		Reload:  func(ctx context.Context, cause string) { runenv.ReloadPool(ctx, p, cfg.Pool, log, cause, nil) },
+		OnError: func(err error) { log.Warn("config watch failed; SIGHUP still reloads", "error", err.Error()) }})
+	w.Start(ctx)
+	defer w.Shutdown()
 	// The component stops through Shutdown, in order, not through ctx.
 	if err := comp.Start(context.WithoutCancel(ctx)); err != nil {
 		_ = shutdown()

@@ -162,24 +162,51 @@ func StartServer() (*Server, error) {
 
 // StartServerOnPort starts redis-server on port (0: a free one).
 func StartServerOnPort(port int) (*Server, error) {
+	return StartServerWith(ServerOptions{Port: port})
+}
+
+// ServerOptions shape a redis-server for persistence tests.
+type ServerOptions struct {
+	// Port to listen on; 0 a free one.
+	Port int
+	// Dir is the data dir (kept on Stop); "" a temporary one, removed.
+	Dir string
+	// Save is --save ("" no snapshots); DBFilename is --dbfilename
+	// (default dump.rdb); AppendOnly turns the AOF on.
+	Save, DBFilename string
+	AppendOnly       bool
+}
+
+// StartServerWith starts redis-server as o says.
+func StartServerWith(o ServerOptions) (*Server, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, fmt.Errorf("redistest: redis-server not on PATH: %w", err)
 	}
+	port := o.Port
 	if port == 0 {
 		port, err = FreePort()
 		if err != nil {
 			return nil, err
 		}
 	}
-	dir, err := os.MkdirTemp("", "redistest-")
-	if err != nil {
-		return nil, err
+	dir := o.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "redistest-"); err != nil {
+			return nil, err
+		}
 	}
-	cmd := exec.Command(bin,
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir,
-		"--protected-mode", "yes", "--loglevel", "warning")
+	aof := "no"
+	if o.AppendOnly {
+		aof = "yes"
+	}
+	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", o.Save, "--appendonly", aof, "--dir", dir,
+		"--protected-mode", "yes", "--loglevel", "warning"}
+	if o.DBFilename != "" {
+		args = append(args, "--dbfilename", o.DBFilename)
+	}
+	cmd := exec.Command(bin, args...)
 	// The server dies with the test binary even when the binary is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, _ := cmd.StderrPipe()

@@ -47,7 +47,13 @@ func (s *Server) ready(c *gin.Context) {
 		}
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ready", "pool": s.pool != nil})
+	body := gin.H{"status": "ready", "pool": s.pool != nil}
+	if s.pool != nil {
+		// Still ready: a replica on an older config serves what it knows;
+		// behind tells the operator its rollout is not finished.
+		body["behind"], body["configVersion"] = s.pool.CheckBehind(ctx), s.pool.Config().Version().Short()
+	}
+	c.JSON(http.StatusOK, body)
 }
 
 // deleteSession ends a session (DELETE /v1/sessions/:id): its subscription

@@ -24,6 +24,7 @@ const (
 	ctxAlloc     = "authpool.allocation"
 	ctxSub       = "authpool.subscription"
 	ctxOwner     = "authpool.owner"
+	ctxClientKey = "authpool.clientKey" // ClientKey without its secret
 )
 
 // HeaderRequestID is accepted from clients (validated) or generated, and
@@ -61,32 +62,69 @@ func requestID(c *gin.Context) {
 }
 
 // keyring holds the SHA-256 of each client key: comparisons are constant-time
-// over equal-length digests, and the keys themselves are not kept.
+// over equal-length digests, and the keys themselves are not kept. Named
+// keys (API_KEYS_FILE) carry their limits.
 type keyring struct {
-	digests [][sha256.Size]byte
+	entries []keyEntry
+}
+
+// keyEntry is one accepted key: its digest, and for a named key its name
+// and limits ("" and zeros for API_KEYS).
+type keyEntry struct {
+	digest [sha256.Size]byte
+	ClientKey
 }
 
 func newKeyring(keys []string) *keyring {
 	k := &keyring{}
 	for _, key := range keys {
 		if key = strings.TrimSpace(key); key != "" {
-			k.digests = append(k.digests, sha256.Sum256([]byte(key)))
+			k.entries = append(k.entries, keyEntry{digest: sha256.Sum256([]byte(key))})
 		}
 	}
 	return k
 }
 
-// enabled reports whether any key is configured.
-func (k *keyring) enabled() bool { return len(k.digests) > 0 }
-
-// match compares presented against every key, without stopping early.
-func (k *keyring) match(presented string) bool {
-	d := sha256.Sum256([]byte(presented))
-	ok := 0
-	for i := range k.digests {
-		ok |= subtle.ConstantTimeCompare(d[:], k.digests[i][:])
+// with returns a keyring of k's keys plus the named ones (validated by
+// LoadKeysFile); the secrets are dropped once digested.
+func (k *keyring) with(named []ClientKey) *keyring {
+	out := &keyring{entries: append([]keyEntry(nil), k.entries...)}
+	for _, c := range named {
+		e := keyEntry{ClientKey: c}
+		if c.Key != "" {
+			e.digest = sha256.Sum256([]byte(c.Key))
+		} else {
+			b, _ := hex.DecodeString(c.SHA256)
+			copy(e.digest[:], b)
+		}
+		e.Key, e.SHA256 = "", ""
+		out.entries = append(out.entries, e)
 	}
-	return ok == 1
+	return out
+}
+
+// enabled reports whether any key is configured.
+func (k *keyring) enabled() bool { return len(k.entries) > 0 }
+
+// valid reports whether presented is one of the keys.
+func (k *keyring) valid(presented string) bool {
+	_, ok := k.match(presented)
+	return ok
+}
+
+// match compares presented against every key, without stopping early, and
+// returns the matching entry.
+func (k *keyring) match(presented string) (keyEntry, bool) {
+	d := sha256.Sum256([]byte(presented))
+	found := -1
+	for i := range k.entries {
+		eq := subtle.ConstantTimeCompare(d[:], k.entries[i].digest[:])
+		found = subtle.ConstantTimeSelect(eq, i, found)
+	}
+	if found < 0 {
+		return keyEntry{}, false
+	}
+	return k.entries[found], true
 }
 
 // presentedKey reads a client key from Authorization: Bearer or X-API-Key.
@@ -117,19 +155,22 @@ func keyID(key string) string {
 // rate-limit subject and the sessions' owner (pool.NoOwner without keys, so
 // that behaviour without keys is unchanged).
 func (s *Server) apiAuth(c *gin.Context) {
-	if !s.keys.enabled() {
+	keys := s.clientKeys()
+	if !keys.enabled() {
 		c.Set(ctxSubject, subjectOf("ip-", c.ClientIP()))
 		c.Set(ctxOwner, pool.NoOwner)
 		c.Next()
 		return
 	}
 	key := presentedKey(c.Request)
-	if key == "" || !s.keys.match(key) {
+	e, ok := keys.match(key)
+	if key == "" || !ok {
 		writeError(c, ErrUnauthorized)
 		return
 	}
 	c.Set(ctxSubject, subjectOf("key-", key))
 	c.Set(ctxOwner, keyID(key))
+	c.Set(ctxClientKey, e.ClientKey)
 	c.Next()
 }
 
@@ -156,7 +197,7 @@ func (s *Server) adminAuth(c *gin.Context) {
 	if tok == "" {
 		tok = strings.TrimSpace(c.GetHeader("X-Admin-Token"))
 	}
-	if tok == "" || !s.admin.match(tok) {
+	if _, ok := s.admin.match(tok); tok == "" || !ok {
 		writeError(c, ErrForbidden)
 		return
 	}

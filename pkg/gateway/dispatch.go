@@ -154,11 +154,11 @@ func (s *Server) judge(ctx context.Context, subID string, err error) (retry bool
 func (s *Server) runOn(ctx context.Context, alloc pool.Allocation, t *turn, sid string, pl *placement,
 	onDelta func(string)) (*backend.Result, error) {
 	sub := alloc.Subscription
-	b := s.backends.Subscriptions[sub.ID]
+	b, token := s.subBackend(sub.ID)
 	if b == nil {
 		return nil, fmt.Errorf("%w: %s", ErrNoBackend, sub.ID)
 	}
-	tgt := backend.Target{ConfigDir: sub.ConfigDir, OAuthToken: s.tokens[sub.ID]}
+	tgt := backend.Target{ConfigDir: sub.ConfigDir, OAuthToken: token}
 	resume := ""
 	if alloc.Kind == pool.Resumed && alloc.CLISession != "" {
 		resume = alloc.CLISession
@@ -236,7 +236,7 @@ func (s *Server) settle(ctx context.Context, reqID, settleID, subID, sid string,
 	u := pool.Usage{RequestID: settleID, SubscriptionID: subID, SessionID: sid, CostUSD: res.CostUSD,
 		InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens,
 		CacheCreationTokens: res.Usage.CacheCreationInputTokens, CacheReadTokens: res.Usage.CacheReadInputTokens,
-		Model: res.Model, CLISession: res.CLISessionID}
+		Model: res.Model, CLISession: res.CLISessionID, KeyName: keyNameOf(ctx)}
 	if len(res.ModelUsage) > 0 {
 		if mu, err := json.Marshal(res.ModelUsage); err == nil {
 			u.ModelUsage = mu

@@ -37,6 +37,13 @@ var (
 	// ErrRateLimited: the client key (or IP) is over RATE_LIMIT_PER_MINUTE.
 	// Returned as a *RetryError.
 	ErrRateLimited = errors.New("gateway: rate limit exceeded")
+	// ErrQuotaExceeded: the client key's weekly budget (API_KEYS_FILE) is
+	// spent. Returned as a *RetryError whose wait ends when enough of the
+	// oldest spend has left the rolling week.
+	ErrQuotaExceeded = errors.New("gateway: the key's weekly budget is spent")
+	// ErrModelNotAllowed: the client key's models allow-list does not
+	// name the requested model.
+	ErrModelNotAllowed = errors.New("gateway: model not allowed for this key")
 	// ErrUnavailable: Redis did not answer. Nothing is spent on the fallback
 	// while the pool cannot be consulted.
 	ErrUnavailable = errors.New("gateway: pool state unavailable")
@@ -193,6 +200,17 @@ func classify(err error) problem {
 	case errors.Is(err, ErrForbidden):
 		return row(http.StatusForbidden, "permission_error", "admin_required",
 			"debug endpoints need the admin token (Authorization: Bearer <ADMIN_TOKEN>) or a loopback client")
+	case errors.Is(err, ErrModelNotAllowed):
+		p := row(http.StatusForbidden, "permission_error", "model_not_allowed", "this API key may not use this model")
+		p.body.Param = "model"
+		return p
+	case errors.Is(err, ErrQuotaExceeded):
+		p := row(http.StatusTooManyRequests, "quota_exceeded", "quota_exceeded", "this API key's weekly budget is spent")
+		if errors.As(err, &rt) {
+			p.retryAfter = rt.After
+			p.body.Message += "; it resets at " + time.Now().Add(rt.After).UTC().Format(time.RFC3339)
+		}
+		return p
 	case errors.Is(err, pool.ErrSessionNotFound):
 		return row(http.StatusNotFound, "not_found_error", "session_not_found", "no such session")
 	case errors.Is(err, ErrNoCounter):

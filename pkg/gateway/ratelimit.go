@@ -14,7 +14,11 @@ import (
 // apiAuth recorded. A Redis failure refuses the request (503): the same
 // Redis is needed to allocate.
 func (s *Server) rateLimit(c *gin.Context) {
-	if s.limiter == nil {
+	limiter := s.limiter
+	if k := clientKeyOf(c); k.RateLimitPerMinute > 0 && s.pool != nil {
+		limiter = s.pool.RateLimiter(k.RateLimitPerMinute) // the key's own rate
+	}
+	if limiter == nil {
 		c.Next()
 		return
 	}
@@ -23,12 +27,12 @@ func (s *Server) rateLimit(c *gin.Context) {
 		writeError(c, fmt.Errorf("gateway: rate limit: invalid subject: %w", ErrInvalidRequest))
 		return
 	}
-	d, err := s.limiter.Allow(c.Request.Context(), subject)
+	d, err := limiter.Allow(c.Request.Context(), subject)
 	if err != nil {
 		writeError(c, fmt.Errorf("gateway: rate limit: %w: %w", ErrUnavailable, err))
 		return
 	}
-	c.Header("X-RateLimit-Limit", strconv.Itoa(s.limiter.Burst()))
+	c.Header("X-RateLimit-Limit", strconv.Itoa(limiter.Burst()))
 	c.Header("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
 	if !d.Allowed {
 		writeError(c, &RetryError{Err: ErrRateLimited, After: d.RetryAfter})

@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -65,6 +67,10 @@ type Options struct {
 	// APIKeys are the accepted client keys (API_KEYS). Empty: no client
 	// authentication; the caller must then listen on loopback only.
 	APIKeys []string
+	// ClientKeys are API_KEYS_FILE's named keys (LoadKeysFile), accepted
+	// besides APIKeys, with their own rate limit, weekly budget and models;
+	// SetClientKeys replaces them on a reload.
+	ClientKeys []ClientKey
 	// AdminToken guards /debug/*, /admin/v1 and /status (ADMIN_TOKEN).
 	// Empty: loopback clients only.
 	AdminToken string
@@ -120,10 +126,12 @@ type Server struct {
 	pool         *pool.Pool
 	rdb          redis.UniversalClient
 	backends     Backends
-	tokens       map[string]string // subscription id → OAuth token (never logged)
-	keys         *keyring
-	admin        *keyring          // nil: loopback only
-	limiter      *pool.RateLimiter // nil: no rate limit
+	tokens       map[string]string       // subscription id → OAuth token (never logged)
+	subsMu       sync.RWMutex            // guards backends.Subscriptions and tokens (AddBackends)
+	keys         atomic.Pointer[keyring] // API_KEYS plus API_KEYS_FILE's named keys (SetClientKeys)
+	apiKeys      *keyring                // API_KEYS alone
+	admin        *keyring                // nil: loopback only
+	limiter      *pool.RateLimiter       // nil: no rate limit
 	maxBody      int64
 	retries      int // re-allocations after limit/auth answers: min(subscriptions, maxRetries)
 	log          *slog.Logger
@@ -145,12 +153,13 @@ var ErrInvalidOptions = errors.New("gateway: invalid options")
 // New builds a Server.
 func New(opts Options) (*Server, error) {
 	s := &Server{pool: opts.Pool, rdb: opts.Redis, backends: opts.Backends, tokens: map[string]string{},
-		keys: newKeyring(opts.APIKeys), maxBody: opts.MaxBodyBytes,
+		apiKeys: newKeyring(opts.APIKeys), maxBody: opts.MaxBodyBytes,
 		log: opts.Logger, metrics: opts.Metrics, tp: opts.TracerProvider, modelMap: opts.ModelMap}
 	if s.tp == nil {
 		s.tp = otel.GetTracerProvider()
 	}
 	s.tracer = s.tp.Tracer(TracerName)
+	s.keys.Store(s.apiKeys.with(opts.ClientKeys))
 	if s.rdb == nil && s.pool == nil {
 		return nil, errors.Join(ErrInvalidOptions, errors.New("gateway: a Redis client is required without a pool"))
 	}

@@ -155,7 +155,7 @@ func (s *Server) statusLogin(c *gin.Context) {
 		s.renderLogin(c, http.StatusForbidden, "The form expired; sign in again.")
 		return
 	}
-	if s.page.token && (s.admin == nil || !s.admin.match(c.PostForm("token"))) {
+	if s.page.token && (s.admin == nil || !s.admin.valid(c.PostForm("token"))) {
 		s.renderLogin(c, http.StatusUnauthorized, "Wrong token.")
 		return
 	}

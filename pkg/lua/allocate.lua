@@ -28,6 +28,8 @@
 -- ARGV[21+n] -> block admission threshold: a subscription whose observed,
 --            current 5-hour utilization is at or over it takes no new
 --            binding ('' or absent: no such limit); bound sessions stay
+-- ARGV[22+n] -> known mask: one '1'/'0' per subscription id, '0' for one the
+--            caller's replica cannot run (not in its config); '' all known
 -- Returns {code, subId, kind, cliSession, from, reason, retryAfterMs}
 --   CODE_OK: bound; kind "resumed" (same subscription) or "bound" (new binding)
 --   CODE_FALLBACK: fallback (no eligible subscription); reason says why
@@ -56,6 +58,7 @@ local turn = ARGV[18 + n]
 local lease_ms = tonumber(ARGV[19 + n])
 local idle_ms = tonumber(ARGV[20 + n])
 local block_admit = tonumber(ARGV[21 + n])
+local known_mask = ARGV[22 + n] or ''
 local inflight_key = KEYS[4 + 3 * n]
 local sess_key = KEYS[2]
 local events_key = KEYS[3]
@@ -75,6 +78,12 @@ local now = now_ms()
 local leases = live_leases(inflight_key, now)
 local idx = {}
 for i = 1, n do idx[ARGV[16 + i]] = i end
+
+-- known says whether the caller's replica can run the i-th subscription: a
+-- replica on an older config than another one's does not know its new
+-- subscriptions, and must neither bind to them nor fail a session bound
+-- there (it moves it).
+local function known(i) return known_mask == '' or string.sub(known_mask, i, i) == '1' end
 
 local function keys_of(i) return KEYS[4 + 3 * (i - 1)], KEYS[5 + 3 * (i - 1)], KEYS[6 + 3 * (i - 1)] end
 
@@ -130,7 +139,7 @@ local leave_reason = ''
 local old_live = false
 if old ~= '' then
   local i = idx[old]
-  if i then
+  if i and known(i) then
     local s = state(i)
     old_live = live_in(s.ck)
     -- An active session keeps its slot; an idle one needs a free one.
@@ -150,6 +159,8 @@ if old ~= '' then
     elseif s.frac >= resume_limit then leave_reason = 'budget'
     elseif old_live then leave_reason = 'capacity'
     else leave_reason = 'stale' end
+  elseif i then
+    leave_reason = 'unknown'
   else
     leave_reason = 'removed'
   end
@@ -162,7 +173,7 @@ local best, best_score, best_clients = nil, nil, nil
 local reasons = { status = 0, capacity = 0, budget = 0, block = 0 }
 local earliest = 0
 for i = 1, n do
-  local s = state(i)
+  local s = known(i) and state(i) or { status = 'unknown', until_v = 0 }
   if not usable(s.status) then
     reasons.status = reasons.status + 1
     if s.until_v > now and (earliest == 0 or s.until_v < earliest) then earliest = s.until_v end

@@ -31,6 +31,10 @@ type AllocateArgs struct {
 	// subscription whose observed 5-hour utilization is at or over it
 	// (0: none).
 	BlockAdmit float64
+	// Known, when set, holds one byte per subscription of the SubSet: '1'
+	// for one the caller can run, '0' for one it does not know (a newer
+	// config's). Empty: all known.
+	Known string
 }
 
 // AllocateReply is allocate.lua's answer.
@@ -59,7 +63,7 @@ func Allocate(ctx context.Context, c Scripter, k Keys, subs *SubSet, a AllocateA
 	}
 	args = append(args, mode, len(subs.ids))
 	args = append(args, subs.ids...)
-	args = append(args, a.Owner, a.TurnID, a.LeaseMS, a.IdleMS, blockAdmit(a.BlockAdmit))
+	args = append(args, a.Owner, a.TurnID, a.LeaseMS, a.IdleMS, blockAdmit(a.BlockAdmit), a.Known)
 	v, err := run(ctx, c, "allocate", allocateScript, keys, 7, args...)
 	if v == nil {
 		return AllocateReply{}, err
@@ -86,6 +90,7 @@ type SettleArgs struct {
 	Retention  int64 // ms
 	StaleMS    int64
 	Thresholds []string
+	KeyName    string // the client key's name, "" for none
 }
 
 // SettleReply is settle.lua's answer.
@@ -109,13 +114,19 @@ func Settle(ctx context.Context, c Scripter, k Keys, a SettleArgs) (SettleReply,
 	if a.SessionID != "" {
 		sess = k.Session(a.SessionID)
 	}
-	keys := []string{k.Req(a.RequestID), sub, hourly, clients, sess, k.Usage(), k.Events(), k.Inflight()}
-	args := make([]any, 0, 16+len(a.Thresholds))
+	clientKey := k.Base() + ":key:-" // never written: KEYS stay fixed without a name
+	if a.KeyName != "" {
+		clientKey = k.ClientKey(a.KeyName)
+	}
+	keys := []string{k.Req(a.RequestID), sub, hourly, clients, sess, k.Usage(), k.Events(), k.Inflight(),
+		clientKey, clientKey + ":hourly"}
+	args := make([]any, 0, 17+len(a.Thresholds))
 	args = append(args, a.RequestID, a.SubID, a.SessionID, a.CostUSD, a.Input, a.Output, a.CacheWrite, a.CacheRead,
 		a.Model, a.ModelUsage, a.CLISession, a.ApproachAt, a.MarkerTTL, a.Retention, a.StaleMS, len(a.Thresholds))
 	for _, t := range a.Thresholds {
 		args = append(args, t)
 	}
+	args = append(args, a.KeyName)
 	v, err := run(ctx, c, "settle", settleScript, keys, 5, args...)
 	if err != nil {
 		return SettleReply{}, err
@@ -188,11 +199,27 @@ type SyncSub struct {
 	MaxClients                 int
 }
 
-// Sync runs sync.lua: configured subscriptions upserted, the others of
-// existing (the SET's members as read by the caller) marked removed.
-func Sync(ctx context.Context, c Scripter, k Keys, subs []SyncSub, existing []string) (added, removed int, err error) {
-	keys := []string{k.Subs()}
-	args := []any{len(subs)}
+// ConfigVersion is a config's version: its content hash and the time it
+// was loaded (Unix ms). Versions order by LoadedAt, then Hash.
+type ConfigVersion struct {
+	Hash     string
+	LoadedAt int64
+}
+
+// SyncReply is sync.lua's answer.
+type SyncReply struct {
+	Added, Removed int
+	// InForce is the version Redis holds after the call: the caller's, or
+	// a newer one (then ErrOlderConfig and nothing was written).
+	InForce ConfigVersion
+}
+
+// Sync runs sync.lua: when v is not older than the version in force,
+// configured subscriptions upserted, the others of existing (the SET's
+// members as read by the caller) marked removed, v recorded.
+func Sync(ctx context.Context, c Scripter, k Keys, v ConfigVersion, subs []SyncSub, existing []string) (SyncReply, error) {
+	keys := []string{k.Subs(), k.Config(), k.Events()}
+	args := []any{v.Hash, v.LoadedAt, len(subs)}
 	for _, s := range subs {
 		keys = append(keys, k.Sub(s.ID))
 		args = append(args, s.ID, s.Email, s.Type, s.ConfigDir, s.WeeklyBudget, s.MaxClients)
@@ -202,11 +229,11 @@ func Sync(ctx context.Context, c Scripter, k Keys, subs []SyncSub, existing []st
 		keys = append(keys, k.Sub(id))
 		args = append(args, id)
 	}
-	v, err := run(ctx, c, "sync", syncScript, keys, 3, args...)
-	if err != nil {
-		return 0, 0, err
+	r, err := run(ctx, c, "sync", syncScript, keys, 5, args...)
+	if r == nil {
+		return SyncReply{}, err
 	}
-	return v.int(1), v.int(2), nil
+	return SyncReply{Added: r.int(1), Removed: r.int(2), InForce: ConfigVersion{Hash: r.str(3), LoadedAt: r.int64(4)}}, err
 }
 
 // Maintain runs maintain.lua under the fencing epoch.

@@ -20,6 +20,7 @@ const (
 	CodeLockLost       = 12
 	CodeNeedCandidates = 13
 	CodeRefused        = 14
+	CodeOlderConfig    = 15
 )
 
 // Sentinel errors of the wrappers.
@@ -35,6 +36,9 @@ var (
 	// ErrRefused: an operator's request the state does not allow (a move
 	// to a full or unusable subscription); the reply's detail says why.
 	ErrRefused = errors.New("lua: refused")
+	// ErrOlderConfig: Redis holds a newer config version than the caller's;
+	// sync.lua wrote nothing.
+	ErrOlderConfig = errors.New("lua: an older config version than the one in force")
 	// ErrReply: the script answered in a shape the wrapper does not know.
 	ErrReply = errors.New("lua: unexpected script reply")
 )
@@ -42,8 +46,9 @@ var (
 // codeErrs are the codes that mean the script refused: the one place where
 // a code becomes a sentinel error. Every other code is an answer.
 var codeErrs = map[int]error{
-	CodeStaleSubs:  ErrStaleSubscriptions,
-	CodeStaleEpoch: ErrStaleEpoch,
-	CodeNotFound:   ErrNotFound,
-	CodeRefused:    ErrRefused,
+	CodeStaleSubs:   ErrStaleSubscriptions,
+	CodeStaleEpoch:  ErrStaleEpoch,
+	CodeNotFound:    ErrNotFound,
+	CodeRefused:     ErrRefused,
+	CodeOlderConfig: ErrOlderConfig,
 }

@@ -94,3 +94,19 @@ func TrimEvents(ctx context.Context, c Scripter, k Keys, group string, retention
 func SubscribeEvents(ctx context.Context, c Subscriber, k Keys) *redis.PubSub {
 	return c.Subscribe(ctx, k.Events())
 }
+
+// AddEvent writes one event to the outbox from Go, for the events no script
+// decides (a config file that failed to reload), with the fields the
+// scripts' emit writes and the same wake-up hint. data is a JSON object.
+func AddEvent(ctx context.Context, c redis.Cmdable, k Keys, typ, severity, sub, message, data string) error {
+	now, err := c.Time(ctx).Result()
+	if err != nil {
+		return fmt.Errorf("lua: add event: %w", err)
+	}
+	if err := c.XAdd(ctx, &redis.XAddArgs{Stream: k.Events(), Values: []any{"type", typ, "severity", severity,
+		"subscriptionId", sub, "message", message, "data", data, "ts", now.UnixMilli()}}).Err(); err != nil {
+		return fmt.Errorf("lua: add event: %w", err)
+	}
+	_ = c.Publish(ctx, k.Events(), typ).Err() // only a hint
+	return nil
+}

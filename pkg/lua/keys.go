@@ -33,6 +33,10 @@ func (k Keys) Base() string { return k.base }
 // Subs is the SET of subscription ids.
 func (k Keys) Subs() string { return k.base + ":subs" }
 
+// Config is the HASH hash loadedAt of the config version in force: the
+// newest config any replica synced (sync.lua refuses an older one).
+func (k Keys) Config() string { return k.base + ":config" }
+
 // Sub is the HASH of one subscription.
 func (k Keys) Sub(id string) string { return k.base + ":sub:" + mustID("subscription", id) }
 
@@ -101,6 +105,14 @@ func (k Keys) LeaderInfo() string { return k.base + ":leader:info" }
 // Epoch is the fencing epoch: each new leader sets it to max(value + 1,
 // Redis time in ms), so it keeps growing across a loss of Redis' data.
 func (k Keys) Epoch() string { return k.base + ":epoch" }
+
+// ClientKey is the HASH of one named client key's usage (requests, tokens,
+// cost, lastUsageAt), by the key's name from API_KEYS_FILE: never the key.
+func (k Keys) ClientKey(name string) string { return k.base + ":key:" + mustID("client key", name) }
+
+// ClientKeyHourly is the HASH hour-index → USD of one named client key
+// (rolling 7 days): its weekly budget is checked against the sum.
+func (k Keys) ClientKeyHourly(name string) string { return k.ClientKey(name) + ":hourly" }
 
 // RateLimit is the GCRA state of one client key (hashed) or client IP.
 func (k Keys) RateLimit(subject string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -95,4 +96,33 @@ func SessionMemory(ctx context.Context, c redis.Cmdable, k Keys, sid string) (in
 		return 0, fmt.Errorf("lua: memory usage of session %s: %w", sid, err)
 	}
 	return n, nil
+}
+
+// InForceConfig reads the config version Redis holds (zero when none).
+func InForceConfig(ctx context.Context, c redis.Cmdable, k Keys) (ConfigVersion, error) {
+	h, err := c.HMGet(ctx, k.Config(), "hash", "loadedAt").Result()
+	if err != nil {
+		return ConfigVersion{}, fmt.Errorf("lua: config version: %w", err)
+	}
+	if h[0] == nil {
+		return ConfigVersion{}, nil
+	}
+	return ConfigVersion{Hash: toStr(h[0]), LoadedAt: toInt64(h[1])}, nil
+}
+
+// ClientKeyUsage reads a named client key's usage hash, its hourly buckets
+// and Redis' clock (the scripts' clock), in one round trip.
+func ClientKeyUsage(ctx context.Context, c redis.Cmdable, k Keys, name string) (totals, hourly map[string]string, now time.Time, err error) {
+	var th, hh *redis.MapStringStringCmd
+	var tm *redis.TimeCmd
+	_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		th = p.HGetAll(ctx, k.ClientKey(name))
+		hh = p.HGetAll(ctx, k.ClientKeyHourly(name))
+		tm = p.Time(ctx)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, time.Time{}, fmt.Errorf("lua: client key usage: %w", err)
+	}
+	return th.Val(), hh.Val(), tm.Val(), nil
 }

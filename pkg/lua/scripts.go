@@ -72,7 +72,7 @@ func newScript(parts ...string) *redis.Script {
 // need the shared library have it prepended, so the health formula and the
 // money helpers exist in one place.
 var (
-	syncScript      = newScript(syncSrc)
+	syncScript      = newScript(libSrc, syncSrc)
 	allocateScript  = newScript(libSrc, allocateSrc)
 	settleScript    = newScript(libSrc, settleSrc)
 	markScript      = newScript(libSrc, markSrc)

@@ -8,6 +8,9 @@
 -- KEYS[6] -> authpool:{P}:usage (STREAM)
 -- KEYS[7] -> authpool:{P}:events (STREAM)
 -- KEYS[8] -> authpool:{P}:inflight (ZSET session id -> latest turn lease, ms)
+-- KEYS[9] -> authpool:{P}:key:<name> (HASH requests tokens cost lastUsageAt) of
+--            the client key that made the request (untouched without a name)
+-- KEYS[10] -> its :hourly HASH hour-index -> USD (rolling 7 days)
 -- ARGV[1]  -> settlement id: the turn's id (its in-flight lease
 --             'inflight:<id>' on the session ends here)
 -- ARGV[2]  -> subscription id ('' for fallback usage)
@@ -23,6 +26,7 @@
 -- ARGV[15] -> stale age, ms (session TTL)
 -- ARGV[16] -> n, the number of usage_threshold rule thresholds that follow
 -- ARGV[17..16+n] -> thresholds as written in the config (e.g. "0.8")
+-- ARGV[17+n] -> the client key's name ('' none: API_KEYS or no keys)
 -- Returns {code, weeklyUsed, blockCost, burnRate, status}
 --   CODE_OK: settled; CODE_DUPLICATE: duplicate request id (nothing changed)
 --   fractions are decimal strings
@@ -138,15 +142,34 @@ if sid ~= '' then
   end
 end
 
+-- Usage per named client key, next to the pool's: what its weekly budget
+-- is checked against.
+local key_name = ARGV[17 + n] or ''
+if key_name ~= '' then
+  local kk, kh = KEYS[9], KEYS[10]
+  redis.call('HINCRBY', kk, 'requests', 1)
+  redis.call('HINCRBY', kk, 'tokens', tokens)
+  redis.call('HSET', kk, 'cost', usd(to_micros(redis.call('HGET', kk, 'cost')) + cost), 'lastUsageAt', ms(now))
+  redis.call('HSET', kh, ms(hour), usd(to_micros(redis.call('HGET', kh, ms(hour))) + cost))
+  for _, h in ipairs(redis.call('HKEYS', kh)) do
+    if tonumber(h) < hour - 167 then redis.call('HDEL', kh, h) end
+  end
+end
+
 local sub_field = id
 if fallback then sub_field = 'fallback' end
 -- key: the owner key id of the session (a 16-hex digest, never the key),
--- so that the savings report can say who spends what.
+-- so that the savings report can say who spends what; keyName: the named
+-- client key's name (API_KEYS_FILE), when it has one.
 local key = ''
 if sid ~= '' then key = redis.call('HGET', sess_key, 'owner') or '' end
-redis.call('XADD', usage_key, 'MINID', ms(now - retention), '*',
-  'sub', sub_field, 'session', sid, 'key', key, 'req', req, 'cost', usd(cost),
+local entry = { 'sub', sub_field, 'session', sid, 'key', key, 'req', req, 'cost', usd(cost),
   'in', tin, 'out', tout, 'cacheCreate', tcc, 'cacheRead', tcr,
-  'model', model, 'modelUsage', model_usage)
+  'model', model, 'modelUsage', model_usage }
+if key_name ~= '' then
+  entry[#entry + 1] = 'keyName'
+  entry[#entry + 1] = key_name
+end
+redis.call('XADD', usage_key, 'MINID', ms(now - retention), '*', unpack(entry))
 
 return { CODE_OK, usd(after), usd(block_cost), string.format('%.6f', burn), status }

@@ -101,7 +101,7 @@ func TestEveryScriptCallStaysInOneSlot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, _, err := Sync(ctx, c, k, sync, nil)
+	_, err := Sync(ctx, c, k, ConfigVersion{Hash: "h1", LoadedAt: 1}, sync, nil)
 	must(err)
 	_, err = Allocate(ctx, c, k, subs, AllocateArgs{SessionID: "sess-1", Priority: "normal", Admit: 0.85, ResumeLimit: 0.98, ApproachAt: 0.8, StaleMS: 60000, FallbackOK: true, Weights: DefaultWeights, Owner: "-", TurnID: "turn-1", LeaseMS: 60000})
 	must(err)
@@ -213,25 +213,28 @@ func TestEveryKeyBuilderStaysInOneSlot(t *testing.T) {
 func TestKeyBuilders(t *testing.T) {
 	k := NewKeys("default")
 	cases := map[string]string{
-		k.Subs():           "authpool:{default}:subs",
-		k.Sub("sub1"):      "authpool:{default}:sub:sub1",
-		k.Hourly("sub1"):   "authpool:{default}:sub:sub1:hourly",
-		k.Clients("sub1"):  "authpool:{default}:sub:sub1:clients",
-		k.Session("s-1"):   "authpool:{default}:session:s-1",
-		k.Usage():          "authpool:{default}:usage",
-		k.Req("r1"):        "authpool:{default}:req:r1",
-		k.Events():         "authpool:{default}:events",
-		k.EventsDead():     "authpool:{default}:events:dead",
-		k.Leader():         "authpool:{default}:leader",
-		k.LeaderInfo():     "authpool:{default}:leader:info",
-		k.Epoch():          "authpool:{default}:epoch",
-		k.Fallback():       "authpool:{default}:fallback",
-		k.Inflight():       "authpool:{default}:inflight",
-		k.FallbackHourly(): "authpool:{default}:fallback:hourly",
-		k.RateLimit("abc"): "authpool:{default}:ratelimit:abc",
-		k.Base():           "authpool:{default}",
-		k.Turns("s-1"):     "authpool:{default}:session:s-1:turns",
-		k.TurnMarker("t1"): "authpool:{default}:req:t1:turn",
+		k.Subs():                   "authpool:{default}:subs",
+		k.Sub("sub1"):              "authpool:{default}:sub:sub1",
+		k.Hourly("sub1"):           "authpool:{default}:sub:sub1:hourly",
+		k.Clients("sub1"):          "authpool:{default}:sub:sub1:clients",
+		k.Session("s-1"):           "authpool:{default}:session:s-1",
+		k.Usage():                  "authpool:{default}:usage",
+		k.Req("r1"):                "authpool:{default}:req:r1",
+		k.Events():                 "authpool:{default}:events",
+		k.EventsDead():             "authpool:{default}:events:dead",
+		k.Leader():                 "authpool:{default}:leader",
+		k.LeaderInfo():             "authpool:{default}:leader:info",
+		k.Epoch():                  "authpool:{default}:epoch",
+		k.Fallback():               "authpool:{default}:fallback",
+		k.Inflight():               "authpool:{default}:inflight",
+		k.FallbackHourly():         "authpool:{default}:fallback:hourly",
+		k.RateLimit("abc"):         "authpool:{default}:ratelimit:abc",
+		k.Base():                   "authpool:{default}",
+		k.Turns("s-1"):             "authpool:{default}:session:s-1:turns",
+		k.TurnMarker("t1"):         "authpool:{default}:req:t1:turn",
+		k.Config():                 "authpool:{default}:config",
+		k.ClientKey("alice"):       "authpool:{default}:key:alice",
+		k.ClientKeyHourly("alice"): "authpool:{default}:key:alice:hourly",
 	}
 	for got, want := range cases {
 		if got != want {

@@ -40,6 +40,16 @@ const (
 	// TypeAdminAction: an operator acted through /admin/v1 (drain,
 	// disable, enable, reset, move, end); data names the action and actor.
 	TypeAdminAction = "admin_action"
+	// TypeConfigReloaded: a replica synced a new config version (written
+	// once per version, by sync.lua).
+	TypeConfigReloaded = "config_reloaded"
+	// TypeConfigReloadFailed: a changed config file was invalid; the
+	// running config stays. Data lists the problems with their JSON paths.
+	TypeConfigReloadFailed = "config_reload_failed"
+	// TypeSubscriptionAdded / TypeSubscriptionRemoved: a config version
+	// added or dropped a subscription.
+	TypeSubscriptionAdded   = "subscription_added"
+	TypeSubscriptionRemoved = "subscription_removed"
 )
 
 // Severities of events.
@@ -62,7 +72,8 @@ var ErrMalformedEvent = errors.New("notify: malformed event")
 func validType(t string) bool {
 	switch t {
 	case TypeUsageThreshold, TypeFailover, TypeRotation, TypeLimitReached, TypeRecovered, TypeExhausted,
-		TypeAuthFailed, TypeAdminAction:
+		TypeAuthFailed, TypeAdminAction, TypeConfigReloaded, TypeConfigReloadFailed, TypeSubscriptionAdded,
+		TypeSubscriptionRemoved:
 		return true
 	}
 	return false

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -82,7 +83,7 @@ func (p *Pool) EndSession(ctx context.Context, sessionID, actor string) (AdminRe
 }
 
 func (p *Pool) admin(ctx context.Context, a lua.AdminArgs) (AdminResult, error) {
-	a.ApproachAt, a.StaleMS, a.IdleMS = p.approachAt, p.staleMS(), p.idleMS()
+	a.ApproachAt, a.StaleMS, a.IdleMS = p.conf().approachAt, p.staleMS(), p.idleMS()
 	var r lua.AdminReply
 	err := p.withSubs(ctx, func(s *lua.SubSet) error {
 		var err error
@@ -281,7 +282,7 @@ func (p *Pool) Report(ctx context.Context, window string) (*Report, error) {
 	rep := &Report{Window: window, From: now.Add(-d), To: now, Basis: ReportBasis}
 	rep.Total.ID = "total"
 	subs, keys := map[string]*ReportRow{}, map[string]*ReportRow{}
-	for _, sc := range p.cfg.Subscriptions {
+	for _, sc := range p.Config().Subscriptions {
 		subs[sc.ID] = &ReportRow{ID: sc.ID}
 	}
 	row := func(m map[string]*ReportRow, id string) *ReportRow {
@@ -297,7 +298,7 @@ func (p *Pool) Report(ctx context.Context, window string) (*Report, error) {
 		cost := usdMicros(str("cost"))
 		tokens := atoi(str("in")) + atoi(str("out")) + atoi(str("cacheCreate")) + atoi(str("cacheRead"))
 		sub := str("sub")
-		for _, r := range []*ReportRow{&rep.Total, row(subs, sub), row(keys, str("key"))} {
+		for _, r := range []*ReportRow{&rep.Total, row(subs, sub), row(keys, cmp.Or(str("keyName"), str("key")))} {
 			r.Requests++
 			r.Tokens += tokens
 			if sub == "fallback" {

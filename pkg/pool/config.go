@@ -43,6 +43,9 @@ type Config struct {
 	// gateway serves: an alias (opus, sonnet, haiku) or a claude-* name.
 	// Keys match ^[A-Za-z0-9._:/-]{1,100}$, at most 64 entries. Default none.
 	ModelMap map[string]string `json:"modelMap,omitempty"`
+
+	// version is set by LoadConfig; a Config built in code gets one in New.
+	version Version
 }
 
 // SubscriptionConfig is one subscription in the config file.

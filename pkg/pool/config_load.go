@@ -2,6 +2,8 @@ package pool
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Names of the environment variables behind Overrides and PoolEnabled (DESIGN
@@ -64,7 +67,17 @@ func LoadConfig(path string, ov Overrides) (*Config, error) {
 		return nil, &ValidationError{Source: path, Problems: []Problem{{
 			Message: fmt.Sprintf("file is larger than %d bytes", maxConfigBytes)}}}
 	}
-	return parseConfig(data, path, ov)
+	cfg, err := parseConfig(data, path, ov)
+	if err != nil {
+		return nil, err
+	}
+	// The version names what was read, overrides included: two replicas
+	// that read the same file with the same environment agree on it.
+	sum := sha256.New()
+	sum.Write(data)
+	fmt.Fprintf(sum, "\x00%s\x00%s", ov.WeeklyBudget, ov.RebalancingEnabled)
+	cfg.version = Version{Hash: hex.EncodeToString(sum.Sum(nil)), LoadedAt: time.Now()}
+	return cfg, nil
 }
 
 // PoolEnabled parses a value of AUTH_POOL_ENABLED: true when "".

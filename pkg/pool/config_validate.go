@@ -87,8 +87,10 @@ var (
 // Rule types and channels a config may name.
 var (
 	subscriptionTypes = []string{"claude-pro", "claude-max", "api"}
-	ruleTypes         = []string{"usage_threshold", "failover", "exhausted", "rotation", "limit_reached", "recovered", "auth_failed", "admin_action"}
-	channels          = []string{"webhook", "log"}
+	ruleTypes         = []string{"usage_threshold", "failover", "exhausted", "rotation", "limit_reached", "recovered",
+		"auth_failed", "admin_action", "config_reloaded", "config_reload_failed", "subscription_added",
+		"subscription_removed"}
+	channels = []string{"webhook", "log"}
 )
 
 // Validate reports every problem of c in one *ValidationError, each with its

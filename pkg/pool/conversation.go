@@ -87,7 +87,7 @@ func (p *Pool) AppendTurn(ctx context.Context, r TurnRecord) (Appended, error) {
 	if len(r.System) > MaxSystemPromptBytes {
 		return Appended{}, ErrConversationTooLarge
 	}
-	max := int64(p.cfg.ConversationMaxBytes)
+	max := int64(p.Config().ConversationMaxBytes)
 	user, answer, clipped := clipTurn(r.User, r.Assistant, int(max)-entryOverhead)
 	v, err := lua.AppendTurn(ctx, p.rdb, p.keys, lua.AppendTurnArgs{SessionID: r.SessionID, TurnID: r.TurnID,
 		Owner: owner, User: user, Assistant: answer, System: r.System, MaxBytes: max, StaleMS: p.staleMS(),

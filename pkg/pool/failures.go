@@ -76,7 +76,7 @@ func (p *Pool) AuthFailed(ctx context.Context, subID string) (FailureResult, err
 }
 
 func (p *Pool) failure(ctx context.Context, subID string, outcome string) (lua.FailureReply, error) {
-	if _, ok := p.byID[subID]; !ok {
+	if _, ok := p.conf().byID[subID]; !ok {
 		return lua.FailureReply{}, fmt.Errorf("pool: failures of %q: %w", subID, ErrUnknownSubscription)
 	}
 	r, err := lua.Failure(ctx, p.rdb, p.keys, lua.FailureArgs{SubID: subID, Outcome: outcome,

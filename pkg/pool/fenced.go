@@ -22,7 +22,7 @@ func (p *Pool) Maintain(ctx context.Context, epoch int64) (MaintainResult, error
 	var r MaintainResult
 	err := p.withSubs(ctx, func(s *lua.SubSet) error {
 		var err error
-		r.DroppedClients, r.Restored, err = lua.Maintain(ctx, p.rdb, p.keys, s, epoch, p.staleMS(), p.approachAt)
+		r.DroppedClients, r.Restored, err = lua.Maintain(ctx, p.rdb, p.keys, s, epoch, p.staleMS(), p.conf().approachAt)
 		return err
 	})
 	if err != nil {

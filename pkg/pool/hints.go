@@ -16,16 +16,29 @@ const maxHints = 1 << 16
 // and answers a miss when another replica or the rebalancer moved the session.
 type hints struct {
 	mu     sync.Mutex
+	keys   lua.Keys
 	bySess map[string]string
 	single map[string]*lua.SubSet // subscription id -> its one-element SubSet
 }
 
 func newHints(k lua.Keys, ids []string) *hints {
-	h := &hints{bySess: make(map[string]string), single: make(map[string]*lua.SubSet, len(ids))}
+	h := &hints{keys: k, bySess: make(map[string]string), single: make(map[string]*lua.SubSet, len(ids))}
 	for _, id := range ids {
 		h.single[id] = k.SubSet([]string{id})
 	}
 	return h
+}
+
+// reset forgets every hint and serves ids: a reloaded config's list.
+func (h *hints) reset(ids []string) {
+	single := make(map[string]*lua.SubSet, len(ids))
+	for _, id := range ids {
+		single[id] = h.keys.SubSet([]string{id})
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.single = single
+	h.bySess = make(map[string]string)
 }
 
 func (h *hints) singleFor(sid string) *lua.SubSet {

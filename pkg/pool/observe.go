@@ -60,10 +60,10 @@ type ObserveResult struct {
 // rejected reading does not mark the subscription limited by itself: the
 // turn it ended is a limit error, which Mark handles.
 func (p *Pool) Observe(ctx context.Context, subID string, obs []Observation) (ObserveResult, error) {
-	if _, ok := p.byID[subID]; !ok {
+	if _, ok := p.conf().byID[subID]; !ok {
 		return ObserveResult{}, fmt.Errorf("pool: observe %q: %w", subID, ErrUnknownSubscription)
 	}
-	a := lua.ObserveArgs{SubID: subID, ApproachAt: p.approachAt, Thresholds: p.thresholds}
+	a := lua.ObserveArgs{SubID: subID, ApproachAt: p.conf().approachAt, Thresholds: p.conf().thresholds}
 	for _, o := range obs {
 		if (o.Window != WindowFiveHour && o.Window != WindowSevenDay) || o.ObservedAt.IsZero() {
 			continue

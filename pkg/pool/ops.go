@@ -92,11 +92,12 @@ func (p *Pool) AllocateTurn(ctx context.Context, tr TurnRequest) (Allocation, er
 	if pr == "" {
 		pr = PriorityNormal
 	}
+	st := p.conf()
 	args := lua.AllocateArgs{SessionID: sessionID, Priority: string(pr), Admit: p.admit(pr),
-		ResumeLimit: p.resume, ApproachAt: p.approachAt, StaleMS: p.staleMS(),
-		FallbackOK: p.cfg.FallbackEnabled(), Weights: p.weights, Owner: owner,
+		ResumeLimit: p.resume, ApproachAt: p.conf().approachAt, StaleMS: p.staleMS(),
+		FallbackOK: p.Config().FallbackEnabled(), Weights: p.weights, Owner: owner,
 		TurnID: tr.TurnID, LeaseMS: p.turnLease.Milliseconds(), IdleMS: p.idleMS(),
-		BlockAdmit: p.cfg.BlockAdmissionThreshold}
+		BlockAdmit: p.Config().BlockAdmissionThreshold}
 	var r lua.AllocateReply
 	// Fast path: this replica saw the session on a subscription; resume
 	// there with only that subscription's keys. The script verifies it.
@@ -115,7 +116,9 @@ func (p *Pool) AllocateTurn(ctx context.Context, tr TurnRequest) (Allocation, er
 	if r.Code != lua.CodeOK || r.Kind != string(Resumed) {
 		err := p.withSubs(ctx, func(s *lua.SubSet) error {
 			var err error
-			r, err = lua.Allocate(ctx, p.rdb, p.keys, s, args)
+			a := args
+			a.Known = st.known(s)
+			r, err = lua.Allocate(ctx, p.rdb, p.keys, s, a)
 			return err
 		})
 		if errors.Is(err, lua.ErrNotFound) {
@@ -133,7 +136,7 @@ func (p *Pool) AllocateTurn(ctx context.Context, tr TurnRequest) (Allocation, er
 	retry := time.Duration(r.RetryAfterMS) * time.Millisecond
 	switch r.Code {
 	case lua.CodeOK:
-		sub, ok := p.byID[r.SubID]
+		sub, ok := st.byID[r.SubID]
 		if !ok {
 			// Bound by a replica with a newer config; this replica cannot run it.
 			return Allocation{}, fmt.Errorf("pool: allocate: %s: %w", r.SubID, ErrUnknownSubscription)
@@ -197,6 +200,9 @@ type Usage struct {
 	ModelUsage json.RawMessage
 	// CLISession is the CLI session id to resume on the next turn.
 	CLISession string
+	// KeyName is the name of the client key that made the request
+	// (API_KEYS_FILE), "" for none: its usage is kept per key too.
+	KeyName string
 }
 
 // Settlement is the state after a settle.
@@ -227,8 +233,11 @@ func (p *Pool) Settle(ctx context.Context, u Usage) (Settlement, error) {
 	if u.SessionID != "" && !lua.ValidID(u.SessionID) {
 		return Settlement{}, ErrInvalidSession
 	}
+	if u.KeyName != "" && !ValidKeyName(u.KeyName) {
+		return Settlement{}, ErrInvalidKeyName
+	}
 	if u.SubscriptionID != "" {
-		if _, ok := p.byID[u.SubscriptionID]; !ok {
+		if _, ok := p.conf().byID[u.SubscriptionID]; !ok {
 			return Settlement{}, fmt.Errorf("pool: settle %q: %w", u.SubscriptionID, ErrUnknownSubscription)
 		}
 	}
@@ -249,9 +258,9 @@ func (p *Pool) Settle(ctx context.Context, u Usage) (Settlement, error) {
 		RequestID: u.RequestID, SubID: u.SubscriptionID, SessionID: u.SessionID,
 		CostUSD: strconv.FormatFloat(u.CostUSD, 'f', 6, 64),
 		Input:   u.InputTokens, Output: u.OutputTokens, CacheWrite: u.CacheCreationTokens, CacheRead: u.CacheReadTokens,
-		Model: u.Model, ModelUsage: mu, CLISession: u.CLISession, ApproachAt: p.approachAt,
+		Model: u.Model, ModelUsage: mu, CLISession: u.CLISession, ApproachAt: p.conf().approachAt,
 		MarkerTTL: p.markerTTL.Milliseconds(), Retention: p.retention.Milliseconds(), StaleMS: p.staleMS(),
-		Thresholds: p.thresholds,
+		Thresholds: p.conf().thresholds, KeyName: u.KeyName,
 	})
 	if err != nil {
 		return Settlement{}, fmt.Errorf("pool: settle: %w", err)
@@ -290,7 +299,7 @@ type MarkResult struct {
 // the cooldown), disabled, or available. It writes limit_reached and
 // recovered events.
 func (p *Pool) Mark(ctx context.Context, subID, status, reason string, until time.Time) (MarkResult, error) {
-	if _, ok := p.byID[subID]; !ok {
+	if _, ok := p.conf().byID[subID]; !ok {
 		return MarkResult{}, fmt.Errorf("pool: mark %q: %w", subID, ErrUnknownSubscription)
 	}
 	switch status {
@@ -303,7 +312,7 @@ func (p *Pool) Mark(ctx context.Context, subID, status, reason string, until tim
 		untilMS = until.UnixMilli()
 	}
 	r, err := lua.Mark(ctx, p.rdb, p.keys, lua.MarkArgs{SubID: subID, Status: status, Reason: reason,
-		UntilMS: untilMS, CooldownMS: p.cooldown.Milliseconds(), ApproachAt: p.approachAt})
+		UntilMS: untilMS, CooldownMS: p.cooldown.Milliseconds(), ApproachAt: p.conf().approachAt})
 	if errors.Is(err, lua.ErrNotFound) {
 		return MarkResult{}, fmt.Errorf("pool: mark %q (not synced): %w", subID, ErrUnknownSubscription)
 	}

@@ -92,30 +92,29 @@ const (
 // Pool is the pool of one config over one Redis. It is safe for concurrent
 // use; several Pool values (replicas) may share one Redis.
 type Pool struct {
-	rdb        redis.UniversalClient
-	cfg        *Config
-	keys       lua.Keys
-	byID       map[string]SubscriptionConfig
-	weights    lua.Weights
-	resume     float64
-	cooldown   time.Duration
-	threshold  int // FailureThreshold
-	markerTTL  time.Duration
-	retention  time.Duration
-	approachAt float64
-	turnLease  time.Duration
-	thresholds []string
-	subs       atomic.Pointer[lua.SubSet]
-	reload     sync.Mutex
-	resync     sync.Mutex // one re-sync after a data loss at a time
-	hints      *hints
+	rdb       redis.UniversalClient
+	st        atomic.Pointer[state] // the config in force, swapped whole by Reload
+	name      string
+	keys      lua.Keys
+	weights   lua.Weights
+	resume    float64
+	cooldown  time.Duration
+	threshold int // FailureThreshold
+	markerTTL time.Duration
+	retention time.Duration
+	turnLease time.Duration
+	behind    atomic.Bool // Redis holds a newer config version than this replica's
+	subs      atomic.Pointer[lua.SubSet]
+	reload    sync.Mutex
+	resync    sync.Mutex // one re-sync after a data loss at a time
+	hints     *hints
 }
 
 // New returns the pool of cfg (already validated) over rdb. Call Sync before
 // serving.
 func New(rdb redis.UniversalClient, cfg *Config, opts Options) *Pool {
 	cfg = withDefaults(cfg)
-	p := &Pool{rdb: rdb, cfg: cfg, keys: lua.NewKeys(poolName(cfg)), byID: map[string]SubscriptionConfig{},
+	p := &Pool{rdb: rdb, name: poolName(cfg), keys: lua.NewKeys(poolName(cfg)),
 		weights: lua.DefaultWeights, resume: DefaultResumeLimit, cooldown: DefaultCooldown,
 		threshold: DefaultFailureThreshold,
 		markerTTL: DefaultMarkerTTL, retention: DefaultUsageRetention}
@@ -141,22 +140,9 @@ func New(rdb redis.UniversalClient, cfg *Config, opts Options) *Pool {
 	if opts.TurnLease > 0 {
 		p.turnLease = opts.TurnLease
 	}
-	for _, s := range cfg.Subscriptions {
-		p.byID[s.ID] = s
-	}
-	ths := cfg.UsageThresholds()
-	for _, t := range ths {
-		p.thresholds = append(p.thresholds, strconv.FormatFloat(t, 'f', -1, 64))
-	}
-	p.approachAt = cfg.WeeklyBudgetThreshold
-	if len(ths) > 0 {
-		p.approachAt = ths[0]
-	}
-	ids := make([]string, 0, len(cfg.Subscriptions))
-	for _, s := range cfg.Subscriptions {
-		ids = append(ids, s.ID)
-	}
-	slices.Sort(ids)
+	st := newState(cfg, Version{})
+	p.st.Store(st)
+	ids := st.ids()
 	p.subs.Store(p.keys.SubSet(ids))
 	p.hints = newHints(p.keys, ids)
 	return p
@@ -181,40 +167,52 @@ func poolName(cfg *Config) string {
 // Heartbeat more often than that (a third of it) while a turn runs.
 func (p *Pool) TurnLease() time.Duration { return p.turnLease }
 
-// Config returns the pool's configuration.
-func (p *Pool) Config() *Config { return p.cfg }
+// Config returns the pool's configuration in force (Reload swaps it).
+func (p *Pool) Config() *Config { return p.conf().cfg }
+
+func (p *Pool) conf() *state { return p.st.Load() }
 
 // Subscription returns the configured subscription id.
 func (p *Pool) Subscription(id string) (SubscriptionConfig, bool) {
-	s, ok := p.byID[id]
+	s, ok := p.conf().byID[id]
 	return s, ok
 }
 
 // Sync loads the scripts and writes the configured subscriptions' static
-// fields into Redis, marking subscriptions no longer configured as removed.
-// It is idempotent: every replica runs it at start-up.
+// fields into Redis, marking subscriptions no longer configured as removed,
+// unless Redis holds a newer config version than this one: then it writes
+// nothing, and the pool is Behind until a sync of a version at least as new.
+// It is idempotent: every replica runs it at start-up and on a reload.
 func (p *Pool) Sync(ctx context.Context) error {
 	if err := lua.Load(ctx, p.rdb); err != nil {
 		return fmt.Errorf("pool: sync: %w", err)
 	}
-	subs := make([]lua.SyncSub, 0, len(p.cfg.Subscriptions))
-	for _, s := range p.cfg.Subscriptions {
+	st := p.conf()
+	subs := make([]lua.SyncSub, 0, len(st.cfg.Subscriptions))
+	for _, s := range st.cfg.Subscriptions {
 		budget := s.WeeklyBudget
 		subs = append(subs, lua.SyncSub{ID: s.ID, Email: s.Email, Type: s.Type, ConfigDir: s.ConfigDir,
-			WeeklyBudget: strconv.FormatFloat(budget, 'f', 6, 64), MaxClients: p.cfg.MaxClients(s)})
+			WeeklyBudget: strconv.FormatFloat(budget, 'f', 6, 64), MaxClients: st.cfg.MaxClients(s)})
 	}
 	for attempt := 0; ; attempt++ {
 		existing, err := p.members(ctx)
 		if err != nil {
 			return fmt.Errorf("pool: sync: %w", err)
 		}
-		_, _, err = lua.Sync(ctx, p.rdb, p.keys, subs, existing)
+		_, err = lua.Sync(ctx, p.rdb, p.keys, st.cfg.version.lua(), subs, existing)
 		if errors.Is(err, lua.ErrStaleSubscriptions) && attempt < 5 {
 			continue
+		}
+		if errors.Is(err, lua.ErrOlderConfig) {
+			// Not a failure: a newer replica's list stands; this one serves
+			// what it knows (allocate's known mask) and says it is behind.
+			p.behind.Store(true)
+			return p.refreshSubs(ctx)
 		}
 		if err != nil {
 			return fmt.Errorf("pool: sync: %w", err)
 		}
+		p.behind.Store(false)
 		return p.refreshSubs(ctx)
 	}
 }
@@ -261,7 +259,7 @@ func (p *Pool) withSubs(ctx context.Context, fn func(*lua.SubSet) error) error {
 		if rerr := p.refreshSubs(ctx); rerr != nil {
 			return rerr
 		}
-		if len(p.subs.Load().IDs) == 0 && len(p.cfg.Subscriptions) > 0 {
+		if len(p.subs.Load().IDs) == 0 && len(p.Config().Subscriptions) > 0 {
 			if rerr := p.resyncEmpty(ctx); rerr != nil {
 				return rerr
 			}
@@ -285,7 +283,7 @@ func (p *Pool) resyncEmpty(ctx context.Context) error {
 }
 
 func (p *Pool) admit(pr Priority) float64 {
-	t := p.cfg.WeeklyBudgetThreshold
+	t := p.Config().WeeklyBudgetThreshold
 	switch pr {
 	case PriorityLow:
 		return t - 0.10
@@ -297,5 +295,5 @@ func (p *Pool) admit(pr Priority) float64 {
 	return t
 }
 
-func (p *Pool) staleMS() int64 { return int64(p.cfg.StaleAfterSeconds) * 1000 }
-func (p *Pool) idleMS() int64  { return int64(p.cfg.IdleAfterSeconds) * 1000 }
+func (p *Pool) staleMS() int64 { return int64(p.Config().StaleAfterSeconds) * 1000 }
+func (p *Pool) idleMS() int64  { return int64(p.Config().IdleAfterSeconds) * 1000 }

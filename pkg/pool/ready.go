@@ -108,7 +108,7 @@ func (p *Pool) Heal(ctx context.Context) ([]string, error) {
 		healed = append(healed, "scripts")
 		err = p.Ready(ctx)
 	}
-	if errors.Is(err, ErrNotSynced) && len(p.cfg.Subscriptions) > 0 {
+	if errors.Is(err, ErrNotSynced) && len(p.Config().Subscriptions) > 0 {
 		if err := p.resyncEmpty(ctx); err != nil {
 			return healed, err
 		}

@@ -28,9 +28,9 @@ type RebalanceResult struct {
 // this side only fetches the idle sessions of the source it named (the
 // script must be given every key it touches) and calls it again with them.
 func (p *Pool) Rebalance(ctx context.Context, epoch int64) (RebalanceResult, error) {
-	args := lua.RebalanceArgs{Epoch: epoch, GapThreshold: FormatUSD(p.cfg.Rebalancing.CostGapThreshold),
-		IdleMS: p.idleMS(), StaleMS: p.staleMS(), MaxMoves: p.cfg.Rebalancing.MaxClientsToMovePerCycle,
-		Admit: p.admit(PriorityHigh), BlockAdmit: p.cfg.BlockAdmissionThreshold}
+	args := lua.RebalanceArgs{Epoch: epoch, GapThreshold: FormatUSD(p.Config().Rebalancing.CostGapThreshold),
+		IdleMS: p.idleMS(), StaleMS: p.staleMS(), MaxMoves: p.Config().Rebalancing.MaxClientsToMovePerCycle,
+		Admit: p.admit(PriorityHigh), BlockAdmit: p.Config().BlockAdmissionThreshold}
 	var r lua.RebalanceReply
 	call := func(s *lua.SubSet) error {
 		var err error
@@ -61,7 +61,7 @@ func (p *Pool) Rebalance(ctx context.Context, epoch int64) (RebalanceResult, err
 // Redis' clock nowMS, those with a turn in flight left out so they do not
 // take the places of idle ones (the script checks both again).
 func (p *Pool) idleCandidates(ctx context.Context, sub string, nowMS int64) ([]string, error) {
-	limit := int64(p.cfg.Rebalancing.MaxClientsToMovePerCycle) * 4
+	limit := int64(p.Config().Rebalancing.MaxClientsToMovePerCycle) * 4
 	cands, err := lua.ClientsActiveBetween(ctx, p.rdb, p.keys, sub, nowMS-p.staleMS(), nowMS-p.idleMS(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("pool: rebalance: candidates: %w", err)

@@ -129,7 +129,7 @@ type rawStatus struct {
 func (p *Pool) Status(ctx context.Context) (*Snapshot, error) {
 	for attempt := 0; ; attempt++ {
 		raw, err := lua.Status(ctx, p.rdb, p.keys, p.subs.Load(),
-			lua.StatusArgs{StaleMS: p.staleMS(), ApproachAt: p.approachAt, Weights: p.weights, IdleMS: p.idleMS()})
+			lua.StatusArgs{StaleMS: p.staleMS(), ApproachAt: p.conf().approachAt, Weights: p.weights, IdleMS: p.idleMS()})
 		if err != nil {
 			return nil, fmt.Errorf("pool: status: %w", err)
 		}

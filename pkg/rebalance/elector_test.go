@@ -113,6 +113,8 @@ func TestLeaderWhoseExtendFailsStepsDownBeforeExpiry(t *testing.T) {
 
 			testutil.Eventually(t, 2*testTTL, "a to step down", func() bool { return !a.IsLeader() })
 			testutil.Eventually(t, 2*testTTL, "b to lead", b.IsLeader)
+			// b's work starts just after it reports leading.
+			testutil.Eventually(t, time.Second, "b's tenure to start", func() bool { return len(ts.list()) >= 2 })
 			got := ts.list()
 			if len(got) != 2 || got[0].holder != "rb-a" || got[1].holder != "rb-b" {
 				t.Fatalf("tenures = %+v", got)

@@ -82,6 +82,14 @@ Create the name of the service account to use
 {{- define "authpool.configDir" -}}/etc/authpool{{- end }}
 
 {{/*
+"true" when the bundled Redis runs: enabled, and neither redis.url nor
+redis.addrs names another one.
+*/}}
+{{- define "authpool.redisBundled" -}}
+{{- if and .Values.redis.bundled.enabled (not .Values.redis.url) (not .Values.redis.addrs) }}true{{- end }}
+{{- end }}
+
+{{/*
 Redis environment of both processes. REDIS_ADDRS wins over REDIS_URL so that
 setting addrs is enough to switch to Sentinel/Cluster; the chart refuses to
 render without either, because a deployed authpool must never fall back to
@@ -98,8 +106,11 @@ its in-memory Redis.
 {{- else if .Values.redis.url }}
 - name: REDIS_URL
   value: {{ .Values.redis.url | quote }}
+{{- else if include "authpool.redisBundled" . }}
+- name: REDIS_URL
+  value: {{ printf "redis://%s-redis:6379" (include "authpool.fullname" .) | quote }}
 {{- else }}
-{{- fail "redis: set redis.url (standalone) or redis.addrs (+ redis.masterName for Sentinel); authpool keeps all shared state in Redis" }}
+{{- fail "redis: set redis.url (standalone) or redis.addrs (+ redis.masterName for Sentinel), or redis.bundled.enabled; authpool keeps all shared state in Redis" }}
 {{- end }}
 {{- end }}
 
