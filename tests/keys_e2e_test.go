@@ -57,6 +57,25 @@ func TestClientKeyWeeklyBudget(t *testing.T) {
 	if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 3600 || ra > 7*24*3600 {
 		t.Errorf("Retry-After = %q, want the time until the first turn leaves the week", resp.Header.Get("Retry-After"))
 	}
+	// No other door around the budget: the Messages API, and a request with
+	// tools (which would go to a tool-capable backend), are refused too.
+	for path, body := range map[string]string{
+		"/v1/messages": `{"model":"sonnet","max_tokens":64,"messages":[{"role":"user","content":"turn 5"}]}`,
+		"/v1/chat/completions": `{"model":"sonnet","messages":[{"role":"user","content":"turn 5"}],` +
+			`"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]}`,
+	} {
+		req, _ := http.NewRequest("POST", c.replicas[0].url+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+alice)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTooManyRequests {
+			t.Errorf("%s over the weekly budget: %d, want 429", path, resp.StatusCode)
+		}
+	}
 
 	// Its usage, under its name, never its key.
 	ctx := context.Background()

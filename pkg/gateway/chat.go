@@ -61,6 +61,9 @@ func (s *Server) chatCompletions(c *gin.Context) {
 		return
 	}
 	req.Model = s.mapModel(req.Model)
+	if !s.admitClient(c, req.Model) {
+		return
+	}
 	if field := chatToolField(req); field != "" {
 		s.chatTools(c, req, field)
 		return
@@ -76,11 +79,6 @@ func (s *Server) chatCompletions(c *gin.Context) {
 		return
 	}
 	t.owner = ownerOf(c)
-	if err := s.admitKey(c, t.model); err != nil {
-		writeError(c, err)
-		return
-	}
-	c.Request = c.Request.WithContext(withKeyName(c.Request.Context(), clientKeyOf(c).Name))
 	c.Header(HeaderSessionID, sid)
 	a := answer{id: "chatcmpl-" + c.GetString(ctxRequestID), created: time.Now().Unix(), model: t.model,
 		session: sid}

@@ -57,3 +57,17 @@ func (s *Server) admitKey(c *gin.Context, model string) error {
 	}
 	return nil
 }
+
+// admitClient admits the request's named key for model (admitKey), writing
+// the refusal, and names the key on the request's context so that
+// whatever the request settles (a turn on the pool, a passed-through tool
+// request) counts against it. Both dialects call it before they branch,
+// so no path reaches a backend around the key's budget or models.
+func (s *Server) admitClient(c *gin.Context, model string) bool {
+	if err := s.admitKey(c, model); err != nil {
+		writeError(c, err)
+		return false
+	}
+	c.Request = c.Request.WithContext(withKeyName(c.Request.Context(), clientKeyOf(c).Name))
+	return true
+}

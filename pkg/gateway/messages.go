@@ -286,6 +286,9 @@ func (s *Server) messages(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
+	if !s.admitClient(c, s.mapModel(req.Model)) {
+		return
+	}
 	if field := req.toolField(); field != "" {
 		s.messagesTools(c, req, raw, field)
 		return
