@@ -86,21 +86,33 @@ func (s *Server) chatCompletions(c *gin.Context) {
 		s.streamChat(c, t, sid, a)
 		return
 	}
+	res, pl, ok := s.serveWhole(c, t, sid)
+	if !ok {
+		return
+	}
+	cc := a.completion(res)
+	cc.ConversationTruncated = pl.truncated
+	c.JSON(http.StatusOK, cc)
+}
+
+// serveWhole runs a non-streaming turn for either dialect and sets what
+// both answer with: the placement for the logs and metrics, the allocation
+// and truncation headers, or the error. ok is false when the error is
+// written.
+func (s *Server) serveWhole(c *gin.Context, t *turn, sid string) (*backend.Result, placement, bool) {
 	var pl placement
 	res, err := s.serve(c.Request.Context(), t, sid, c.GetString(ctxRequestID), &pl, nil, nil)
 	c.Set(ctxAlloc, pl.kind)
 	c.Set(ctxSub, pl.sub)
 	if err != nil {
 		writeError(c, err)
-		return
+		return nil, pl, false
 	}
 	c.Header(HeaderAllocation, pl.kind)
 	if pl.truncated {
 		c.Header(HeaderConversationTruncated, "true")
 	}
-	cc := a.completion(res)
-	cc.ConversationTruncated = pl.truncated
-	c.JSON(http.StatusOK, cc)
+	return res, pl, true
 }
 
 // streamChat serves a streaming request: the role chunk and text deltas as

@@ -310,17 +310,9 @@ func (s *Server) messages(c *gin.Context) {
 		s.streamMessage(c, t, sid, id)
 		return
 	}
-	var pl placement
-	res, err := s.serve(c.Request.Context(), t, sid, c.GetString(ctxRequestID), &pl, nil, nil)
-	c.Set(ctxAlloc, pl.kind)
-	c.Set(ctxSub, pl.sub)
-	if err != nil {
-		writeError(c, err)
+	res, _, ok := s.serveWhole(c, t, sid)
+	if !ok {
 		return
-	}
-	c.Header(HeaderAllocation, pl.kind)
-	if pl.truncated {
-		c.Header(HeaderConversationTruncated, "true")
 	}
 	stop := stopReason(res.StopReason)
 	c.JSON(http.StatusOK, MessageResponse{ID: id, Type: "message", Role: "assistant",

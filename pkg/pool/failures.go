@@ -28,15 +28,7 @@ type FailureResult struct {
 // them in a row, wherever they happened, put the subscription in cooldown
 // for the pool's Cooldown, as Mark with reason "failures" would.
 func (p *Pool) Failed(ctx context.Context, subID string) (FailureResult, error) {
-	r, err := p.failure(ctx, subID, lua.OutcomeFailed)
-	if err != nil {
-		return FailureResult{}, err
-	}
-	res := FailureResult{Failures: r.Failures, Tripped: r.Tripped, Status: r.Status}
-	if r.UntilMS > 0 {
-		res.Until = time.UnixMilli(r.UntilMS)
-	}
-	return res, nil
+	return p.failure(ctx, subID, lua.OutcomeFailed)
 }
 
 // Succeeded ends a subscription's run of failures: the next failure counts
@@ -64,29 +56,26 @@ const (
 // that succeeds afterwards ends the episode with a recovered event
 // (Succeeded).
 func (p *Pool) AuthFailed(ctx context.Context, subID string) (FailureResult, error) {
-	r, err := p.failure(ctx, subID, lua.OutcomeAuth)
+	return p.failure(ctx, subID, lua.OutcomeAuth)
+}
+
+// failure counts one outcome of a subscription's turn in failures.lua.
+func (p *Pool) failure(ctx context.Context, subID string, outcome string) (FailureResult, error) {
+	if _, ok := p.conf().byID[subID]; !ok {
+		return FailureResult{}, fmt.Errorf("pool: failures of %q: %w", subID, ErrUnknownSubscription)
+	}
+	r, err := lua.Failure(ctx, p.rdb, p.keys, lua.FailureArgs{SubID: subID, Outcome: outcome,
+		Threshold: p.threshold, CooldownMS: p.cooldown.Milliseconds(),
+		AuthMinMS: AuthCooldownMin.Milliseconds(), AuthMaxMS: AuthCooldownMax.Milliseconds()})
+	if errors.Is(err, lua.ErrNotFound) {
+		return FailureResult{}, fmt.Errorf("pool: failures of %q (not synced): %w", subID, ErrUnknownSubscription)
+	}
 	if err != nil {
-		return FailureResult{}, err
+		return FailureResult{}, fmt.Errorf("pool: failures: %w", err)
 	}
 	res := FailureResult{Failures: r.Failures, Tripped: r.Tripped, Status: r.Status}
 	if r.UntilMS > 0 {
 		res.Until = time.UnixMilli(r.UntilMS)
 	}
 	return res, nil
-}
-
-func (p *Pool) failure(ctx context.Context, subID string, outcome string) (lua.FailureReply, error) {
-	if _, ok := p.conf().byID[subID]; !ok {
-		return lua.FailureReply{}, fmt.Errorf("pool: failures of %q: %w", subID, ErrUnknownSubscription)
-	}
-	r, err := lua.Failure(ctx, p.rdb, p.keys, lua.FailureArgs{SubID: subID, Outcome: outcome,
-		Threshold: p.threshold, CooldownMS: p.cooldown.Milliseconds(),
-		AuthMinMS: AuthCooldownMin.Milliseconds(), AuthMaxMS: AuthCooldownMax.Milliseconds()})
-	if errors.Is(err, lua.ErrNotFound) {
-		return lua.FailureReply{}, fmt.Errorf("pool: failures of %q (not synced): %w", subID, ErrUnknownSubscription)
-	}
-	if err != nil {
-		return lua.FailureReply{}, fmt.Errorf("pool: failures: %w", err)
-	}
-	return r, nil
 }
