@@ -91,6 +91,7 @@ func TestSentinelFailoverE2E(t *testing.T) {
 	mu.Lock()
 	killedAt = time.Now()
 	mu.Unlock()
+	answeredBefore := ok.Load()
 	rs.Master.Kill()
 	wg.Wait()
 
@@ -103,6 +104,7 @@ func TestSentinelFailoverE2E(t *testing.T) {
 	if lastFail.After(killedAt) {
 		lastFailAfter = lastFail.Sub(killedAt)
 	}
+	t.Logf("%d turns answered in the %s before the kill", answeredBefore, killAt)
 	t.Logf("failover %s -> %s: %d turns answered, %d failed (the last %s after the kill; first errors %q); "+
 		"longest time without an answer after the kill %s, slowest turn %s",
 		old, newMaster, ok.Load(), failed.Load(), lastFailAfter.Round(time.Millisecond), failuresInOrder,
