@@ -153,7 +153,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 }
 
 // MasterOf returns the address of the master serving key's slot, read
-// from CLUSTER KEYSLOT and CLUSTER SHARDS/SLOTS of the live cluster.
+// from CLUSTER KEYSLOT and CLUSTER SLOTS of the live cluster.
 func (c *Cluster) MasterOf(ctx context.Context, key string) (string, error) {
 	slot, err := c.Client.ClusterKeySlot(ctx, key).Result()
 	if err != nil {
@@ -201,7 +201,7 @@ func StartSentinel(t testing.TB, masterName string) *Sentinel {
 	dir := t.TempDir()
 	base := []string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning"}
 	s := &Sentinel{MasterName: masterName}
-	s.Master = startProc(t, append(base, "--dir", filepath.Join(mkdir(t, dir, "master")))...)
+	s.Master = startProc(t, append(base, "--dir", mkdir(t, dir, "master"))...)
 	s.Replica = startProc(t, append(base, "--dir", mkdir(t, dir, "replica"),
 		"--replicaof", "127.0.0.1", strconv.Itoa(s.Master.Port))...)
 	waitFor(t, 10*time.Second, "the replica to sync", func() bool {
