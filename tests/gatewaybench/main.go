@@ -102,10 +102,11 @@ func report(o options, direct, gw stats) string {
 			"so both paths queue for CPU and the difference above is queueing, not the gateway's own cost. "+
 			"Rerun with `-rate` under %.0f to measure the overhead.\n\n", direct.throughput(), o.rate, 0.8*direct.throughput())
 	}
-	b.WriteString("The direct path starts the fake CLI with the gateway's arguments, writes the prompt on stdin and " +
-		"parses its JSON result; the gateway path adds HTTP, authentication, the rate-limit and allocation " +
-		"scripts, the settlement script, and the OpenAI encoding. Latencies are per request, from send to the " +
-		"last byte.\n")
+	b.WriteString("The direct path starts the fake CLI with the gateway's arguments (the sandboxed stream-json run), " +
+		"writes the prompt on stdin and reads the stream to its result line; the fake CLI sends its text at once " +
+		"on both paths. The gateway path adds HTTP, authentication, the rate-limit, allocation and observation " +
+		"scripts, the settlement and conversation scripts, and the OpenAI encoding. Latencies are per request, " +
+		"from send to the last byte.\n")
 	return b.String()
 }
 

@@ -92,6 +92,12 @@ func (e *env) writeConfig(o options) (string, string, error) {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return "", "", err
 		}
+		// The fake CLI paces its text deltas (10 ms apart by default) to
+		// look like a model; here they come at once, on both paths, so the
+		// difference measured is the gateway's.
+		if err := os.WriteFile(filepath.Join(d, "fake-mode"), []byte("stream-slow 0"), 0o600); err != nil {
+			return "", "", err
+		}
 		e.subDirs = append(e.subDirs, d)
 		id := fmt.Sprintf("sub%d", i)
 		subs = append(subs, map[string]any{"id": id, "email": id + "@example.com", "type": "claude-max",
@@ -159,23 +165,26 @@ func (e *env) close() {
 
 func prompt(i int) string { return "ping " + strconv.Itoa(i) }
 
-// direct runs the fake CLI as the gateway does for a new session: prompt on
-// stdin, the subscription's config dir, the JSON result parsed.
+// direct runs the fake CLI as the gateway does for a new session: the same
+// sandboxed stream-json arguments, prompt on stdin, the subscription's config
+// dir, the stream read to its result line.
 func (e *env) direct(i int) error {
-	cmd := exec.Command(e.fake, "-p", "--output-format", "json", "--model", "sonnet")
+	cmd := exec.Command(e.fake, "-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages",
+		"--tools", "", "--strict-mcp-config", "--model", "sonnet")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir, "CLAUDE_CONFIG_DIR=" + e.subDirs[i%len(e.subDirs)],
-		"FAKECLAUDE_COST=0.0001"}
+		"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1"}
 	cmd.Stdin = strings.NewReader(prompt(i))
 	out, err := cmd.Output()
 	if err != nil {
 		return err
 	}
+	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
 	var r struct {
 		Type    string `json:"type"`
 		IsError bool   `json:"is_error"`
 		Result  string `json:"result"`
 	}
-	if err := json.Unmarshal(out, &r); err != nil || r.Type != "result" || r.IsError {
+	if err := json.Unmarshal(lines[len(lines)-1], &r); err != nil || r.Type != "result" || r.IsError {
 		return fmt.Errorf("bad CLI output %q (%v)", out, err)
 	}
 	return nil
