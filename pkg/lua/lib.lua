@@ -272,27 +272,35 @@ end
 -- itself, so a session is never pinned for good.
 local INFLIGHT = 'inflight:'
 
--- inflight_sync drops the session's expired turn fields and writes its
--- latest live lease into the index (or removes it); returns that lease.
-local function inflight_sync(sess_key, index_key, sid, now)
+-- inflight_sync drops the session's expired turn fields (and the field
+-- named by drop, when given: a turn that ended) and writes its latest live
+-- lease into the index (or removes it); returns that lease and the rest of
+-- the session hash as a table by field name, read in the same HGETALL.
+local function inflight_sync(sess_key, index_key, sid, now, drop)
   local h = redis.call('HGETALL', sess_key)
   local latest = 0
+  local rest, gone = {}, {}
   for i = 1, #h, 2 do
-    if string.sub(h[i], 1, #INFLIGHT) == INFLIGHT then
+    if h[i] == drop then
+      gone[#gone + 1] = h[i]
+    elseif string.sub(h[i], 1, #INFLIGHT) == INFLIGHT then
       local v = tonumber(h[i + 1]) or 0
       if v > now then
         if v > latest then latest = v end
       else
-        redis.call('HDEL', sess_key, h[i])
+        gone[#gone + 1] = h[i]
       end
+    else
+      rest[h[i]] = h[i + 1]
     end
   end
+  if #gone > 0 then redis.call('HDEL', sess_key, unpack(gone)) end
   if latest > 0 then
     redis.call('ZADD', index_key, ms(latest), sid)
   else
     redis.call('ZREM', index_key, sid)
   end
-  return latest
+  return latest, rest
 end
 
 -- lease_turn writes (or refreshes) one turn's lease until now + lease_ms and
