@@ -91,24 +91,25 @@ local function keys_of(i) return KEYS[4 + 3 * (i - 1)], KEYS[5 + 3 * (i - 1)], K
 local function state(i)
   local id = ARGV[16 + i]
   local sk, ck, hk = keys_of(i)
-  local f = redis.call('HMGET', sk, 'status', 'until', 'weeklyUsed', 'weeklyHour', 'weeklyBudget',
-    'maxClients', 'blockStart', 'blockCost')
-  local budget = to_micros(f[5])
-  local weekly = weekly_micros(sk, hk, f[3], f[4], now, true)
-  local frac, src = weekly_frac(sk, weekly, budget, now)
-  local status = f[1] or 'removed'
+  -- One HMGET of every field needed (the observed windows included).
+  local f = sub_read(sk)
+  local until0 = f['until']
+  local budget = to_micros(f.weeklyBudget)
+  local weekly = weekly_micros(sk, hk, f.weeklyUsed, f.weeklyHour, now, true, f)
+  local frac, src = weekly_frac(sk, weekly, budget, now, f)
+  local status = f.status or 'removed'
   if status == 'available' or status == 'approaching' then
-    local st = usable_status(frac, approach_at, sk, now)
+    local st = usable_status(frac, approach_at, sk, now, f)
     if st ~= status then redis.call('HSET', sk, 'status', st); status = st end
   else
-    status = restore_if_due(sk, events_key, id, status, f[2], frac, approach_at, now)
+    status = restore_if_due(sk, events_key, id, status, until0, frac, approach_at, now, f)
   end
   -- Health counts no weekly usage without a budget or an observation.
   local hfrac = frac
   if src == 'estimate' and budget <= 0 then hfrac = 0 end
-  local w5 = window(sk, 'five_hour', now)
-  return { id = id, sk = sk, ck = ck, status = status, until_v = int(f[2]), frac = frac, hfrac = hfrac, weekly = weekly,
-    budget = budget, max = int(f[6]), blockStart = f[7], blockCost = to_micros(f[8]),
+  local w5 = window(sk, 'five_hour', now, f)
+  return { id = id, sk = sk, ck = ck, status = status, until_v = int(until0), frac = frac, hfrac = hfrac, weekly = weekly,
+    budget = budget, max = int(f.maxClients), blockStart = f.blockStart, blockCost = to_micros(f.blockCost),
     block_obs = w5.used, block_full = block_admit ~= nil and w5.used ~= nil and w5.used >= block_admit }
 end
 

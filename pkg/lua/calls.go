@@ -236,20 +236,23 @@ func Sync(ctx context.Context, c Scripter, k Keys, v ConfigVersion, subs []SyncS
 	return SyncReply{Added: r.int(1), Removed: r.int(2), InForce: ConfigVersion{Hash: r.str(3), LoadedAt: r.int64(4)}}, err
 }
 
-// Maintain runs maintain.lua under the fencing epoch.
-func Maintain(ctx context.Context, c Scripter, k Keys, subs *SubSet, epoch int64, staleMS int64, approachAt float64) (dropped, restored int, err error) {
+// Maintain runs maintain.lua under the fencing epoch. limit bounds the stale
+// clients one call drops (0: all); more says the call stopped at that bound
+// and stale clients may remain, so the caller calls again.
+func Maintain(ctx context.Context, c Scripter, k Keys, subs *SubSet, epoch int64, staleMS int64, approachAt float64, limit int) (dropped, restored int, more bool, err error) {
 	keys := make([]string, 0, 3+len(subs.triples))
 	keys = append(keys, k.Epoch(), k.Events())
 	keys = append(keys, subs.triples...)
 	keys = append(keys, k.Inflight())
-	args := make([]any, 0, 4+len(subs.ids))
+	args := make([]any, 0, 5+len(subs.ids))
 	args = append(args, epoch, staleMS, approachAt, len(subs.ids))
 	args = append(args, subs.ids...)
-	v, err := run(ctx, c, "maintain", maintainScript, keys, 3, args...)
+	args = append(args, limit)
+	v, err := run(ctx, c, "maintain", maintainScript, keys, 4, args...)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, false, err
 	}
-	return v.int(1), v.int(2), nil
+	return v.int(1), v.int(2), v.int(3) == 1, nil
 }
 
 // RebalanceArgs are the inputs of rebalance.lua.

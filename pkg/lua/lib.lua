@@ -63,14 +63,44 @@ end
 local WINDOW_LEN = { five_hour = BLOCK, seven_day = WINDOW_HOURS * HOUR }
 local WEEK = WINDOW_HOURS * HOUR
 
+-- sub_read reads, in one HMGET, the subscription-hash fields the hot
+-- scripts need (plus extra, a list of more field names) into a table keyed
+-- by field name (false: absent). Passed as pre to window, weekly_micros,
+-- weekly_frac, usable_status and restore_if_due, it saves each of them an
+-- HMGET of its own; only a script that does not itself write the observed
+-- windows between reading and using it may pass it.
+local SUB_FIELDS = { 'status', 'until', 'weeklyUsed', 'weeklyHour', 'weeklyBudget', 'maxClients',
+  'blockStart', 'blockCost', 'weeklyFrom',
+  'w:seven_day:util', 'w:seven_day:reset', 'w:seven_day:status', 'w:seven_day:at',
+  'w:five_hour:util', 'w:five_hour:reset', 'w:five_hour:status', 'w:five_hour:at' }
+local function sub_read(sub_key, extra)
+  local names = SUB_FIELDS
+  if extra and #extra > 0 then
+    names = {}
+    for i = 1, #SUB_FIELDS do names[i] = SUB_FIELDS[i] end
+    for i = 1, #extra do names[#names + 1] = extra[i] end
+  end
+  local v = redis.call('HMGET', sub_key, unpack(names))
+  local f = {}
+  for i = 1, #names do f[names[i]] = v[i] end
+  return f
+end
+
 -- window reads one observed window. current: its window has not reset since
 -- it was observed (without a reset time, for the window's length after the
 -- observation). used: the utilization in force, the observation while
 -- current and 0 once its window has reset; nil when no utilization was ever
 -- observed (the estimate stands). source says which.
-local function window(sub_key, name, now)
+-- pre (optional) is a sub_read table of the subscription hash already read
+-- in this call: the window is taken from it instead of another HMGET.
+local function window(sub_key, name, now, pre)
   local p = 'w:' .. name .. ':'
-  local f = redis.call('HMGET', sub_key, p .. 'util', p .. 'reset', p .. 'status', p .. 'at')
+  local f
+  if pre then
+    f = { pre[p .. 'util'], pre[p .. 'reset'], pre[p .. 'status'], pre[p .. 'at'] }
+  else
+    f = redis.call('HMGET', sub_key, p .. 'util', p .. 'reset', p .. 'status', p .. 'at')
+  end
   local w = { name = name, util = tonumber(f[1]), reset = int(f[2]), status = f[3] or '', at = int(f[4]) }
   w.current = false
   if w.at > 0 then
@@ -101,9 +131,16 @@ end
 -- total while it was computed in the current hour from the same start, else
 -- the sum of the hourly buckets from week_start to floor(now/1h). With
 -- write, buckets older than 168 hours are deleted and the total stored.
-local function weekly_micros(sub_key, hourly_key, stored, stored_hour, now, write)
+-- pre (optional): a sub_read table; its fields are read instead of the
+-- hash, and the stored total written here is written into it too.
+local function weekly_micros(sub_key, hourly_key, stored, stored_hour, now, write, pre)
   local cur = math.floor(now / HOUR)
-  local a = redis.call('HMGET', sub_key, 'w:seven_day:reset', 'weeklyFrom')
+  local a
+  if pre then
+    a = { pre['w:seven_day:reset'], pre.weeklyFrom }
+  else
+    a = redis.call('HMGET', sub_key, 'w:seven_day:reset', 'weeklyFrom')
+  end
   local first = week_start(int(a[1]), now)
   if int(stored_hour) == cur and int(a[2]) == first then return to_micros(stored) end
   local oldest = cur - (WINDOW_HOURS - 1)
@@ -123,6 +160,7 @@ local function weekly_micros(sub_key, hourly_key, stored, stored_hour, now, writ
   if write then
     if #old > 0 then redis.call('HDEL', hourly_key, unpack(old)) end
     redis.call('HSET', sub_key, 'weeklyUsed', usd(sum), 'weeklyHour', ms(cur), 'weeklyFrom', ms(first))
+    if pre then pre.weeklyUsed, pre.weeklyHour, pre.weeklyFrom = usd(sum), ms(cur), ms(first) end
   end
   return sum
 end
@@ -130,8 +168,8 @@ end
 -- weekly_frac is the weekly fraction admission and health use: the observed
 -- seven_day utilization while it is current (0 once its window reset), else
 -- the estimate weekly/budget (1 without a budget). Also returns its source.
-local function weekly_frac(sub_key, weekly, budget, now)
-  local w = window(sub_key, 'seven_day', now)
+local function weekly_frac(sub_key, weekly, budget, now, pre)
+  local w = window(sub_key, 'seven_day', now, pre)
   if w.used then return w.used, w.source end
   if budget > 0 then return weekly / budget, 'estimate' end
   return 1, 'estimate'
@@ -195,11 +233,11 @@ end
 -- usable_status is the usable status matching a weekly fraction and, with
 -- sub_key, the observed windows: a current allowed_warning, or a current
 -- observed utilization at or over the threshold, is approaching too.
-local function usable_status(frac, approach_at, sub_key, now)
+local function usable_status(frac, approach_at, sub_key, now, pre)
   if approach_at > 0 and frac >= approach_at then return 'approaching' end
   if sub_key then
     for _, name in ipairs({ 'five_hour', 'seven_day' }) do
-      local w = window(sub_key, name, now)
+      local w = window(sub_key, name, now, pre)
       if w.current and (w.status == 'allowed_warning' or (approach_at > 0 and w.used and w.used >= approach_at)) then
         return 'approaching'
       end
@@ -212,11 +250,12 @@ end
 -- returns the status in force. A cooldown for refused credentials ends
 -- without a recovered event: the login is only on probation until a turn
 -- succeeds (failures.lua says recovered then).
-local function restore_if_due(sub_key, events_key, id, status, until_v, frac, approach_at, now)
+local function restore_if_due(sub_key, events_key, id, status, until_v, frac, approach_at, now, pre)
   if (status == 'limited' or status == 'cooldown') and int(until_v) > 0 and int(until_v) <= now then
-    local st = usable_status(frac, approach_at, sub_key, now)
+    local st = usable_status(frac, approach_at, sub_key, now, pre)
     local reason = redis.call('HGET', sub_key, 'statusReason')
     redis.call('HSET', sub_key, 'status', st, 'statusReason', '', 'until', '0')
+    if pre then pre.status, pre['until'] = st, '0' end
     if not (status == 'cooldown' and reason == 'auth') then
       emit(events_key, 'recovered', 'info', id, 'Subscription ' .. id .. ' recovered from ' .. status,
         { previousStatus = status }, now)
@@ -233,27 +272,35 @@ end
 -- itself, so a session is never pinned for good.
 local INFLIGHT = 'inflight:'
 
--- inflight_sync drops the session's expired turn fields and writes its
--- latest live lease into the index (or removes it); returns that lease.
-local function inflight_sync(sess_key, index_key, sid, now)
+-- inflight_sync drops the session's expired turn fields (and the field
+-- named by drop, when given: a turn that ended) and writes its latest live
+-- lease into the index (or removes it); returns that lease and the rest of
+-- the session hash as a table by field name, read in the same HGETALL.
+local function inflight_sync(sess_key, index_key, sid, now, drop)
   local h = redis.call('HGETALL', sess_key)
   local latest = 0
+  local rest, gone = {}, {}
   for i = 1, #h, 2 do
-    if string.sub(h[i], 1, #INFLIGHT) == INFLIGHT then
+    if h[i] == drop then
+      gone[#gone + 1] = h[i]
+    elseif string.sub(h[i], 1, #INFLIGHT) == INFLIGHT then
       local v = tonumber(h[i + 1]) or 0
       if v > now then
         if v > latest then latest = v end
       else
-        redis.call('HDEL', sess_key, h[i])
+        gone[#gone + 1] = h[i]
       end
+    else
+      rest[h[i]] = h[i + 1]
     end
   end
+  if #gone > 0 then redis.call('HDEL', sess_key, unpack(gone)) end
   if latest > 0 then
     redis.call('ZADD', index_key, ms(latest), sid)
   else
     redis.call('ZREM', index_key, sid)
   end
-  return latest
+  return latest, rest
 end
 
 -- lease_turn writes (or refreshes) one turn's lease until now + lease_ms and
@@ -272,14 +319,37 @@ end
 
 -- drop_stale removes the client-set entries inactive longer than the stale
 -- age, except those of sessions with a turn in flight; returns how many.
-local function drop_stale(ck, index_key, stale_ms, now)
+-- With limit (> 0) it removes at most limit entries and also returns
+-- whether stale entries may remain (true only when it stopped at the limit:
+-- the in-flight ones it skips do not count, so a caller that repeats while
+-- true always makes progress).
+local function drop_stale(ck, index_key, stale_ms, now, limit)
+  local edge = '(' .. ms(now - stale_ms)
   local dropped = 0
-  for _, sid in ipairs(redis.call('ZRANGEBYSCORE', ck, '-inf', '(' .. ms(now - stale_ms))) do
-    if not in_flight(index_key, sid, now) then
-      dropped = dropped + redis.call('ZREM', ck, sid)
+  if not limit or limit <= 0 then
+    for _, sid in ipairs(redis.call('ZRANGEBYSCORE', ck, '-inf', edge)) do
+      if not in_flight(index_key, sid, now) then
+        dropped = dropped + redis.call('ZREM', ck, sid)
+      end
     end
+    return dropped, false
   end
-  return dropped
+  -- The skipped (in-flight) entries stay at the front of the stale range,
+  -- in the order they were read: the next batch starts after them.
+  local skipped = 0
+  while true do
+    local want = limit - dropped
+    local batch = redis.call('ZRANGEBYSCORE', ck, '-inf', edge, 'LIMIT', skipped, want)
+    for _, sid in ipairs(batch) do
+      if in_flight(index_key, sid, now) then
+        skipped = skipped + 1
+      else
+        dropped = dropped + redis.call('ZREM', ck, sid)
+      end
+    end
+    if #batch < want then return dropped, false end
+    if dropped >= limit then return dropped, true end
+  end
 end
 
 -- Capacity counts active sessions (issue 10): a session is active while its

@@ -10,13 +10,21 @@
 -- ARGV[2] -> stale age, ms
 -- ARGV[3] -> approaching threshold (weekly fraction)
 -- ARGV[4] -> n; ARGV[5..4+n] -> subscription ids, in KEYS order
--- Returns {code, droppedClients, restored}
---   CODE_OK: done; CODE_STALE_EPOCH: stale epoch (nothing changed)
+-- ARGV[5+n] -> the most stale clients one call drops, over all subscriptions
+--            (0 or absent: all of them). The rest of the work is done in
+--            full on every call; only the drops are bounded, so that a wave
+--            of stale sessions does not hold the shard in one long call.
+-- Returns {code, droppedClients, restored, more}
+--   CODE_OK: done; more is 1 when the call stopped at the drop limit and
+--   stale clients may remain (call again), else 0
+--   CODE_STALE_EPOCH: stale epoch (nothing changed)
 
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return { CODE_STALE_EPOCH, 0, 0 } end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return { CODE_STALE_EPOCH, 0, 0, 0 } end
 local stale_ms = tonumber(ARGV[2])
 local approach_at = tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
+local limit = tonumber(ARGV[5 + n] or '') or 0
+local more = false
 local events_key = KEYS[2]
 local inflight_key = KEYS[3 + 3 * n]
 local now = now_ms()
@@ -26,19 +34,28 @@ for i = 1, n do
   local id = ARGV[4 + i]
   local sk, ck, hk = KEYS[3 + 3 * (i - 1)], KEYS[4 + 3 * (i - 1)], KEYS[5 + 3 * (i - 1)]
   -- A turn may run longer than the stale age: its session stays.
-  dropped = dropped + drop_stale(ck, inflight_key, stale_ms, now)
-  local f = redis.call('HMGET', sk, 'status', 'until', 'weeklyUsed', 'weeklyHour', 'weeklyBudget')
-  if f[1] then
-    local budget = to_micros(f[5])
-    local weekly = weekly_micros(sk, hk, f[3], f[4], now, true)
-    local frac = weekly_frac(sk, weekly, budget, now)
-    if usable(f[1]) then
-      local st = usable_status(frac, approach_at, sk, now)
-      if st ~= f[1] then redis.call('HSET', sk, 'status', st) end
+  if limit <= 0 then
+    dropped = dropped + drop_stale(ck, inflight_key, stale_ms, now)
+  elseif not more then
+    local d, m = drop_stale(ck, inflight_key, stale_ms, now, limit - dropped)
+    dropped = dropped + d
+    more = m
+  end
+  local f = sub_read(sk)
+  local status = f.status
+  if status then
+    local budget = to_micros(f.weeklyBudget)
+    local weekly = weekly_micros(sk, hk, f.weeklyUsed, f.weeklyHour, now, true, f)
+    local frac = weekly_frac(sk, weekly, budget, now, f)
+    if usable(status) then
+      local st = usable_status(frac, approach_at, sk, now, f)
+      if st ~= status then redis.call('HSET', sk, 'status', st) end
     else
-      local st = restore_if_due(sk, events_key, id, f[1], f[2], frac, approach_at, now)
-      if st ~= f[1] then restored = restored + 1 end
+      local st = restore_if_due(sk, events_key, id, status, f['until'], frac, approach_at, now, f)
+      if st ~= status then restored = restored + 1 end
     end
   end
 end
-return { CODE_OK, dropped, restored }
+local more_v = 0
+if more then more_v = 1 end
+return { CODE_OK, dropped, restored, more_v }

@@ -56,16 +56,20 @@ local hour = math.floor(now / HOUR)
 local tokens = tin + tout + tcc + tcr
 local fallback = id == ''
 
-local f = redis.call('HMGET', sub_key, 'weeklyUsed', 'weeklyHour', 'weeklyBudget', 'blockStart', 'blockCost', 'status')
-local before = weekly_micros(sub_key, hourly_key, f[1], f[2], now, true)
+-- One HMGET of the subscription: its fields, observed windows, counters
+-- and the threshold flags of the rules.
+local extra = { 'tokens', 'requests' }
+for i = 1, n do extra[#extra + 1] = 'thr:' .. ARGV[16 + i] end
+local f = sub_read(sub_key, extra)
+local before = weekly_micros(sub_key, hourly_key, f.weeklyUsed, f.weeklyHour, now, true, f)
 local after = before + cost
 local bucket = to_micros(redis.call('HGET', hourly_key, ms(hour))) + cost
 redis.call('HSET', hourly_key, ms(hour), usd(bucket))
 
 -- 5-hour block (ccusage): a usage at or after blockStart+5h opens a new block,
 -- floored to the hour.
-local block_start = int(f[4])
-local block_cost = to_micros(f[5])
+local block_start = int(f.blockStart)
+local block_cost = to_micros(f.blockCost)
 if not block_active(block_start, now) then
   block_start = hour * HOUR
   block_cost = 0
@@ -75,33 +79,35 @@ local burn = burn_rate(block_cost, block_start, now)
 
 redis.call('HSET', sub_key, 'weeklyUsed', usd(after), 'weeklyHour', ms(hour),
   'blockStart', ms(block_start), 'blockCost', usd(block_cost),
-  'burnRate', string.format('%.6f', burn), 'lastUsageAt', ms(now))
-redis.call('HINCRBY', sub_key, 'tokens', tokens)
-redis.call('HINCRBY', sub_key, 'requests', 1)
+  'burnRate', string.format('%.6f', burn), 'lastUsageAt', ms(now),
+  'tokens', ms(int(f.tokens) + tokens), 'requests', ms(int(f.requests) + 1))
 
-local status = f[6] or ''
+local status = f.status or ''
+local rules = n
 if not fallback then
-  local budget = to_micros(f[3])
+  local budget = to_micros(f.weeklyBudget)
   local frac_before, frac_after = 1, 1
   if budget > 0 then frac_before, frac_after = before / budget, after / budget end
   -- The observed seven_day utilization, while current, stands for the
   -- estimate; its thresholds are observe.lua's to announce.
-  local w7 = window(sub_key, 'seven_day', now)
+  local w7 = window(sub_key, 'seven_day', now, f)
   if usable(status) then
-    local st = usable_status(w7.used or frac_after, approach_at, sub_key, now)
+    local st = usable_status(w7.used or frac_after, approach_at, sub_key, now, f)
     if st ~= status then redis.call('HSET', sub_key, 'status', st); status = st end
   end
   -- One usage_threshold event per rule per crossing: a flag is set when the
   -- threshold is crossed and cleared only once usage has fallen back under it.
-  if w7.used then n = 0 end
-  for i = 1, n do
+  -- (rules, not n: n still locates the key name after the thresholds.)
+  if w7.used then rules = 0 end
+  for i = 1, rules do
     local t = ARGV[16 + i]
     local tf = tonumber(t)
     local flag = 'thr:' .. t
-    local set = redis.call('HEXISTS', sub_key, flag) == 1
-    if set and frac_before < tf then redis.call('HDEL', sub_key, flag); set = false end
+    local set = f[flag] ~= false and f[flag] ~= nil
+    if set and frac_before < tf then redis.call('HDEL', sub_key, flag); set = false; f[flag] = false end
     if not set and frac_after >= tf then
       redis.call('HSET', sub_key, flag, '1')
+      f[flag] = '1'
       local remaining = budget - after
       local eta = 'unknown'
       if remaining <= 0 then eta = 'exhausted'
@@ -118,27 +124,31 @@ end
 -- The session: the turn is no longer in flight; counters, the CLI session
 -- to resume, and activity (hash and client set move together so they never
 -- disagree).
+-- The session hash is read once (inflight_sync's HGETALL, which also ends
+-- this turn's lease) and written in one HSET.
+local sess = {}
 if sid ~= '' then
-  redis.call('HDEL', sess_key, INFLIGHT .. req)
-  inflight_sync(sess_key, KEYS[8], sid, now)
-  local bound = redis.call('HGET', sess_key, 'sub')
-  if bound ~= false then
-    redis.call('HINCRBY', sess_key, 'requests', 1)
-    redis.call('HINCRBY', sess_key, 'tokens', tokens)
-    redis.call('HSET', sess_key, 'cost', usd(to_micros(redis.call('HGET', sess_key, 'cost')) + cost))
+  local _, h = inflight_sync(sess_key, KEYS[8], sid, now, INFLIGHT .. req)
+  sess = h
+  local bound = h.sub
+  if bound ~= nil then
+    local set = { 'requests', ms(int(h.requests) + 1), 'tokens', ms(int(h.tokens) + tokens),
+      'cost', usd(to_micros(h.cost) + cost) }
     -- Activity is refreshed only where the hash and its client-set entry
     -- move together: on the subscription it is bound to, or on the
     -- fallback (no entry). A late settle from a subscription the session
     -- has left must not keep the hash alive past its entry.
+    local active = false
     if bound == id and not fallback then
-      if cli_session ~= '' then redis.call('HSET', sess_key, 'cliSession', cli_session) end
+      if cli_session ~= '' then set[#set + 1] = 'cliSession'; set[#set + 1] = cli_session end
       redis.call('ZADD', clients_key, 'XX', now, sid)
-      redis.call('HSET', sess_key, 'lastActive', ms(now))
-      redis.call('PEXPIRE', sess_key, stale_ms)
+      active = true
     elseif bound == '' then
-      redis.call('HSET', sess_key, 'lastActive', ms(now))
-      redis.call('PEXPIRE', sess_key, stale_ms)
+      active = true
     end
+    if active then set[#set + 1] = 'lastActive'; set[#set + 1] = ms(now) end
+    redis.call('HSET', sess_key, unpack(set))
+    if active then redis.call('PEXPIRE', sess_key, stale_ms) end
   end
 end
 
@@ -162,7 +172,7 @@ if fallback then sub_field = 'fallback' end
 -- so that the savings report can say who spends what; keyName: the named
 -- client key's name (API_KEYS_FILE), when it has one.
 local key = ''
-if sid ~= '' then key = redis.call('HGET', sess_key, 'owner') or '' end
+if sid ~= '' then key = sess.owner or '' end
 local entry = { 'sub', sub_field, 'session', sid, 'key', key, 'req', req, 'cost', usd(cost),
   'in', tin, 'out', tout, 'cacheCreate', tcc, 'cacheRead', tcr,
   'model', model, 'modelUsage', model_usage }
