@@ -1,10 +1,8 @@
 package gateway
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -116,54 +114,18 @@ func (s *Server) serveWhole(c *gin.Context, t *turn, sid string) (*backend.Resul
 }
 
 // streamChat serves a streaming request: the role chunk and text deltas as
-// the backend produces them, the finish chunk, a usage chunk when asked,
-// then [DONE]. Nothing is sent before the first delta, so a failure before
-// it is a plain JSON error (and a limit answer can still be retried).
+// the backend produces them (streamTurn), the finish chunk, a usage chunk
+// when asked, then [DONE].
 func (s *Server) streamChat(c *gin.Context, t *turn, sid string, a answer) {
-	ctx, cancel := context.WithCancel(c.Request.Context())
-	defer cancel()
-	var pl placement
-	// The headers leave with the first delta: the truncation they report
-	// is the stored conversation's before this turn; the final chunk says
-	// where it stands after it.
-	w := newSSEWriter(c.Writer, func(h http.Header) {
-		h.Set(HeaderAllocation, pl.kind)
-		if pl.truncated {
-			h.Set(HeaderConversationTruncated, "true")
+	res, pl, w := s.streamTurn(c, t, sid, func(w *sseWriter) streamFrame {
+		return streamFrame{
+			open:  func() { _ = w.Event(a.chunk(Delta{Role: "assistant"}, nil)) },
+			delta: func(text string) error { return w.Event(a.chunk(Delta{Content: text}, nil)) },
+			fail:  func(err error) { _ = w.Event(apiError{Error: classify(err).body}) },
 		}
 	})
-	var texted atomic.Bool
-	onDelta := func(text string) {
-		if text == "" {
-			return
-		}
-		if !w.Started() {
-			_ = w.Event(a.chunk(Delta{Role: "assistant"}, nil))
-		}
-		texted.Store(true)
-		if err := w.Event(a.chunk(Delta{Content: text}, nil)); err != nil {
-			cancel() // the client is gone: stop the backend
-		}
-	}
-	res, err := s.serve(ctx, t, sid, c.GetString(ctxRequestID), &pl, onDelta, w.Started)
-	c.Set(ctxAlloc, pl.kind)
-	c.Set(ctxSub, pl.sub)
-	if err != nil {
-		if !w.Started() {
-			writeError(c, err)
-			return
-		}
-		c.Set(ctxError, err)
-		p := classify(err)
-		_ = w.Event(apiError{Error: p.body})
+	if res == nil {
 		return
-	}
-	if !w.Started() {
-		_ = w.Event(a.chunk(Delta{Role: "assistant"}, nil))
-	}
-	if !texted.Load() && res.Text != "" {
-		// A backend that could not stream still gives the whole answer.
-		_ = w.Event(a.chunk(Delta{Content: res.Text}, nil))
 	}
 	a.model = modelOf(res, a.model)
 	fr := finishReason(res.StopReason)

@@ -2,14 +2,12 @@ package gateway
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -322,62 +320,30 @@ func (s *Server) messages(c *gin.Context) {
 
 // streamMessage relays the turn as Anthropic's events: message_start,
 // content_block_start and ping with the first text, a content_block_delta
-// per delta, then content_block_stop, message_delta and message_stop. As on
-// chat completions nothing goes out before the first delta, so an early
-// failure is a plain JSON error and a limit answer can still be retried.
+// per delta (streamTurn), then content_block_stop, message_delta and
+// message_stop.
 func (s *Server) streamMessage(c *gin.Context, t *turn, sid, id string) {
-	ctx, cancel := context.WithCancel(c.Request.Context())
-	defer cancel()
-	var pl placement
-	w := newSSEWriter(c.Writer, func(h http.Header) {
-		h.Set(HeaderAllocation, pl.kind)
-		if pl.truncated {
-			h.Set(HeaderConversationTruncated, "true")
+	res, _, w := s.streamTurn(c, t, sid, func(w *sseWriter) streamFrame {
+		return streamFrame{
+			open: func() {
+				_ = w.Named("message_start", gin.H{"type": "message_start", "message": MessageResponse{ID: id,
+					Type: "message", Role: "assistant", Model: t.modelName(), Content: []ContentBlock{}}})
+				_ = w.Named("content_block_start", gin.H{"type": "content_block_start", "index": 0,
+					"content_block": ContentBlock{Type: "text"}})
+				_ = w.Named("ping", gin.H{"type": "ping"})
+			},
+			delta: func(text string) error {
+				return w.Named("content_block_delta", gin.H{"type": "content_block_delta", "index": 0,
+					"delta": gin.H{"type": "text_delta", "text": text}})
+			},
+			fail: func(err error) {
+				_, body := classify(err).anthropic()
+				_ = w.Named("error", body)
+			},
 		}
 	})
-	open := func() {
-		_ = w.Named("message_start", gin.H{"type": "message_start", "message": MessageResponse{ID: id,
-			Type: "message", Role: "assistant", Model: t.modelName(), Content: []ContentBlock{}}})
-		_ = w.Named("content_block_start", gin.H{"type": "content_block_start", "index": 0,
-			"content_block": ContentBlock{Type: "text"}})
-		_ = w.Named("ping", gin.H{"type": "ping"})
-	}
-	delta := func(text string) error {
-		return w.Named("content_block_delta", gin.H{"type": "content_block_delta", "index": 0,
-			"delta": gin.H{"type": "text_delta", "text": text}})
-	}
-	var texted atomic.Bool
-	onDelta := func(text string) {
-		if text == "" {
-			return
-		}
-		if !w.Started() {
-			open()
-		}
-		texted.Store(true)
-		if err := delta(text); err != nil {
-			cancel() // the client is gone: stop the backend
-		}
-	}
-	res, err := s.serve(ctx, t, sid, c.GetString(ctxRequestID), &pl, onDelta, w.Started)
-	c.Set(ctxAlloc, pl.kind)
-	c.Set(ctxSub, pl.sub)
-	if err != nil {
-		if !w.Started() {
-			writeError(c, err)
-			return
-		}
-		c.Set(ctxError, err)
-		_, body := classify(err).anthropic()
-		_ = w.Named("error", body)
+	if res == nil {
 		return
-	}
-	if !w.Started() {
-		open()
-	}
-	if !texted.Load() && res.Text != "" {
-		// A backend that could not stream still gives the whole answer.
-		_ = delta(res.Text)
 	}
 	_ = w.Named("content_block_stop", gin.H{"type": "content_block_stop", "index": 0})
 	_ = w.Named("message_delta", gin.H{"type": "message_delta",

@@ -1,9 +1,15 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"sync"
+	"sync/atomic"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/authpool/authpool/pkg/backend"
 )
 
 // sseWriter writes server-sent events. The status line and headers go out
@@ -96,4 +102,64 @@ func (s *sseWriter) raw(event string, data []byte) error {
 		return err
 	}
 	return nil
+}
+
+// streamFrame is what a dialect writes around the text of a streamed turn.
+type streamFrame struct {
+	open  func()                  // before the first text: the role chunk, message_start, …
+	delta func(text string) error // one text delta; an error means the client is gone
+	fail  func(err error)         // a failure after the stream started
+}
+
+// streamTurn runs a streaming turn for either dialect. Nothing is sent
+// before the first delta, so a failure before it is a plain JSON error (and
+// a limit answer can still be retried elsewhere); the headers leave with
+// the first delta, reporting the stored conversation's truncation before
+// this turn. A backend that could not stream still gives the whole answer
+// as one delta. It returns the result, with the frame opened and every
+// delta written, for the dialect to close; nil when the error is written.
+func (s *Server) streamTurn(c *gin.Context, t *turn, sid string,
+	frame func(*sseWriter) streamFrame) (*backend.Result, placement, *sseWriter) {
+	ctx, cancel := context.WithCancel(c.Request.Context())
+	defer cancel()
+	var pl placement
+	w := newSSEWriter(c.Writer, func(h http.Header) {
+		h.Set(HeaderAllocation, pl.kind)
+		if pl.truncated {
+			h.Set(HeaderConversationTruncated, "true")
+		}
+	})
+	f := frame(w)
+	var texted atomic.Bool
+	onDelta := func(text string) {
+		if text == "" {
+			return
+		}
+		if !w.Started() {
+			f.open()
+		}
+		texted.Store(true)
+		if err := f.delta(text); err != nil {
+			cancel() // the client is gone: stop the backend
+		}
+	}
+	res, err := s.serve(ctx, t, sid, c.GetString(ctxRequestID), &pl, onDelta, w.Started)
+	c.Set(ctxAlloc, pl.kind)
+	c.Set(ctxSub, pl.sub)
+	if err != nil {
+		if !w.Started() {
+			writeError(c, err)
+		} else {
+			c.Set(ctxError, err)
+			f.fail(err)
+		}
+		return nil, pl, w
+	}
+	if !w.Started() {
+		f.open()
+	}
+	if !texted.Load() && res.Text != "" {
+		_ = f.delta(res.Text)
+	}
+	return res, pl, w
 }
