@@ -99,8 +99,8 @@ func TestAdminActionsAcrossReplicas(t *testing.T) {
 		return sub
 	}
 
-	// Auth: no token, a wrong one: refused.
-	for _, tok := range []string{"", "wrong"} {
+	// Auth: no token, a wrong one, a client's API key: refused.
+	for _, tok := range []string{"", "wrong", clientKey} {
 		if code := adminCall(t, c.replicas[0].url, "GET", "/admin/v1/subscriptions", "", tok, nil); code != 403 {
 			t.Errorf("token %q: %d, want 403", tok, code)
 		}
