@@ -3,6 +3,7 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -166,5 +167,52 @@ func TestConfigReload(t *testing.T) {
 	}
 	if c.turn(0, "after-bad") == "" {
 		t.Fatal("replica 0 stopped serving after an invalid edit")
+	}
+}
+
+// A reloaded modelMap is in force for the next request: a name the gateway
+// refused before the reload is served after it, and listed.
+func TestReloadTakesTheModelMap(t *testing.T) {
+	c := startCluster(t, clusterOpts{replicas: 1})
+	body := `{"model":"team-default","messages":[{"role":"user","content":"hi"}]}`
+	if resp, b := c.post(0, body, "Authorization", "Bearer "+clientKey); resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "unknown model") {
+		t.Fatalf("before the reload: %d %s, want 400 unknown model", resp.StatusCode, b)
+	}
+
+	path := filepath.Join(c.dir, "auth-pool.json")
+	var cfg map[string]any
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["modelMap"] = map[string]any{"team-default": "sonnet"}
+	writeJSON(t, path, cfg)
+	if err := c.replicas[0].cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if !testutil.Poll(10*time.Second, 50*time.Millisecond, func() bool {
+		return strings.Contains(c.replicas[0].logs.String(), `"message":"config reloaded"`)
+	}) {
+		t.Fatal("timed out: the replica reloads on SIGHUP")
+	}
+	if resp, b := c.post(0, body, "Authorization", "Bearer "+clientKey); resp.StatusCode != http.StatusOK {
+		t.Fatalf("after the reload: %d %s, want 200", resp.StatusCode, b)
+	}
+	req, err := http.NewRequest("GET", c.replicas[0].url+"/v1/models", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+clientKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	list, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(list), `"team-default"`) {
+		t.Fatalf("/v1/models after the reload does not list the mapped name: %s", list)
 	}
 }

@@ -16,30 +16,37 @@ import (
 // startEmbeddedRebalancer runs, in this process, what cmd/rebalancer does
 // against a shared Redis: maintenance, rebalancing and notification delivery.
 // With the embedded Redis this process is the only replica, so there is no
-// election. The returned function stops it.
+// election. The returned functions stop it and put a reloaded config's
+// notification rules in force.
 func startEmbeddedRebalancer(ctx context.Context, p *pool.Pool, webhookSecret string,
-	log *slog.Logger, metrics *telemetry.Metrics) (func(), error) {
+	log *slog.Logger, metrics *telemetry.Metrics) (func(), func(pool.NotificationsConfig), error) {
 	host, _ := os.Hostname()
 	d, err := notify.New(notify.Options{Events: p.Events(), Consumer: fmt.Sprintf("api-%s-%d", host, os.Getpid()),
 		Config: p.Config().Notifications, WebhookSecret: []byte(webhookSecret),
 		Logger: notify.SlogLogger(telemetry.Module(log, "notify")), Metrics: metrics})
 	if err != nil {
-		return nil, fmt.Errorf("embedded notifier: %w", err)
+		return nil, nil, fmt.Errorf("embedded notifier: %w", err)
 	}
 	comp, err := rebalance.New(rebalance.Params{Pool: p, InProcess: true, Deliverer: d,
 		Reporter: rebalance.Reporters(rebalance.SlogReporter(telemetry.Module(log, "rebalancer")),
 			rebalance.MetricsReporter(metrics))})
 	if err != nil {
-		return nil, fmt.Errorf("embedded rebalancer: %w", err)
+		return nil, nil, fmt.Errorf("embedded rebalancer: %w", err)
 	}
 	if err := comp.Start(ctx); err != nil {
-		return nil, fmt.Errorf("embedded rebalancer: %w", err)
+		return nil, nil, fmt.Errorf("embedded rebalancer: %w", err)
 	}
-	return func() {
+	stop := func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := comp.Shutdown(sctx); err != nil {
 			log.Warn("embedded rebalancer shutdown", "error", err)
 		}
-	}, nil
+	}
+	set := func(cfg pool.NotificationsConfig) {
+		if err := d.SetConfig(cfg); err != nil {
+			log.Error("notification rules not reloaded: the rules in force stay", "error", err.Error())
+		}
+	}
+	return stop, set, nil
 }

@@ -171,12 +171,16 @@ func run(ctx context.Context, getenv func(string) string) error {
 	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBase()
 	stopBG := func() {}
+	// setNotifications puts a reloaded config's notification rules in force
+	// in the embedded rebalancer's deliverer (nil: none in this process).
+	var setNotifications func(pool.NotificationsConfig)
 	if embedded != nil && p != nil {
-		stop, err := startEmbeddedRebalancer(base, p, cfg.WebhookSecret, log, metrics)
+		stop, setN, err := startEmbeddedRebalancer(base, p, cfg.WebhookSecret, log, metrics)
 		if err != nil {
 			return err
 		}
 		stopBG = sync.OnceFunc(stop)
+		setNotifications = setN
 		defer stopBG()
 	}
 
@@ -185,9 +189,14 @@ func run(ctx context.Context, getenv func(string) string) error {
 		w := runenv.NewWatcher(runenv.WatcherParams{Paths: []string{cfg.Pool.ConfigPath, cfg.APIKeysFile},
 			Reload: func(ctx context.Context, cause string) {
 				if p != nil {
-					runenv.ReloadPool(ctx, p, cfg.Pool, log, cause, func(next *pool.Config) error {
+					if runenv.ReloadPool(ctx, p, cfg.Pool, log, cause, func(next *pool.Config) error {
 						return addBackends(cfg, srv, next, getenv, log)
-					})
+					}) {
+						srv.SetModelMap(p.Config().ModelMap)
+						if setNotifications != nil {
+							setNotifications(p.Config().Notifications)
+						}
+					}
 				}
 				if cfg.APIKeysFile != "" {
 					reloadKeys(cfg.APIKeysFile, srv, log)

@@ -139,9 +139,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	synced.Store(true)
 	log.Info("pool synced", "pool", pcfg.Pool, "configVersion", pcfg.Version().Short())
 	// The rebalancing pass reads the pool's config in force, so a reload
-	// reaches it at the next interval.
+	// reaches it at the next interval; the notification rules are handed to
+	// the deliverer.
 	w := runenv.NewWatcher(runenv.WatcherParams{Paths: []string{cfg.Pool.ConfigPath},
-		Reload:  func(ctx context.Context, cause string) { runenv.ReloadPool(ctx, p, cfg.Pool, log, cause, nil) },
+		Reload: func(ctx context.Context, cause string) {
+			// The config check covers the notification rules and webhook;
+			// the deliverer takes them once the pool has taken the config.
+			if runenv.ReloadPool(ctx, p, cfg.Pool, log, cause, nil) {
+				if err := deliverer.SetConfig(p.Config().Notifications); err != nil {
+					log.Error("notification rules not reloaded: the rules in force stay", "error", err.Error())
+				}
+			}
+		},
 		OnError: func(err error) { log.Warn("config watch failed; SIGHUP still reloads", "error", err.Error()) }})
 	w.Start(ctx)
 	defer w.Shutdown()

@@ -13,11 +13,15 @@ import (
 // mapModel resolves a name through the modelMap (gpt-4o → sonnet); names
 // not in it are returned as they are, to be checked by validModel.
 func (s *Server) mapModel(m string) string {
-	if to, ok := s.modelMap[m]; ok {
+	if to, ok := (*s.modelMap.Load())[m]; ok {
 		return to
 	}
 	return m
 }
+
+// SetModelMap puts a modelMap in force for the requests that arrive from
+// now on (a reloaded pool config's); the caller must not change m after.
+func (s *Server) SetModelMap(m map[string]string) { s.modelMap.Store(&m) }
 
 // acceptedModels lists every model name a request may carry: the aliases,
 // the claude-* names the price list knows, then the modelMap's names.
@@ -36,8 +40,9 @@ func (s *Server) acceptedModels() []string {
 	for _, m := range backend.KnownModels() {
 		add(m)
 	}
-	mapped := make([]string, 0, len(s.modelMap))
-	for m := range s.modelMap {
+	mm := *s.modelMap.Load()
+	mapped := make([]string, 0, len(mm))
+	for m := range mm {
 		mapped = append(mapped, m)
 	}
 	sort.Strings(mapped)

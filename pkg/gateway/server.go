@@ -142,9 +142,9 @@ type Server struct {
 	adminEng     *gin.Engine // the admin surface with SeparateAdmin, else nil
 	page         *pageAuth   // the status page's cookie signer
 	savingsCache savingsCache
-	settles      *settleRetry // failed settlements, retried until they land
-	healer       *healer      // writes back what a Redis restart took; nil without a pool
-	modelMap     map[string]string
+	settles      *settleRetry                      // failed settlements, retried until they land
+	healer       *healer                           // writes back what a Redis restart took; nil without a pool
+	modelMap     atomic.Pointer[map[string]string] // SetModelMap swaps it
 }
 
 // ErrInvalidOptions is returned by New for options it cannot serve with.
@@ -154,7 +154,8 @@ var ErrInvalidOptions = errors.New("gateway: invalid options")
 func New(opts Options) (*Server, error) {
 	s := &Server{pool: opts.Pool, rdb: opts.Redis, backends: opts.Backends, tokens: map[string]string{},
 		apiKeys: newKeyring(opts.APIKeys), maxBody: opts.MaxBodyBytes,
-		log: opts.Logger, metrics: opts.Metrics, tp: opts.TracerProvider, modelMap: opts.ModelMap}
+		log: opts.Logger, metrics: opts.Metrics, tp: opts.TracerProvider}
+	s.SetModelMap(opts.ModelMap)
 	if s.tp == nil {
 		s.tp = otel.GetTracerProvider()
 	}

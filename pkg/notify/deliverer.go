@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -163,9 +164,10 @@ func (noMetrics) Delivered(string, string, string) {}
 type Deliverer struct {
 	opts   Options
 	store  *store
-	router *Router
-	hook   *webhook // nil when no rule uses the webhook channel
-	own    *http.Transport
+	routes atomic.Pointer[routes] // swapped whole by SetConfig
+
+	ownMu sync.Mutex
+	own   *http.Transport // the transport of a webhook without Options.HTTPClient
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -193,25 +195,54 @@ func New(opts Options) (*Deliverer, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidOptions, err)
 	}
-	router, err := NewRouter(opts.Config)
-	if err != nil {
+	d := &Deliverer{opts: opts, wake: make(chan struct{}, 1)}
+	if err := d.SetConfig(opts.Config); err != nil {
 		return nil, err
-	}
-	d := &Deliverer{opts: opts, router: router, wake: make(chan struct{}, 1)}
-	if router.UsesWebhook() {
-		if _, err := checkWebhookURL(opts.Config.WebhookURL, opts.Config.AllowInsecureWebhooks); err != nil {
-			return nil, fmt.Errorf("notifications.webhookUrl: %w", err)
-		}
-		base := opts.HTTPClient
-		if base == nil {
-			d.own = http.DefaultTransport.(*http.Transport).Clone()
-			base = &http.Client{Transport: d.own}
-		}
-		d.hook = newWebhook(opts.Config.WebhookURL, opts.Config.AllowInsecureWebhooks,
-			opts.WebhookSecret, base, opts.AttemptTimeout)
 	}
 	d.store = &store{events: opts.Events, group: opts.Group, consumer: opts.Consumer}
 	return d, nil
+}
+
+// routes is one notifications config in force: its rules and its webhook.
+type routes struct {
+	router *Router
+	hook   *webhook // nil when no rule uses the webhook channel
+}
+
+// SetConfig checks a notifications config (its rules and, when a rule uses
+// the webhook channel, its URL) and puts it in force for every event handled
+// from now on; an event already being delivered keeps the config it started
+// with. On an error the config in force stays. A reloaded pool config
+// reaches the deliverer through it.
+func (d *Deliverer) SetConfig(cfg pool.NotificationsConfig) error {
+	router, err := NewRouter(cfg)
+	if err != nil {
+		return err
+	}
+	rt := &routes{router: router}
+	if router.UsesWebhook() {
+		if _, err := checkWebhookURL(cfg.WebhookURL, cfg.AllowInsecureWebhooks); err != nil {
+			return fmt.Errorf("notifications.webhookUrl: %w", err)
+		}
+		rt.hook = newWebhook(cfg.WebhookURL, cfg.AllowInsecureWebhooks,
+			d.opts.WebhookSecret, d.httpClient(), d.opts.AttemptTimeout)
+	}
+	d.routes.Store(rt)
+	return nil
+}
+
+// httpClient is Options.HTTPClient, or a client on a transport of the
+// Deliverer's own, made once and closed by Shutdown.
+func (d *Deliverer) httpClient() *http.Client {
+	if d.opts.HTTPClient != nil {
+		return d.opts.HTTPClient
+	}
+	d.ownMu.Lock()
+	defer d.ownMu.Unlock()
+	if d.own == nil {
+		d.own = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	return &http.Client{Transport: d.own}
 }
 
 // Start launches delivery in the background and returns. It stops when ctx
@@ -278,6 +309,8 @@ func (d *Deliverer) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("notify: shutdown: %w", ctx.Err())
 	}
 	err := ps.Close()
+	d.ownMu.Lock()
+	defer d.ownMu.Unlock()
 	if d.own != nil {
 		d.own.CloseIdleConnections()
 	}

@@ -373,3 +373,41 @@ func TestPublishHintWakesTheDeliverer(t *testing.T) {
 		})
 	})
 }
+
+// A reloaded config's rules are in force for the next event: a webhook rule
+// added later delivers, and an invalid config leaves the rules as they were.
+func TestSetConfigChangesRoutingForTheNextEvent(t *testing.T) {
+	redistest.EachParallel(t, func(t *testing.T, tg *redistest.Target) {
+		rc := newReceiver(t, nil)
+		poolName := tg.Pool + "-setconfig"
+		log := &recLogger{}
+		only := pool.NotificationsConfig{Rules: []pool.NotificationRule{
+			{Type: TypeFailover, Channels: []string{"log"}, Enabled: true}}}
+		d := start(t, testOptions(tg.Client, poolName, "c1", only, log))
+
+		first := addEvent(t, tg.Client, poolName, TypeRotation, `{"sessionId":"s","from":"a","to":"b","reason":"idle"}`)
+		testutil.Eventually(t, 3*time.Second, "acknowledgement", func() bool { return acked(t, tg.Client, poolName, first) })
+		if _, _, got := rc.stats(); got[first] != 0 || len(log.logged()) != 0 {
+			t.Fatalf("a rotation went out before any rule routed it: webhook %v, log %v", got, log.logged())
+		}
+
+		bad := pool.NotificationsConfig{Rules: []pool.NotificationRule{
+			{Type: TypeRotation, Channels: []string{"pager"}, Enabled: true}}}
+		if err := d.SetConfig(bad); err == nil {
+			t.Fatal("SetConfig took a rule with an unknown channel")
+		}
+		routed := pool.NotificationsConfig{WebhookURL: rc.srv.URL, AllowInsecureWebhooks: true,
+			Rules: []pool.NotificationRule{{Type: TypeRotation, Channels: []string{"webhook"}, Enabled: true}}}
+		if err := d.SetConfig(routed); err != nil {
+			t.Fatal(err)
+		}
+		second := addEvent(t, tg.Client, poolName, TypeRotation, `{"sessionId":"s","from":"a","to":"b","reason":"idle"}`)
+		testutil.Eventually(t, 3*time.Second, "webhook delivery after SetConfig", func() bool {
+			_, _, got := rc.stats()
+			return got[second] == 1
+		})
+		if _, _, got := rc.stats(); got[first] != 0 {
+			t.Fatalf("the event acknowledged before SetConfig was delivered too: %v", got)
+		}
+	})
+}

@@ -114,7 +114,8 @@ func (d *Deliverer) handle(ctx context.Context, m redis.XMessage) {
 		d.dead(fin, m, "", "", err, prior)
 		return
 	}
-	channels := d.router.Channels(e)
+	rt := d.routes.Load()
+	channels := rt.router.Channels(e)
 	if len(channels) == 0 {
 		d.opts.Metrics.Delivered(e.Type, "", ResultUnrouted)
 		d.ack(fin, m.ID)
@@ -126,7 +127,7 @@ func (d *Deliverer) handle(ctx context.Context, m redis.XMessage) {
 		return
 	}
 	hctx, release := d.hold(ctx, m.ID)
-	attempts, channel, err := d.deliver(hctx, e, channels, d.opts.MaxAttempts-prior)
+	attempts, channel, err := d.deliver(hctx, rt, e, channels, d.opts.MaxAttempts-prior)
 	stopped, lost := hctx.Err() != nil, errors.Is(context.Cause(hctx), errLeaseLost)
 	release()
 	switch {
@@ -148,14 +149,14 @@ const finishTimeout = 5 * time.Second
 // deliver sends e to each channel until every one has taken it, a failure is
 // permanent, or budget attempts are spent. Channels that succeeded are not
 // sent again on a retry. It returns the attempts made and the failing channel.
-func (d *Deliverer) deliver(ctx context.Context, e Event, channels []string, budget int) (int, string, error) {
+func (d *Deliverer) deliver(ctx context.Context, rt *routes, e Event, channels []string, budget int) (int, string, error) {
 	pending := channels
 	for attempt := 1; ; attempt++ {
 		var failed []string
 		var last error
 		var retryAfter time.Duration
 		for _, ch := range pending {
-			err := d.send(ctx, ch, e)
+			err := d.send(ctx, rt, ch, e)
 			if err == nil {
 				d.opts.Metrics.Delivered(e.Type, ch, ResultDelivered)
 				continue
@@ -190,13 +191,13 @@ func (d *Deliverer) deliver(ctx context.Context, e Event, channels []string, bud
 	}
 }
 
-func (d *Deliverer) send(ctx context.Context, channel string, e Event) error {
+func (d *Deliverer) send(ctx context.Context, rt *routes, channel string, e Event) error {
 	switch channel {
 	case ChannelLog:
 		d.opts.Logger.Notify(ctx, e)
 		return nil
 	case ChannelWebhook:
-		return d.hook.send(ctx, e)
+		return rt.hook.send(ctx, e)
 	}
 	return ErrInvalidRule // unreachable: NewRouter checked the channels
 }
