@@ -182,7 +182,7 @@ func ownerOf(c *gin.Context) string {
 	return pool.NoOwner
 }
 
-// adminAuth guards /debug/*: the admin token when one is configured, else
+// adminAuth guards /debug/* and /admin/v1: the admin token when one is configured, else
 // loopback clients only.
 func (s *Server) adminAuth(c *gin.Context) {
 	if s.admin == nil {

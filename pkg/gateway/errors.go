@@ -26,7 +26,8 @@ var (
 	ErrInvalidRequest = errors.New("gateway: invalid request")
 	// ErrUnauthorized: no API key, or one that is not configured.
 	ErrUnauthorized = errors.New("gateway: missing or invalid API key")
-	// ErrForbidden: a /debug route without ADMIN_TOKEN from a non-loopback client.
+	// ErrForbidden: a /debug or /admin route without the admin token (or,
+	// with no ADMIN_TOKEN set, from a non-loopback client).
 	ErrForbidden = errors.New("gateway: admin token required")
 	// ErrNotFound: no such route.
 	ErrNotFound = errors.New("gateway: not found")
@@ -199,7 +200,7 @@ func classify(err error) problem {
 			"missing or invalid API key (send Authorization: Bearer <key> or X-API-Key)")
 	case errors.Is(err, ErrForbidden):
 		return row(http.StatusForbidden, "permission_error", "admin_required",
-			"debug endpoints need the admin token (Authorization: Bearer <ADMIN_TOKEN>) or a loopback client")
+			"the /debug and /admin endpoints need the admin token (Authorization: Bearer <ADMIN_TOKEN>), or a loopback client when no ADMIN_TOKEN is set")
 	case errors.Is(err, ErrModelNotAllowed):
 		p := row(http.StatusForbidden, "permission_error", "model_not_allowed", "this API key may not use this model")
 		p.body.Param = "model"
