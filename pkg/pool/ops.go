@@ -54,10 +54,12 @@ type TurnRequest struct {
 	// any other owner it does not exist (ErrSessionNotFound).
 	Owner string
 	// TurnID names the turn (the settlement id it will be settled under).
-	// When set, a session bound to a subscription gets an in-flight lease
-	// for the turn: the rebalancer neither moves nor drops it, and its
-	// session key does not expire, until Settle (or EndTurn) clears the
-	// lease or it runs out unrefreshed (see Heartbeat).
+	// When set, a session bound to a subscription is active for the turn's
+	// lease (its client-set score, the longer of the idle age and
+	// Options.TurnLease from now): the rebalancer neither moves nor drops
+	// it, and its session key does not expire, until Settle (or EndTurn)
+	// ends the turn (active for the idle age from then) or the lease runs
+	// out unrefreshed (see Heartbeat).
 	TurnID string
 }
 
