@@ -170,8 +170,9 @@ func scInvariants(t *testing.T, rdb redis.UniversalClient, c *cluster, sids []st
 	if err != nil {
 		t.Fatal(err)
 	}
-	idleEdge := now.UnixMilli() - 300*1000 // idleAfterSeconds' default
-	in := map[string][]string{}            // session → client sets holding it
+	// A client-set score is the time until which the session is active.
+	activeAfter := now.UnixMilli()
+	in := map[string][]string{} // session → client sets holding it
 	for _, s := range c.subs {
 		members, err := rdb.ZRangeWithScores(ctx, c.keys.Clients(s.id), 0, -1).Result()
 		if err != nil {
@@ -180,7 +181,7 @@ func scInvariants(t *testing.T, rdb redis.UniversalClient, c *cluster, sids []st
 		active := 0
 		for _, m := range members {
 			in[m.Member.(string)] = append(in[m.Member.(string)], s.id)
-			if int64(m.Score) > idleEdge {
+			if int64(m.Score) > activeAfter {
 				active++
 			}
 		}

@@ -83,7 +83,7 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 			if err != nil {
 				return nil, err
 			}
-			s.settle(ctx, reqID, turnID, "", sid, res)
+			s.settle(ctx, reqID, turnID, "", sid, res, false)
 			s.remember(ctx, t, sid, turnID, res, pl)
 			return res, nil
 		}
@@ -94,15 +94,15 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 		stop()
 		s.observeLimits(ctx, sub.ID, res, err)
 		if err == nil {
-			s.succeeded(ctx, sub.ID)
-			s.settle(ctx, reqID, turnID, sub.ID, sid, res)
+			// The settle also ends the subscription's run of failures.
+			s.settle(ctx, reqID, turnID, sub.ID, sid, res, true)
 			s.remember(ctx, t, sid, turnID, res, pl)
 			return res, nil
 		}
 		if le := (*backend.LimitError)(nil); errors.As(err, &le) && le.Result != nil {
 			// The turn that hit the limit reported what it spent: it is
 			// counted like any other (which also ends its lease).
-			s.settle(ctx, reqID, turnID, sub.ID, sid, le.Result)
+			s.settle(ctx, reqID, turnID, sub.ID, sid, le.Result, false)
 		} else {
 			s.endTurn(ctx, sid, turnID)
 		}
@@ -230,10 +230,12 @@ func poolErr(err error) error {
 // this attempt; reqID is the client-facing request id, for the log only. A
 // failure is not returned: the answer exists and the client should have it.
 // The settlement is retried in the background until it lands (it is
-// idempotent by its id), so a short Redis outage loses no usage.
-func (s *Server) settle(ctx context.Context, reqID, settleID, subID, sid string, res *backend.Result) {
+// idempotent by its id), so a short Redis outage loses no usage. ok: the
+// turn succeeded, which ends the subscription's run of failures (and its
+// login's probation) in the same call.
+func (s *Server) settle(ctx context.Context, reqID, settleID, subID, sid string, res *backend.Result, ok bool) {
 	ctx = context.WithoutCancel(ctx)
-	u := pool.Usage{RequestID: settleID, SubscriptionID: subID, SessionID: sid, CostUSD: res.CostUSD,
+	u := pool.Usage{RequestID: settleID, SubscriptionID: subID, SessionID: sid, CostUSD: res.CostUSD, Succeeded: ok,
 		InputTokens: res.Usage.InputTokens, OutputTokens: res.Usage.OutputTokens,
 		CacheCreationTokens: res.Usage.CacheCreationInputTokens, CacheReadTokens: res.Usage.CacheReadInputTokens,
 		Model: res.Model, CLISession: res.CLISessionID, KeyName: keyNameOf(ctx)}
@@ -296,7 +298,7 @@ func (s *Server) settleDropped(p *pendingSettle, reason string, err error) {
 		telemetry.TagSubscriptionID: p.usage.SubscriptionID})
 }
 
-// heartbeat refreshes the turn's in-flight lease every third of its length
+// heartbeat refreshes the turn's lease every third of its length
 // while the backend runs, so the rebalancer neither moves nor drops a
 // session whose turn outlasts the idle age; stop ends it. A replica that dies
 // stops refreshing, and the lease runs out by itself.
@@ -331,8 +333,9 @@ func (s *Server) heartbeat(ctx context.Context, sid, turnID string) (stop func()
 	}
 }
 
-// endTurn clears the in-flight lease of a turn that failed (a settled turn's
-// lease ends with its settle). A failure is harmless: the lease runs out.
+// endTurn ends a turn that failed (a settled turn ends with its settle): its
+// session counts as active for the idle age from now. A failure is
+// harmless: the lease runs out.
 func (s *Server) endTurn(ctx context.Context, sid, turnID string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
 	defer cancel()
@@ -382,13 +385,4 @@ func (s *Server) authFailed(ctx context.Context, subID string) {
 	}
 	s.log.WarnContext(ctx, "subscription marked", "subscription", subID, "status", r.Status,
 		"reason", "auth", "until", r.Until, "changed", r.Tripped, "refusals", r.Failures)
-}
-
-// succeeded ends the subscription's run of failures.
-func (s *Server) succeeded(ctx context.Context, subID string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
-	defer cancel()
-	if err := s.pool.Succeeded(ctx, subID); err != nil {
-		s.log.WarnContext(ctx, "failure count not reset", "subscription", subID, "error", err)
-	}
 }

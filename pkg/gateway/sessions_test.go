@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/backend"
@@ -63,16 +64,21 @@ func TestSessionOwnedByItsKey(t *testing.T) {
 	}
 }
 
-// TestTurnInFlightLease (issue 8, finding 6): while the backend runs, the
-// session has a turn in flight in Redis (refreshed by the heartbeat); the
-// settle of a turn and the end of a failed one clear it.
+// TestTurnInFlightLease (issue 8, finding 6; issue 14): while the backend
+// runs, the session is active in Redis: its client-set score ("active
+// until") is its turn's lease, after now; the settle of a turn and the end
+// of a failed one move it on to the idle age from the end, and nothing is
+// kept per turn.
 func TestTurnInFlightLease(t *testing.T) {
 	h := newHarness(t, harnessOpts{subs: 1})
 	ctx := context.Background()
-	inflight := h.keys().Inflight()
-	var during float64
+	clients := h.keys().Clients("sub1")
+	var during, nowDuring float64
 	h.subs["sub1"].setAnswer(func(n int, _ backend.Target, req backend.Request) (*backend.Result, error) {
-		during, _ = h.tg.Client.ZScore(ctx, inflight, "long").Result()
+		during, _ = h.tg.Client.ZScore(ctx, clients, "long").Result()
+		tm, _ := h.tg.Client.Time(ctx).Result()
+		nowDuring = float64(tm.UnixMilli())
+		time.Sleep(2 * time.Millisecond) // the turn's end is later than its start
 		if n == 1 {
 			return nil, backend.ErrBackend
 		}
@@ -84,15 +90,15 @@ func TestTurnInFlightLease(t *testing.T) {
 		if r.StatusCode != want {
 			t.Fatalf("turn %d: %d %+v", i+1, r.StatusCode, ae)
 		}
-		if during == 0 {
-			t.Errorf("turn %d: no turn in flight while the backend ran", i+1)
+		if during <= nowDuring {
+			t.Errorf("turn %d: not active while the backend ran (active until %.0f, now %.0f)", i+1, during, nowDuring)
 		}
-		if n, _ := h.tg.Client.ZCard(ctx, inflight).Result(); n != 0 {
-			t.Errorf("turn %d: still in flight after it ended", i+1)
+		if after, _ := h.tg.Client.ZScore(ctx, clients, "long").Result(); after <= during {
+			t.Errorf("turn %d: its end not recorded (active until %.0f, during the turn %.0f)", i+1, after, during)
 		}
 		fields, _ := h.tg.Client.HKeys(ctx, h.keys().Session("long")).Result()
 		for _, f := range fields {
-			if strings.HasPrefix(f, "inflight:") {
+			if strings.HasPrefix(f, "inflight:") || f == "lastActive" {
 				t.Errorf("turn %d: session keeps %s", i+1, f)
 			}
 		}

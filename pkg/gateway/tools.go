@@ -162,7 +162,7 @@ func (s *Server) settleTool(c *gin.Context, res *backend.Result) {
 	if s.pool == nil || res == nil {
 		return
 	}
-	s.settle(c.Request.Context(), c.GetString(ctxRequestID), newRequestID(), "", "", res)
+	s.settle(c.Request.Context(), c.GetString(ctxRequestID), newRequestID(), "", "", res, false)
 }
 
 // countTokens serves POST /v1/messages/count_tokens by forwarding it to the

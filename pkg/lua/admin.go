@@ -55,7 +55,7 @@ func Admin(ctx context.Context, c Scripter, k Keys, subs *SubSet, a AdminArgs) (
 		sess, turns = k.Session(a.Target), k.Turns(a.Target)
 	}
 	keys := make([]string, 0, 5+len(subs.triples))
-	keys = append(keys, k.Subs(), k.Events(), k.Inflight(), sess, turns)
+	keys = append(keys, k.Subs(), k.Events(), sess, turns)
 	keys = append(keys, subs.triples...)
 	args := make([]any, 0, 8+len(subs.ids))
 	args = append(args, a.Op, a.Target, a.To, a.Actor, a.ApproachAt, a.StaleMS, a.IdleMS, len(subs.ids))

@@ -3,11 +3,10 @@
 --
 -- KEYS[1] -> authpool:{P}:subs (SET)
 -- KEYS[2] -> authpool:{P}:events (STREAM)
--- KEYS[3] -> authpool:{P}:inflight (ZSET session id -> latest turn lease, ms)
--- KEYS[4] -> authpool:{P}:session:<sid> (HASH; a never-written key for
+-- KEYS[3] -> authpool:{P}:session:<sid> (HASH; a never-written key for
 --            subscription ops)
--- KEYS[5] -> authpool:{P}:session:<sid>:turns (LIST; likewise)
--- KEYS[6+3(i-1)], KEYS[7+3(i-1)], KEYS[8+3(i-1)] -> sub:<id>, :clients,
+-- KEYS[4] -> authpool:{P}:session:<sid>:turns (LIST; likewise)
+-- KEYS[5+3(i-1)], KEYS[6+3(i-1)], KEYS[7+3(i-1)] -> sub:<id>, :clients,
 --            :hourly of the i-th subscription id in ARGV[8+i]
 -- ARGV[1] -> op: drain | disable | enable | reset (on a subscription),
 --            move | end (on a session)
@@ -32,12 +31,12 @@ local op, target, dest, actor = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local approach_at = tonumber(ARGV[5])
 local stale_ms, idle_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
 local n = tonumber(ARGV[8])
-local events_key, inflight_key, sess_key, turns_key = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local events_key, sess_key, turns_key = KEYS[2], KEYS[3], KEYS[4]
 if redis.call('SCARD', KEYS[1]) ~= n then return { CODE_STALE_SUBS, '', '' } end
 local now = now_ms()
 local idx = {}
 for i = 1, n do idx[ARGV[8 + i]] = i end
-local function keys_of(i) return KEYS[6 + 3 * (i - 1)], KEYS[7 + 3 * (i - 1)], KEYS[8 + 3 * (i - 1)] end
+local function keys_of(i) return KEYS[5 + 3 * (i - 1)], KEYS[6 + 3 * (i - 1)], KEYS[7 + 3 * (i - 1)] end
 
 local function record(sub, what, data)
   data.action = op
@@ -107,7 +106,6 @@ if op == 'end' then
     local _, ck = keys_of(fi)
     redis.call('ZREM', ck, target)
   end
-  redis.call('ZREM', inflight_key, target)
   redis.call('DEL', sess_key, turns_key)
   record(from, 'ended session ' .. target, { sessionId = target, from = from, owner = cur[2] or '' })
   return { CODE_OK, from, '' }
@@ -120,11 +118,13 @@ if dest == from then return { CODE_REFUSED, from, 'same' } end
 if not usable(dstatus) then return { CODE_REFUSED, from, 'status' } end
 local dsk, dck = keys_of(di)
 local max = int(redis.call('HGET', dsk, 'maxClients'))
-drop_stale(dck, inflight_key, stale_ms, now)
-if active_clients(dck, live_leases(inflight_key, now), idle_ms, now, target) >= max then
+drop_stale(dck, stale_ms, idle_ms, now)
+if active_count(dck, now) >= max then
   return { CODE_REFUSED, from, 'capacity' }
 end
-local last = now
+-- A session from the fallback has no score: active for the idle age, as
+-- after a turn.
+local last = now + idle_ms
 if fi then
   local _, ck = keys_of(fi)
   local score = redis.call('ZSCORE', ck, target)

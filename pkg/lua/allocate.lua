@@ -5,7 +5,6 @@
 -- KEYS[3] -> authpool:{P}:events (STREAM)
 -- KEYS[4+3(i-1)], KEYS[5+3(i-1)], KEYS[6+3(i-1)] -> sub:<id>, sub:<id>:clients,
 --            sub:<id>:hourly of the i-th subscription id in ARGV[N0+i]
--- KEYS[4+3n] -> authpool:{P}:inflight (ZSET session id -> latest turn lease, ms)
 -- ARGV[1]  -> session id
 -- ARGV[2]  -> priority (low|normal|high)
 -- ARGV[3]  -> admission limit of that priority (weekly fraction, new bindings)
@@ -15,16 +14,18 @@
 -- ARGV[7]  -> fallback allowed (1|0)
 -- ARGV[8..14] -> health weights: weekly block blockRef clients burn burnFree idleBonus
 -- ARGV[15] -> mode: "full", or "resume" (KEYS hold only the subscription a
---            replica's hint says the session is on; nothing is bound)
+--            replica's hint says the session is on; nothing is bound; the
+--            gateway's hot path is resume.lua, this mode is its reference)
 -- ARGV[16] -> n, the number of subscription ids that follow
 -- ARGV[17..16+n] -> subscription ids, in KEYS order
 -- ARGV[17+n] -> owner: the key id of the caller's API key ("-" without keys);
 --            a session belongs to the key that created it
--- ARGV[18+n] -> turn id ('' none): a session bound to a subscription gets an
---            in-flight lease 'inflight:<turn id>' for it
+-- ARGV[18+n] -> turn id ('' none): a session bound to a subscription is
+--            active for max(idle, lease) from now (its client-set score,
+--            lib.lua), else for the idle age
 -- ARGV[19+n] -> turn lease, ms
 -- ARGV[20+n] -> idle age, ms: a subscription's cap counts its active
---            sessions only (a turn within this age, or a turn in flight)
+--            sessions only (client-set score after now)
 -- ARGV[21+n] -> block admission threshold: a subscription whose observed,
 --            current 5-hour utilization is at or over it takes no new
 --            binding ('' or absent: no such limit); bound sessions stay
@@ -59,7 +60,6 @@ local lease_ms = tonumber(ARGV[19 + n])
 local idle_ms = tonumber(ARGV[20 + n])
 local block_admit = tonumber(ARGV[21 + n])
 local known_mask = ARGV[22 + n] or ''
-local inflight_key = KEYS[4 + 3 * n]
 local sess_key = KEYS[2]
 local events_key = KEYS[3]
 
@@ -75,7 +75,11 @@ if cur[1] ~= false and cur[3] ~= false and cur[3] ~= owner then
 end
 
 local now = now_ms()
-local leases = live_leases(inflight_key, now)
+-- The session's score where it is bound: active until then.
+local until_v = now + idle_ms
+if turn ~= '' and lease_ms > idle_ms then until_v = now + lease_ms end
+local ttl = stale_ms
+if lease_ms > ttl then ttl = lease_ms end
 local idx = {}
 for i = 1, n do idx[ARGV[16 + i]] = i end
 
@@ -97,6 +101,8 @@ local function state(i)
   local budget = to_micros(f.weeklyBudget)
   local weekly = weekly_micros(sk, hk, f.weeklyUsed, f.weeklyHour, now, true, f)
   local frac, src = weekly_frac(sk, weekly, budget, now, f)
+  local e = elig(frac, now, f)
+  if e ~= f.elig then redis.call('HSET', sk, 'elig', e) end
   local status = f.status or 'removed'
   if status == 'available' or status == 'approaching' then
     local st = usable_status(frac, approach_at, sk, now, f)
@@ -113,47 +119,43 @@ local function state(i)
     block_obs = w5.used, block_full = block_admit ~= nil and w5.used ~= nil and w5.used >= block_admit }
 end
 
-local function touch(ck, sub)
-  redis.call('HSET', sess_key, 'lastActive', ms(now), 'owner', owner)
-  redis.call('PEXPIRE', sess_key, stale_ms)
-  redis.call('ZADD', ck, now, sid)
+-- touch keeps the session where it is bound, active until until_v (GT:
+-- never earlier than a running turn's lease).
+local function touch(ck)
+  if cur[3] ~= owner then redis.call('HSET', sess_key, 'owner', owner) end
+  redis.call('PEXPIRE', sess_key, ttl)
+  redis.call('ZADD', ck, 'GT', until_v, sid)
 end
 
--- begin_turn marks the turn in flight on the session bound to a
--- subscription: the rebalancer leaves it alone until the turn ends.
-local function begin_turn()
-  if turn ~= '' then lease_turn(sess_key, inflight_key, sid, turn, lease_ms, now) end
-end
-
--- live_in says whether the session holds a live entry in a client set: one
+-- live_in says whether the session holds a live entry in a client set (one
 -- whose entry went stale was not counted against the cap, so it must take
--- the capacity-checked path to come back.
+-- the capacity-checked path to come back) and whether it is active there.
 local function live_in(ck)
   local score = redis.call('ZSCORE', ck, sid)
-  return score ~= false and tonumber(score) > now - stale_ms
+  if score == false then return false, false end
+  score = tonumber(score)
+  return score > stale_edge(now, stale_ms, idle_ms), score > now
 end
 
 -- Sticky resume: the session stays while its subscription can still serve it.
 local old = cur[1]
 if old == false then old = '' end
 local leave_reason = ''
-local old_live = false
+local old_live, old_active, old_ck = false, false, nil
 if old ~= '' then
   local i = idx[old]
   if i and known(i) then
     local s = state(i)
-    old_live = live_in(s.ck)
+    old_ck = s.ck
+    old_live, old_active = live_in(s.ck)
     -- An active session keeps its slot; an idle one needs a free one.
-    local room = old_live and (is_active(s.ck, inflight_key, sid, idle_ms, now)
-      or active_clients(s.ck, leases, idle_ms, now, sid) < s.max)
+    local room = old_live and (old_active or active_count(s.ck, now) < s.max)
     -- A draining subscription keeps the sessions still active there (an
     -- operator drains it for a re-login without cutting a conversation in
     -- the middle); one that went idle moves like any other.
-    local serves = usable(s.status) or (s.status == 'draining' and old_live
-      and is_active(s.ck, inflight_key, sid, idle_ms, now))
+    local serves = usable(s.status) or (s.status == 'draining' and old_live and old_active)
     if serves and s.frac < resume_limit and room then
-      touch(s.ck, old)
-      begin_turn()
+      touch(s.ck)
       return { CODE_OK, old, 'resumed', cur[2] or '', '', '', 0 }
     end
     if not serves then leave_reason = s.status
@@ -168,6 +170,13 @@ if old ~= '' then
 end
 if resume_only then return { CODE_RESUME_MISS, '', '', '', '', '', 0 } end
 
+-- The active sessions of a client set, this session aside.
+local function active_except(ck)
+  local c = active_count(ck, now)
+  if ck == old_ck and old_live and old_active then c = c - 1 end
+  return c
+end
+
 -- New binding: highest unclamped health score; ties: fewer clients, then id.
 local W = weights(8)
 local best, best_score, best_clients = nil, nil, nil
@@ -180,7 +189,7 @@ for i = 1, n do
     if s.until_v > now and (earliest == 0 or s.until_v < earliest) then earliest = s.until_v end
   else
     -- Active clients only (this session aside); idle ones hold no slot.
-    local clients = active_clients(s.ck, leases, idle_ms, now, sid)
+    local clients = active_except(s.ck)
     if clients >= s.max then
       reasons.capacity = reasons.capacity + 1
     elseif s.frac >= admit then
@@ -215,7 +224,7 @@ if best == nil then
       local _, ck = keys_of(i)
       redis.call('ZREM', ck, sid)
     end
-    redis.call('HSET', sess_key, 'sub', '', 'lastActive', ms(now))
+    redis.call('HSET', sess_key, 'sub', '')
     redis.call('HDEL', sess_key, 'cliSession')
     redis.call('PEXPIRE', sess_key, stale_ms)
     if fallback_ok then
@@ -234,7 +243,7 @@ if best == nil then
     -- A session on the fallback has its hash (owner, stored conversation)
     -- like any other, so it continues there or back on a subscription.
     if cur[1] == false then redis.call('HSET', sess_key, 'priority', priority, 'allocatedAt', ms(now)) end
-    redis.call('HSET', sess_key, 'sub', '', 'lastActive', ms(now), 'owner', owner)
+    redis.call('HSET', sess_key, 'sub', '', 'owner', owner)
     redis.call('PEXPIRE', sess_key, stale_ms)
   end
   if fallback_ok then return { CODE_FALLBACK, '', 'fallback', '', old, reason, retry } end
@@ -254,14 +263,11 @@ end
 if old == best.id then
   -- Its entry had gone stale; it passed the cap check again and comes back
   -- to the same subscription, CLI session and all.
-  touch(best.ck, old)
-  begin_turn()
+  touch(best.ck)
   return { CODE_OK, old, 'resumed', cur[2] or '', '', '', 0 }
 end
-redis.call('HSET', sess_key, 'sub', best.id, 'priority', priority, 'allocatedAt', ms(now),
-  'lastActive', ms(now), 'owner', owner)
+redis.call('HSET', sess_key, 'sub', best.id, 'priority', priority, 'allocatedAt', ms(now), 'owner', owner)
 if old ~= '' or cur[2] then redis.call('HDEL', sess_key, 'cliSession') end
-redis.call('PEXPIRE', sess_key, stale_ms)
-redis.call('ZADD', best.ck, now, sid)
-begin_turn()
+redis.call('PEXPIRE', sess_key, ttl)
+redis.call('ZADD', best.ck, 'GT', until_v, sid)
 return { CODE_OK, best.id, 'bound', '', old, leave_reason, 0 }

@@ -21,8 +21,8 @@ type AllocateArgs struct {
 	// Owner is the caller's key id. A session belongs to the owner that
 	// created it; for another owner the script answers CodeNotFound.
 	Owner string
-	// TurnID, when set, gives a session bound to a subscription an
-	// in-flight lease for the turn, LeaseMS long.
+	// TurnID, when set, keeps a session bound to a subscription active
+	// for max(IdleMS, LeaseMS) from now (a turn in flight), else IdleMS.
 	TurnID  string
 	LeaseMS int64
 	// IdleMS is the idle age: the cap counts sessions active within it.
@@ -53,7 +53,6 @@ func Allocate(ctx context.Context, c Scripter, k Keys, subs *SubSet, a AllocateA
 	keys := make([]string, 0, 4+len(subs.triples))
 	keys = append(keys, k.Subs(), k.Session(a.SessionID), k.Events())
 	keys = append(keys, subs.triples...)
-	keys = append(keys, k.Inflight())
 	args := make([]any, 0, 19+len(subs.ids))
 	args = append(args, a.SessionID, a.Priority, a.Admit, a.ResumeLimit, a.ApproachAt, a.StaleMS, b01(a.FallbackOK))
 	args = append(args, a.Weights.args()...)
@@ -91,6 +90,10 @@ type SettleArgs struct {
 	StaleMS    int64
 	Thresholds []string
 	KeyName    string // the client key's name, "" for none
+	IdleMS     int64  // the session is active for this long after the turn
+	// Succeeded: the turn succeeded on SubID; its run of failures and its
+	// login's probation end (as failures.lua's succeeded).
+	Succeeded bool
 }
 
 // SettleReply is settle.lua's answer.
@@ -118,7 +121,7 @@ func Settle(ctx context.Context, c Scripter, k Keys, a SettleArgs) (SettleReply,
 	if a.KeyName != "" {
 		clientKey = k.ClientKey(a.KeyName)
 	}
-	keys := []string{k.Req(a.RequestID), sub, hourly, clients, sess, k.Usage(), k.Events(), k.Inflight(),
+	keys := []string{k.Req(a.RequestID), sub, hourly, clients, sess, k.Usage(), k.Events(),
 		clientKey, clientKey + ":hourly"}
 	args := make([]any, 0, 17+len(a.Thresholds))
 	args = append(args, a.RequestID, a.SubID, a.SessionID, a.CostUSD, a.Input, a.Output, a.CacheWrite, a.CacheRead,
@@ -126,7 +129,7 @@ func Settle(ctx context.Context, c Scripter, k Keys, a SettleArgs) (SettleReply,
 	for _, t := range a.Thresholds {
 		args = append(args, t)
 	}
-	args = append(args, a.KeyName)
+	args = append(args, a.KeyName, a.IdleMS, b01(a.Succeeded))
 	v, err := run(ctx, c, "settle", settleScript, keys, 5, args...)
 	if err != nil {
 		return SettleReply{}, err
@@ -167,10 +170,10 @@ func Mark(ctx context.Context, c Scripter, k Keys, a MarkArgs) (MarkReply, error
 // ("" for the fallback). A session of another owner is ErrNotFound; owner
 // "" releases whatever the owner.
 func Release(ctx context.Context, c Scripter, k Keys, subs *SubSet, sessionID, owner string) (string, error) {
-	keys := make([]string, 0, 3+len(subs.clients))
+	keys := make([]string, 0, 2+len(subs.clients))
 	keys = append(keys, k.Session(sessionID))
 	keys = append(keys, subs.clients...)
-	keys = append(keys, k.Inflight(), k.Turns(sessionID))
+	keys = append(keys, k.Turns(sessionID))
 	args := make([]any, 0, 2+len(subs.ids))
 	args = append(args, sessionID, len(subs.ids))
 	args = append(args, subs.ids...)
@@ -182,14 +185,43 @@ func Release(ctx context.Context, c Scripter, k Keys, subs *SubSet, sessionID, o
 	return v.str(1), nil
 }
 
-// Turn runs turn.lua: it refreshes the in-flight lease of a running turn to
-// leaseMS from now (keeping the session key at least staleMS alive), or
-// ends the turn when leaseMS is 0. A turn that is not in flight (settled,
-// ended, or its lease ran out and was cleaned up) is ErrNotFound.
-func Turn(ctx context.Context, c Scripter, k Keys, sessionID, turnID string, leaseMS, staleMS int64) error {
-	keys := []string{k.Session(sessionID), k.Inflight()}
-	_, err := run(ctx, c, "turn", turnScript, keys, 1, sessionID, turnID, leaseMS, staleMS)
+// Turn runs turn.lua over subs: a running turn's heartbeat keeps the
+// session active until leaseMS from now (and its key at least staleMS
+// alive); leaseMS 0 ends a failed turn (active for idleMS from now). Only
+// on the subscription the session is bound to, never moving its score
+// back. No such session, or one on the fallback, is ErrNotFound; a
+// subscription not among subs is ErrStaleSubs.
+func Turn(ctx context.Context, c Scripter, k Keys, subs *SubSet, sessionID, turnID string, leaseMS, staleMS, idleMS int64) error {
+	keys := make([]string, 0, 1+len(subs.clients))
+	keys = append(keys, k.Session(sessionID))
+	keys = append(keys, subs.clients...)
+	args := make([]any, 0, 6+len(subs.ids))
+	args = append(args, sessionID, turnID, leaseMS, staleMS, idleMS, len(subs.ids))
+	args = append(args, subs.ids...)
+	_, err := run(ctx, c, "turn", turnScript, keys, 1, args...)
 	return err
+}
+
+// ResumeArgs are the inputs of resume.lua, the lean hinted resume.
+type ResumeArgs struct {
+	SessionID, SubID, Owner string
+	ResumeLimit             float64
+	StaleMS, IdleMS         int64
+	TurnID                  string
+	LeaseMS                 int64
+}
+
+// Resume runs resume.lua: the session resumes on SubID (ok, with the CLI
+// session to --resume), or the caller must run Allocate (ok false: nothing
+// changed). Another owner's session is ErrNotFound.
+func Resume(ctx context.Context, c Scripter, k Keys, a ResumeArgs) (cliSession string, ok bool, err error) {
+	keys := []string{k.Session(a.SessionID), k.Sub(a.SubID), k.Clients(a.SubID)}
+	v, err := run(ctx, c, "resume", resumeScript, keys, 2, a.SessionID, a.SubID, a.Owner, a.ResumeLimit,
+		a.StaleMS, a.IdleMS, a.TurnID, a.LeaseMS)
+	if v == nil || err != nil {
+		return "", false, err
+	}
+	return v.str(1), v.code() == CodeOK, nil
 }
 
 // SyncSub is one configured subscription's static fields.
@@ -239,15 +271,14 @@ func Sync(ctx context.Context, c Scripter, k Keys, v ConfigVersion, subs []SyncS
 // Maintain runs maintain.lua under the fencing epoch. limit bounds the stale
 // clients one call drops (0: all); more says the call stopped at that bound
 // and stale clients may remain, so the caller calls again.
-func Maintain(ctx context.Context, c Scripter, k Keys, subs *SubSet, epoch int64, staleMS int64, approachAt float64, limit int) (dropped, restored int, more bool, err error) {
+func Maintain(ctx context.Context, c Scripter, k Keys, subs *SubSet, epoch int64, staleMS, idleMS int64, approachAt float64, limit int) (dropped, restored int, more bool, err error) {
 	keys := make([]string, 0, 3+len(subs.triples))
 	keys = append(keys, k.Epoch(), k.Events())
 	keys = append(keys, subs.triples...)
-	keys = append(keys, k.Inflight())
-	args := make([]any, 0, 5+len(subs.ids))
+	args := make([]any, 0, 6+len(subs.ids))
 	args = append(args, epoch, staleMS, approachAt, len(subs.ids))
 	args = append(args, subs.ids...)
-	args = append(args, limit)
+	args = append(args, limit, idleMS)
 	v, err := run(ctx, c, "maintain", maintainScript, keys, 4, args...)
 	if err != nil {
 		return 0, 0, false, err
@@ -291,7 +322,6 @@ func Rebalance(ctx context.Context, c Scripter, k Keys, subs *SubSet, a Rebalanc
 	keys := make([]string, 0, 4+len(subs.triples)+len(a.Candidates))
 	keys = append(keys, k.Epoch(), k.Events(), k.Subs())
 	keys = append(keys, subs.triples...)
-	keys = append(keys, k.Inflight())
 	args := make([]any, 0, 10+len(subs.ids)+len(a.Candidates))
 	args = append(args, a.Epoch, a.GapThreshold, a.IdleMS, a.StaleMS, a.MaxMoves, a.Admit, len(subs.ids))
 	args = append(args, subs.ids...)
@@ -328,7 +358,6 @@ func Status(ctx context.Context, c Scripter, k Keys, subs *SubSet, a StatusArgs)
 	args = append(args, len(subs.ids))
 	args = append(args, subs.ids...)
 	if a.IdleMS > 0 {
-		keys = append(keys, k.Inflight())
 		args = append(args, a.IdleMS)
 	}
 	s, err := statusScript.Run(ctx, c, keys, args...).Text()

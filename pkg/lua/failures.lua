@@ -33,25 +33,18 @@ local cooldown_ms = tonumber(ARGV[4])
 local auth_max_ms = tonumber(ARGV[5])
 local sub_key, events_key = KEYS[1], KEYS[2]
 
-local f = redis.call('HMGET', sub_key, 'status', 'until', 'statusReason', 'authSince')
+local f = redis.call('HMGET', sub_key, 'status', 'until', 'statusReason', 'authSince', 'failures', 'authFailures')
 local status = f[1]
 if not status then return { CODE_NOT_FOUND, 0, '', '0' } end
 
 if outcome == 'succeeded' then
   -- A success ends the run: the next failure starts counting again.
-  redis.call('HDEL', sub_key, 'failures', 'authFailures')
-  if not f[4] then return { CODE_UNCHANGED, 0, status, f[2] or '0' } end
-  -- The login works again: the episode ends, said once.
-  redis.call('HDEL', sub_key, 'authSince')
-  local now = now_ms()
-  if status == 'cooldown' and f[3] == 'auth' then
-    -- The next allocate sets approaching if the windows say so.
-    status = 'available'
-    redis.call('HSET', sub_key, 'status', status, 'statusReason', '', 'until', '0')
+  local s = { status = status, ['until'] = f[2], statusReason = f[3], authSince = f[4],
+    failures = f[5], authFailures = f[6] }
+  if not succeed(sub_key, events_key, id, s, now_ms()) then
+    return { CODE_UNCHANGED, 0, status, f[2] or '0' }
   end
-  emit(events_key, 'recovered', 'info', id, 'Subscription ' .. id .. ' recovered: its login works again',
-    { previousStatus = 'cooldown', reason = 'auth' }, now)
-  return { CODE_OK, 0, status, '0' }
+  return { CODE_OK, 0, s.status, '0' }
 end
 
 if status == 'removed' or status == 'disabled' then return { CODE_UNCHANGED, 0, status, f[2] or '0' } end

@@ -43,7 +43,9 @@ func (k Keys) Sub(id string) string { return k.base + ":sub:" + mustID("subscrip
 // Hourly is the HASH hour-index → USD of one subscription (rolling 7 days).
 func (k Keys) Hourly(id string) string { return k.Sub(id) + ":hourly" }
 
-// Clients is the ZSET session id → last-active ms of one subscription.
+// Clients is the ZSET session id → "active until" ms of one subscription:
+// the end of its running turn's lease, or its last turn's end + the idle
+// age (lib.lua).
 func (k Keys) Clients(id string) string { return k.Sub(id) + ":clients" }
 
 // Session is the HASH of one session.
@@ -59,12 +61,6 @@ func (k Keys) Turns(sid string) string { return k.Session(sid) + ":turns" }
 // session's conversation (TTL as the settlement marker): a retried append
 // adds nothing.
 func (k Keys) TurnMarker(turnID string) string { return k.Req(turnID) + ":turn" }
-
-// Inflight is the ZSET session id → the latest in-flight lease (ms) of its
-// turns: the index by which the fenced scripts leave a session with a turn
-// running alone. Each turn's own lease is the field inflight:<turn id> of
-// the session hash.
-func (k Keys) Inflight() string { return k.base + ":inflight" }
 
 // Usage is the STREAM of settled requests, trimmed to 7 days.
 func (k Keys) Usage() string { return k.base + ":usage" }

@@ -72,7 +72,7 @@ local WEEK = WINDOW_HOURS * HOUR
 local SUB_FIELDS = { 'status', 'until', 'weeklyUsed', 'weeklyHour', 'weeklyBudget', 'maxClients',
   'blockStart', 'blockCost', 'weeklyFrom',
   'w:seven_day:util', 'w:seven_day:reset', 'w:seven_day:status', 'w:seven_day:at',
-  'w:five_hour:util', 'w:five_hour:reset', 'w:five_hour:status', 'w:five_hour:at' }
+  'w:five_hour:util', 'w:five_hour:reset', 'w:five_hour:status', 'w:five_hour:at', 'elig' }
 local function sub_read(sub_key, extra)
   local names = SUB_FIELDS
   if extra and #extra > 0 then
@@ -265,124 +265,87 @@ local function restore_if_due(sub_key, events_key, id, status, until_v, frac, ap
   return status
 end
 
--- Turns in flight (issue 8): a session hash holds 'inflight:<turnId>' = lease
--- expiry (ms) for each turn running on it; the pool's inflight ZSET holds
--- session id -> the latest live lease of its turns, the index the fenced
--- scripts read. A lease nobody refreshes (its replica died) runs out by
--- itself, so a session is never pinned for good.
-local INFLIGHT = 'inflight:'
+-- Client sets (issue 14): a session's score is the time (ms) until which it
+-- is active. A turn start sets it to now + max(idle, lease), a heartbeat to
+-- now + lease, a turn's end to now + idle, always with ZADD GT so it never
+-- goes down. A session is active while its score is after now (a turn in
+-- flight always is, until its lease runs out unrefreshed), idle from then
+-- on, and stale once its score is before now - stale + idle (its last turn
+-- ended longer than the stale age ago).
 
--- inflight_sync drops the session's expired turn fields (and the field
--- named by drop, when given: a turn that ended) and writes its latest live
--- lease into the index (or removes it); returns that lease and the rest of
--- the session hash as a table by field name, read in the same HGETALL.
-local function inflight_sync(sess_key, index_key, sid, now, drop)
-  local h = redis.call('HGETALL', sess_key)
-  local latest = 0
-  local rest, gone = {}, {}
-  for i = 1, #h, 2 do
-    if h[i] == drop then
-      gone[#gone + 1] = h[i]
-    elseif string.sub(h[i], 1, #INFLIGHT) == INFLIGHT then
-      local v = tonumber(h[i + 1]) or 0
-      if v > now then
-        if v > latest then latest = v end
-      else
-        gone[#gone + 1] = h[i]
-      end
-    else
-      rest[h[i]] = h[i + 1]
-    end
-  end
-  if #gone > 0 then redis.call('HDEL', sess_key, unpack(gone)) end
-  if latest > 0 then
-    redis.call('ZADD', index_key, ms(latest), sid)
-  else
-    redis.call('ZREM', index_key, sid)
-  end
-  return latest, rest
+-- active_count is the number of active sessions of a client set.
+local function active_count(ck, now)
+  return redis.call('ZCOUNT', ck, '(' .. ms(now), '+inf')
 end
 
--- lease_turn writes (or refreshes) one turn's lease until now + lease_ms and
--- keeps the session key alive at least as long.
-local function lease_turn(sess_key, index_key, sid, turn, lease_ms, now)
-  redis.call('HSET', sess_key, INFLIGHT .. turn, ms(now + lease_ms))
-  if redis.call('PTTL', sess_key) < lease_ms then redis.call('PEXPIRE', sess_key, lease_ms) end
-  inflight_sync(sess_key, index_key, sid, now)
+-- stale_edge is the score under which a client-set entry is stale; never
+-- after now, so an active session is never stale.
+local function stale_edge(now, stale_ms, idle_ms)
+  local e = now - stale_ms + idle_ms
+  if e > now then e = now end
+  return e
 end
 
--- in_flight says whether a session has a turn whose lease is live.
-local function in_flight(index_key, sid, now)
-  local v = redis.call('ZSCORE', index_key, sid)
-  return v ~= false and tonumber(v) > now
-end
-
--- drop_stale removes the client-set entries inactive longer than the stale
--- age, except those of sessions with a turn in flight; returns how many.
--- With limit (> 0) it removes at most limit entries and also returns
--- whether stale entries may remain (true only when it stopped at the limit:
--- the in-flight ones it skips do not count, so a caller that repeats while
--- true always makes progress).
-local function drop_stale(ck, index_key, stale_ms, now, limit)
-  local edge = '(' .. ms(now - stale_ms)
-  local dropped = 0
+-- drop_stale removes the stale entries of a client set; returns how many.
+-- With limit (> 0) it removes at most limit entries (the stalest) and also
+-- returns whether stale entries remain.
+local function drop_stale(ck, stale_ms, idle_ms, now, limit)
+  local edge = '(' .. ms(stale_edge(now, stale_ms, idle_ms))
   if not limit or limit <= 0 then
-    for _, sid in ipairs(redis.call('ZRANGEBYSCORE', ck, '-inf', edge)) do
-      if not in_flight(index_key, sid, now) then
-        dropped = dropped + redis.call('ZREM', ck, sid)
-      end
-    end
-    return dropped, false
+    return redis.call('ZREMRANGEBYSCORE', ck, '-inf', edge), false
   end
-  -- The skipped (in-flight) entries stay at the front of the stale range,
-  -- in the order they were read: the next batch starts after them.
-  local skipped = 0
-  while true do
-    local want = limit - dropped
-    local batch = redis.call('ZRANGEBYSCORE', ck, '-inf', edge, 'LIMIT', skipped, want)
-    for _, sid in ipairs(batch) do
-      if in_flight(index_key, sid, now) then
-        skipped = skipped + 1
-      else
-        dropped = dropped + redis.call('ZREM', ck, sid)
-      end
-    end
-    if #batch < want then return dropped, false end
-    if dropped >= limit then return dropped, true end
+  local n = redis.call('ZCOUNT', ck, '-inf', edge)
+  if n > limit then
+    redis.call('ZREMRANGEBYRANK', ck, 0, limit - 1)
+    return limit, true
   end
+  if n > 0 then redis.call('ZREMRANGEBYSCORE', ck, '-inf', edge) end
+  return n, false
 end
 
--- Capacity counts active sessions (issue 10): a session is active while its
--- last turn is within the idle age or a turn of it is in flight. Idle ones
--- keep their client-set entry (binding and conversation) but no slot.
-
--- live_leases lists the sessions with a turn in flight, read once per call
--- and passed to active_clients.
-local function live_leases(index_key, now)
-  return redis.call('ZRANGEBYSCORE', index_key, '(' .. ms(now), '+inf')
+-- elig is the subscription field 'elig' = '<weekly fraction>:<valid until
+-- ms>' that resume.lua reads instead of recomputing the fraction: the
+-- fraction weekly_frac gives now, and the first time it may give another
+-- without a write to the subscription (the next hour, when the weekly sum
+-- is recomputed; the observed seven_day reset, or the end of its window,
+-- when the observation stops being current and the week's start moves).
+-- Every script that writes the fraction's inputs (the weekly total, the
+-- budget, the seven_day window) writes or deletes it.
+local function elig(frac, now, pre)
+  local v = (math.floor(now / HOUR) + 1) * HOUR
+  local reset, at = int(pre['w:seven_day:reset']), int(pre['w:seven_day:at'])
+  if reset > 0 then
+    local t = reset
+    if t <= now then t = t + (math.floor((now - t) / WEEK) + 1) * WEEK end
+    if t < v then v = t end
+  elseif at > 0 and at + WEEK > now and at + WEEK < v then
+    v = at + WEEK
+  end
+  return string.format('%.17g:%d', frac, v)
 end
 
--- active_clients counts the active sessions of a client set, except the
--- session named by except (nil: none). leases comes from live_leases.
-local function active_clients(ck, leases, idle_ms, now, except)
-  local edge = now - idle_ms
-  local n = redis.call('ZCOUNT', ck, '(' .. ms(edge), '+inf')
-  if except then
-    local s = redis.call('ZSCORE', ck, except)
-    if s and tonumber(s) > edge then n = n - 1 end
+-- succeed ends a subscription's run of failures and its login's probation
+-- after a successful turn (failures.lua's succeeded, settle.lua's flag). f
+-- holds the subscription's fields read with SUCCESS_FIELDS and status
+-- (false: absent); nothing is written when there is nothing to end. Returns
+-- whether it ended an auth episode (the recovered event is written then).
+local SUCCESS_FIELDS = { 'statusReason', 'failures', 'authFailures', 'authSince' }
+local function succeed(sub_key, events_key, id, f, now)
+  local del = {}
+  if f.failures then del[#del + 1] = 'failures' end
+  if f.authFailures then del[#del + 1] = 'authFailures' end
+  if f.authSince then del[#del + 1] = 'authSince' end
+  if #del > 0 then redis.call('HDEL', sub_key, unpack(del)) end
+  f.failures, f.authFailures = false, false
+  if not f.authSince then return false end
+  f.authSince = false
+  -- The login works again: the episode ends, said once.
+  if f.status == 'cooldown' and f.statusReason == 'auth' then
+    -- The next allocate sets approaching if the windows say so.
+    redis.call('HSET', sub_key, 'status', 'available', 'statusReason', '', 'until', '0')
+    f.status, f.statusReason, f['until'] = 'available', '', '0'
   end
-  for _, sid in ipairs(leases) do
-    if sid ~= except then
-      local s = redis.call('ZSCORE', ck, sid)
-      if s and tonumber(s) <= edge then n = n + 1 end
-    end
-  end
-  return n
-end
-
--- is_active says whether a session of a client set is active.
-local function is_active(ck, index_key, sid, idle_ms, now)
-  local s = redis.call('ZSCORE', ck, sid)
-  if s and tonumber(s) > now - idle_ms then return true end
-  return in_flight(index_key, sid, now)
+  emit(events_key, 'recovered', 'info', id, 'Subscription ' .. id .. ' recovered: its login works again',
+    { previousStatus = 'cooldown', reason = 'auth' }, now)
+  return true
 end

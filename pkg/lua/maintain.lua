@@ -1,11 +1,10 @@
--- maintain.lua (fenced): drop stale clients (never one with a turn in
--- flight), restore limited/cooldown subscriptions whose until has passed,
--- refresh rolling weekly totals, forget leases that ran out.
+-- maintain.lua (fenced): drop stale clients (never an active one: a turn in
+-- flight is active), restore limited/cooldown subscriptions whose until has
+-- passed, refresh rolling weekly totals and the resume fraction (elig).
 --
 -- KEYS[1] -> authpool:{P}:epoch (STRING fencing counter)
 -- KEYS[2] -> authpool:{P}:events (STREAM)
 -- KEYS[3+3(i-1)], KEYS[4+3(i-1)], KEYS[5+3(i-1)] -> sub:<id>, :clients, :hourly
--- KEYS[3+3n] -> authpool:{P}:inflight (ZSET session id -> latest turn lease, ms)
 -- ARGV[1] -> the caller's epoch
 -- ARGV[2] -> stale age, ms
 -- ARGV[3] -> approaching threshold (weekly fraction)
@@ -14,6 +13,7 @@
 --            (0 or absent: all of them). The rest of the work is done in
 --            full on every call; only the drops are bounded, so that a wave
 --            of stale sessions does not hold the shard in one long call.
+-- ARGV[6+n] -> idle age, ms (client-set scores are 'active until', lib.lua)
 -- Returns {code, droppedClients, restored, more}
 --   CODE_OK: done; more is 1 when the call stopped at the drop limit and
 --   stale clients may remain (call again), else 0
@@ -26,18 +26,17 @@ local n = tonumber(ARGV[4])
 local limit = tonumber(ARGV[5 + n] or '') or 0
 local more = false
 local events_key = KEYS[2]
-local inflight_key = KEYS[3 + 3 * n]
+local idle_ms = tonumber(ARGV[6 + n] or '') or 0
 local now = now_ms()
 local dropped, restored = 0, 0
-redis.call('ZREMRANGEBYSCORE', inflight_key, '-inf', ms(now))
 for i = 1, n do
   local id = ARGV[4 + i]
   local sk, ck, hk = KEYS[3 + 3 * (i - 1)], KEYS[4 + 3 * (i - 1)], KEYS[5 + 3 * (i - 1)]
-  -- A turn may run longer than the stale age: its session stays.
+  -- A turn may run longer than the stale age: it is active, its session stays.
   if limit <= 0 then
-    dropped = dropped + drop_stale(ck, inflight_key, stale_ms, now)
+    dropped = dropped + drop_stale(ck, stale_ms, idle_ms, now)
   elseif not more then
-    local d, m = drop_stale(ck, inflight_key, stale_ms, now, limit - dropped)
+    local d, m = drop_stale(ck, stale_ms, idle_ms, now, limit - dropped)
     dropped = dropped + d
     more = m
   end
@@ -47,6 +46,8 @@ for i = 1, n do
     local budget = to_micros(f.weeklyBudget)
     local weekly = weekly_micros(sk, hk, f.weeklyUsed, f.weeklyHour, now, true, f)
     local frac = weekly_frac(sk, weekly, budget, now, f)
+    local e = elig(frac, now, f)
+    if e ~= f.elig then redis.call('HSET', sk, 'elig', e) end
     if usable(status) then
       local st = usable_status(frac, approach_at, sk, now, f)
       if st ~= status then redis.call('HSET', sk, 'status', st) end

@@ -14,9 +14,9 @@ import (
 
 // TestMaintainDropsInChunks: with a drop limit, maintain.lua drops at most
 // that many stale clients per call and says when more remain; repeated
-// calls drop every stale client, none of those with a turn in flight (even
-// when they sit first in the stale range, more of them than the limit) and
-// none that is not stale.
+// calls drop every stale client, none of those with a turn in flight (their
+// score, "active until", is their lease's end: after now, however long
+// the turn has run) and none that is not stale.
 func TestMaintainDropsInChunks(t *testing.T) {
 	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
 		ctx := context.Background()
@@ -35,15 +35,15 @@ func TestMaintainDropsInChunks(t *testing.T) {
 			t.Fatal(err)
 		}
 		now := time.Now().UnixMilli()
-		const staleMS = 60000
+		const staleMS, idleMS = 60000, 10000
 		old := float64(now - 10*staleMS)
 		stale, live := 0, 0
 		for si, id := range ids {
-			// In flight and oldest of all: 30 per set, more than the limit.
+			// In flight for longer than the stale age: 30 per set, more than
+			// the limit.
 			for i := 0; i < 30; i++ {
 				sid := fmt.Sprintf("f%d-%02d", si, i)
-				c.ZAdd(ctx, k.Clients(id), redisZ(old-1000, sid))
-				c.ZAdd(ctx, k.Inflight(), redisZ(float64(now+10*staleMS), sid))
+				c.ZAdd(ctx, k.Clients(id), redisZ(float64(now+idleMS), sid))
 			}
 			for i := 0; i < 57; i++ {
 				c.ZAdd(ctx, k.Clients(id), redisZ(old+float64(i), fmt.Sprintf("x%d-%02d", si, i)))
@@ -56,7 +56,7 @@ func TestMaintainDropsInChunks(t *testing.T) {
 		}
 		total, calls := 0, 0
 		for {
-			d, _, more, err := Maintain(ctx, c, k, subs, 1, staleMS, 0.8, 20)
+			d, _, more, err := Maintain(ctx, c, k, subs, 1, staleMS, idleMS, 0.8, 20)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,12 +90,12 @@ func TestMaintainDropsInChunks(t *testing.T) {
 		_ = live
 		// Without a limit: all in one call, more never set.
 		c.ZAdd(ctx, k.Clients("s1"), redisZ(old, "z-1"), redisZ(old, "z-2"))
-		d, _, more, err := Maintain(ctx, c, k, subs, 1, staleMS, 0.8, 0)
+		d, _, more, err := Maintain(ctx, c, k, subs, 1, staleMS, idleMS, 0.8, 0)
 		if err != nil || d != 2 || more {
 			t.Fatalf("unlimited: dropped %d, more %v, %v", d, more, err)
 		}
 		// A stale epoch answers with the reply's full length.
-		if _, _, _, err := Maintain(ctx, c, k, subs, 2, staleMS, 0.8, 20); !errors.Is(err, ErrStaleEpoch) {
+		if _, _, _, err := Maintain(ctx, c, k, subs, 2, staleMS, idleMS, 0.8, 20); !errors.Is(err, ErrStaleEpoch) {
 			t.Fatalf("stale epoch: %v", err)
 		}
 	})

@@ -81,10 +81,17 @@ if applied == 0 then return { CODE_UNCHANGED, 0, status } end
 
 -- A usable subscription's status follows its windows at once; limited and
 -- cooldown are mark's and failures' to set and end.
+-- The weekly fraction follows the seven_day window: the resume fraction
+-- (elig, lib.lua) is written again.
+local budget = to_micros(f[4])
+local weekly = weekly_micros(sub_key, hourly_key, f[2], f[3], now, true)
+local frac = weekly_frac(sub_key, weekly, budget, now)
+local pre = {}
+pre['w:seven_day:reset'], pre['w:seven_day:at'] = unpack(redis.call('HMGET', sub_key, 'w:seven_day:reset', 'w:seven_day:at'))
+local set = { 'elig', elig(frac, now, pre) }
 if usable(status) then
-  local budget = to_micros(f[4])
-  local weekly = weekly_micros(sub_key, hourly_key, f[2], f[3], now, true)
-  local st = usable_status(weekly_frac(sub_key, weekly, budget, now), approach_at, sub_key, now)
-  if st ~= status then redis.call('HSET', sub_key, 'status', st); status = st end
+  local st = usable_status(frac, approach_at, sub_key, now)
+  if st ~= status then set[#set + 1] = 'status'; set[#set + 1] = st; status = st end
 end
+redis.call('HSET', sub_key, unpack(set))
 return { CODE_OK, applied, status }

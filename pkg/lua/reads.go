@@ -2,6 +2,7 @@ package lua
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -47,6 +48,36 @@ func SessionFields(ctx context.Context, c redis.Cmdable, k Keys, sid string) (ma
 	return h, nil
 }
 
+// SessionActivity reads what a session's last activity is derived from, in
+// one round trip: its client-set score on subscription sub ("active until",
+// ms; 0 when sub is "" or it has no entry), its key's TTL (ms, < 0 none) and
+// Redis' clock (ms).
+func SessionActivity(ctx context.Context, c redis.Cmdable, k Keys, sid, sub string) (activeUntil, ttlMS, nowMS int64, err error) {
+	var zs *redis.FloatCmd
+	var pt *redis.DurationCmd
+	var tm *redis.TimeCmd
+	_, err = c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		if sub != "" {
+			zs = p.ZScore(ctx, k.Clients(sub), sid)
+		}
+		pt = p.PTTL(ctx, k.Session(sid))
+		tm = p.Time(ctx)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return 0, 0, 0, fmt.Errorf("lua: session activity: %w", err)
+	}
+	if zs != nil && zs.Err() == nil {
+		activeUntil = int64(zs.Val())
+	}
+	d := pt.Val()
+	ttlMS = -1
+	if d > 0 {
+		ttlMS = d.Milliseconds()
+	}
+	return activeUntil, ttlMS, tm.Val().UnixMilli(), nil
+}
+
 // FallbackFields reads the fallback usage HASH (empty before any use).
 func FallbackFields(ctx context.Context, c redis.Cmdable, k Keys) (map[string]string, error) {
 	h, err := c.HGetAll(ctx, k.Fallback()).Result()
@@ -57,24 +88,14 @@ func FallbackFields(ctx context.Context, c redis.Cmdable, k Keys) (map[string]st
 }
 
 // ClientsActiveBetween lists up to count sessions of subscription sub whose
-// last activity lies strictly between afterMS and beforeMS, least recent
-// first.
+// client-set score ("active until") lies strictly between afterMS and
+// beforeMS, least recent first.
 func ClientsActiveBetween(ctx context.Context, c redis.Cmdable, k Keys, sub string, afterMS, beforeMS, count int64) ([]string, error) {
 	ids, err := c.ZRangeByScore(ctx, k.Clients(sub), &redis.ZRangeBy{
 		Min: "(" + strconv.FormatInt(afterMS, 10), Max: "(" + strconv.FormatInt(beforeMS, 10), Count: count,
 	}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("lua: clients of %s: %w", sub, err)
-	}
-	return ids, nil
-}
-
-// InFlightAfter lists the sessions with a turn lease running past nowMS.
-func InFlightAfter(ctx context.Context, c redis.Cmdable, k Keys, nowMS int64) ([]string, error) {
-	ids, err := c.ZRangeByScore(ctx, k.Inflight(), &redis.ZRangeBy{
-		Min: "(" + strconv.FormatInt(nowMS, 10), Max: "+inf"}).Result()
-	if err != nil {
-		return nil, fmt.Errorf("lua: turns in flight: %w", err)
 	}
 	return ids, nil
 }

@@ -14,12 +14,11 @@
 -- KEYS[2] -> authpool:{P}:events (STREAM)
 -- KEYS[3] -> authpool:{P}:subs (SET)
 -- KEYS[4+3(i-1)], KEYS[5+3(i-1)], KEYS[6+3(i-1)] -> sub:<id>, :clients, :hourly
--- KEYS[4+3n] -> authpool:{P}:inflight (ZSET session id -> latest turn lease, ms)
--- KEYS[5+3n..4+3n+k] -> authpool:{P}:session:<sid> of each candidate
+-- KEYS[4+3n..3+3n+k] -> authpool:{P}:session:<sid> of each candidate
 -- ARGV[1] -> the caller's epoch
 -- ARGV[2] -> cost gap threshold, decimal USD
--- ARGV[3] -> idle age, ms (only clients inactive longer, with no turn in
---            flight, move)
+-- ARGV[3] -> idle age, ms (only idle clients move: client-set score, 'active
+--            until', before now; a turn in flight is active)
 -- ARGV[4] -> stale age, ms
 -- ARGV[5] -> at most this many moves
 -- ARGV[6] -> admission limit (weekly fraction) the destination must be under
@@ -54,8 +53,8 @@ local want_from, want_to = ARGV[8 + n], ARGV[9 + n]
 local k = tonumber(ARGV[10 + n])
 local block_admit = tonumber(ARGV[11 + n + k])
 local events_key = KEYS[2]
-local inflight_key = KEYS[4 + 3 * n]
 local now = now_ms()
+local edge = stale_edge(now, stale_ms, idle_ms)
 if redis.call('SCARD', KEYS[3]) ~= n then return reply(CODE_STALE_SUBS, 0, '0', '', '', 0, now) end
 
 -- A draining subscription is never part of the pair: it takes no session
@@ -74,7 +73,7 @@ for i = 1, n do
   local due = (status == 'limited' or status == 'cooldown') and int(f[2]) > 0 and int(f[2]) <= now
   if usable(status) or due then
     local s = { i = i, id = ARGV[7 + i], weekly = weekly_micros(sk, hk, f[3], f[4], now, false),
-      clients = redis.call('ZCOUNT', ck, '(' .. ms(now - stale_ms), '+inf') }
+      clients = redis.call('ZCOUNT', ck, '(' .. ms(edge), '+inf') }
     if not hi or s.weekly > hi.weekly then hi = s end
     if not lo or s.weekly < lo.weekly or (s.weekly == lo.weekly and s.clients < lo.clients) then lo = s end
   end
@@ -104,19 +103,19 @@ if block_admit then
   local w5 = window(tsk, 'five_hour', now)
   if w5.used and w5.used >= block_admit then return none() end
 end
-drop_stale(tck, inflight_key, stale_ms, now)
+drop_stale(tck, stale_ms, idle_ms, now)
 -- Room is counted in active sessions, as allocate counts it.
-local room = tmax - active_clients(tck, live_leases(inflight_key, now), idle_ms, now, nil)
+local room = tmax - active_count(tck, now)
 if room <= 0 then return none() end
 
 local moved = 0
 for i = 1, k do
   if moved >= max_moves or moved >= room then break end
   local sid = ARGV[10 + n + i]
-  local sess = KEYS[4 + 3 * n + i]
+  local sess = KEYS[3 + 3 * n + i]
   local last = redis.call('ZSCORE', fck, sid)
-  if last and tonumber(last) < now - idle_ms and tonumber(last) >= now - stale_ms
-      and not in_flight(inflight_key, sid, now) and redis.call('HGET', sess, 'sub') == from then
+  if last and tonumber(last) < now and tonumber(last) >= edge
+      and redis.call('HGET', sess, 'sub') == from then
     redis.call('ZREM', fck, sid)
     redis.call('ZADD', tck, last, sid)
     redis.call('HSET', sess, 'sub', to)

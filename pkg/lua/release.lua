@@ -2,8 +2,7 @@
 --
 -- KEYS[1] -> authpool:{P}:session:<sid> (HASH)
 -- KEYS[2..n+1] -> sub:<id>:clients of each subscription id in ARGV[3..]
--- KEYS[n+2] -> authpool:{P}:inflight (ZSET session id -> latest turn lease, ms)
--- KEYS[n+3] -> authpool:{P}:session:<sid>:turns (LIST, the stored conversation)
+-- KEYS[n+2] -> authpool:{P}:session:<sid>:turns (LIST, the stored conversation)
 -- ARGV[1] -> session id
 -- ARGV[2] -> n, the number of subscription ids that follow
 -- ARGV[3..2+n] -> subscription ids, in KEYS order
@@ -27,6 +26,5 @@ for i = 1, n do
 end
 if sub ~= '' and not at then return { CODE_STALE_SUBS, '' } end
 if at then redis.call('ZREM', KEYS[1 + at], sid) end
-redis.call('ZREM', KEYS[n + 2], sid)
-redis.call('DEL', KEYS[1], KEYS[n + 3])
+redis.call('DEL', KEYS[1], KEYS[n + 2])
 return { CODE_OK, sub }

@@ -24,6 +24,8 @@ var (
 	syncSrc string
 	//go:embed allocate.lua
 	allocateSrc string
+	//go:embed resume.lua
+	resumeSrc string
 	//go:embed settle.lua
 	settleSrc string
 	//go:embed mark.lua
@@ -70,10 +72,12 @@ func newScript(parts ...string) *redis.Script {
 
 // The scripts: every one the pool runs, here and nowhere else. Those that
 // need the shared library have it prepended, so the health formula and the
-// money helpers exist in one place.
+// money helpers exist in one place. The hot resume path (resume.lua) has
+// not: Lua makes every local function of lib.lua anew on every run.
 var (
 	syncScript      = newScript(libSrc, syncSrc)
 	allocateScript  = newScript(libSrc, allocateSrc)
+	resumeScript    = newScript(resumeSrc)
 	settleScript    = newScript(libSrc, settleSrc)
 	markScript      = newScript(libSrc, markSrc)
 	releaseScript   = newScript(releaseSrc)
@@ -94,7 +98,7 @@ var (
 	conversationLoadScript   = newScript(conversationLoadSrc)
 	adminScript              = newScript(libSrc, adminSrc)
 
-	all = []*redis.Script{syncScript, allocateScript, settleScript, markScript,
+	all = []*redis.Script{syncScript, allocateScript, resumeScript, settleScript, markScript,
 		releaseScript, maintainScript, rebalanceScript, statusScript, turnScript,
 		gcraScript, touchScript, deadScript, trimScript, promoteScript, demoteScript,
 		failuresScript, observeScript, conversationAppendScript, conversationLoadScript, adminScript}

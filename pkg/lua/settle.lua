@@ -7,12 +7,10 @@
 -- KEYS[5] -> authpool:{P}:session:<sid> (HASH; may not exist)
 -- KEYS[6] -> authpool:{P}:usage (STREAM)
 -- KEYS[7] -> authpool:{P}:events (STREAM)
--- KEYS[8] -> authpool:{P}:inflight (ZSET session id -> latest turn lease, ms)
--- KEYS[9] -> authpool:{P}:key:<name> (HASH requests tokens cost lastUsageAt) of
+-- KEYS[8] -> authpool:{P}:key:<name> (HASH requests tokens cost lastUsageAt) of
 --            the client key that made the request (untouched without a name)
--- KEYS[10] -> its :hourly HASH hour-index -> USD (rolling 7 days)
--- ARGV[1]  -> settlement id: the turn's id (its in-flight lease
---             'inflight:<id>' on the session ends here)
+-- KEYS[9] -> its :hourly HASH hour-index -> USD (rolling 7 days)
+-- ARGV[1]  -> settlement id: the turn's id
 -- ARGV[2]  -> subscription id ('' for fallback usage)
 -- ARGV[3]  -> session id ('' for none)
 -- ARGV[4]  -> cost, decimal USD
@@ -27,6 +25,11 @@
 -- ARGV[16] -> n, the number of usage_threshold rule thresholds that follow
 -- ARGV[17..16+n] -> thresholds as written in the config (e.g. "0.8")
 -- ARGV[17+n] -> the client key's name ('' none: API_KEYS or no keys)
+-- ARGV[18+n] -> idle age, ms: the turn has ended, the session is active
+--            for this long from now (its client-set score, lib.lua)
+-- ARGV[19+n] -> '1': the turn succeeded on the subscription: end its run of
+--            failures and its login's probation, as failures.lua's
+--            succeeded does (written only when there is one to end)
 -- Returns {code, weeklyUsed, blockCost, burnRate, status}
 --   CODE_OK: settled; CODE_DUPLICATE: duplicate request id (nothing changed)
 --   fractions are decimal strings
@@ -44,6 +47,8 @@ local marker_ttl = tonumber(ARGV[13])
 local retention = tonumber(ARGV[14])
 local stale_ms = tonumber(ARGV[15])
 local n = tonumber(ARGV[16])
+local idle_ms = tonumber(ARGV[18 + n]) or 0
+local succeeded = ARGV[19 + n] == '1'
 local sub_key, hourly_key, clients_key = KEYS[2], KEYS[3], KEYS[4]
 local sess_key, usage_key, events_key = KEYS[5], KEYS[6], KEYS[7]
 
@@ -59,12 +64,18 @@ local fallback = id == ''
 -- One HMGET of the subscription: its fields, observed windows, counters
 -- and the threshold flags of the rules.
 local extra = { 'tokens', 'requests' }
+if succeeded and not fallback then
+  for _, x in ipairs(SUCCESS_FIELDS) do extra[#extra + 1] = x end
+end
 for i = 1, n do extra[#extra + 1] = 'thr:' .. ARGV[16 + i] end
 local f = sub_read(sub_key, extra)
+if succeeded and not fallback then succeed(sub_key, events_key, id, f, now) end
 local before = weekly_micros(sub_key, hourly_key, f.weeklyUsed, f.weeklyHour, now, true, f)
 local after = before + cost
-local bucket = to_micros(redis.call('HGET', hourly_key, ms(hour))) + cost
-redis.call('HSET', hourly_key, ms(hour), usd(bucket))
+if cost > 0 then
+  local bucket = to_micros(redis.call('HGET', hourly_key, ms(hour))) + cost
+  redis.call('HSET', hourly_key, ms(hour), usd(bucket))
+end
 
 -- 5-hour block (ccusage): a usage at or after blockStart+5h opens a new block,
 -- floored to the hour.
@@ -77,24 +88,34 @@ end
 block_cost = block_cost + cost
 local burn = burn_rate(block_cost, block_start, now)
 
-redis.call('HSET', sub_key, 'weeklyUsed', usd(after), 'weeklyHour', ms(hour),
+-- One HSET of the subscription: usage, block, and (below) its status and
+-- the resume fraction when they change.
+local set = { 'weeklyUsed', usd(after), 'weeklyHour', ms(hour),
   'blockStart', ms(block_start), 'blockCost', usd(block_cost),
   'burnRate', string.format('%.6f', burn), 'lastUsageAt', ms(now),
-  'tokens', ms(int(f.tokens) + tokens), 'requests', ms(int(f.requests) + 1))
+  'tokens', ms(int(f.tokens) + tokens), 'requests', ms(int(f.requests) + 1) }
 
 local status = f.status or ''
 local rules = n
+local budget, frac_before, frac_after, w7 = 0, 1, 1, nil
 if not fallback then
-  local budget = to_micros(f.weeklyBudget)
-  local frac_before, frac_after = 1, 1
+  budget = to_micros(f.weeklyBudget)
   if budget > 0 then frac_before, frac_after = before / budget, after / budget end
   -- The observed seven_day utilization, while current, stands for the
   -- estimate; its thresholds are observe.lua's to announce.
-  local w7 = window(sub_key, 'seven_day', now, f)
+  w7 = window(sub_key, 'seven_day', now, f)
   if usable(status) then
     local st = usable_status(w7.used or frac_after, approach_at, sub_key, now, f)
-    if st ~= status then redis.call('HSET', sub_key, 'status', st); status = st end
+    if st ~= status then set[#set + 1] = 'status'; set[#set + 1] = st; status = st end
   end
+  local frac = w7.used
+  if not frac then if budget > 0 then frac = frac_after else frac = 1 end end
+  local e = elig(frac, now, f)
+  if e ~= f.elig then set[#set + 1] = 'elig'; set[#set + 1] = e end
+end
+redis.call('HSET', sub_key, unpack(set))
+
+if not fallback then
   -- One usage_threshold event per rule per crossing: a flag is set when the
   -- threshold is crossed and cleared only once usage has fallen back under it.
   -- (rules, not n: n still locates the key name after the thresholds.)
@@ -121,33 +142,32 @@ if not fallback then
   end
 end
 
--- The session: the turn is no longer in flight; counters, the CLI session
--- to resume, and activity (hash and client set move together so they never
--- disagree).
--- The session hash is read once (inflight_sync's HGETALL, which also ends
--- this turn's lease) and written in one HSET.
-local sess = {}
+-- The session: the turn has ended; counters, the CLI session to resume,
+-- and activity (hash and client set move together so they never
+-- disagree). One HMGET, one HSET.
+local owner_of = ''
 if sid ~= '' then
-  local _, h = inflight_sync(sess_key, KEYS[8], sid, now, INFLIGHT .. req)
-  sess = h
-  local bound = h.sub
-  if bound ~= nil then
-    local set = { 'requests', ms(int(h.requests) + 1), 'tokens', ms(int(h.tokens) + tokens),
-      'cost', usd(to_micros(h.cost) + cost) }
+  local h = redis.call('HMGET', sess_key, 'sub', 'requests', 'tokens', 'cost', 'owner')
+  local bound = h[1]
+  owner_of = h[5] or ''
+  if bound then
+    local sset = { 'requests', ms(int(h[2]) + 1), 'tokens', ms(int(h[3]) + tokens),
+      'cost', usd(to_micros(h[4]) + cost) }
     -- Activity is refreshed only where the hash and its client-set entry
-    -- move together: on the subscription it is bound to, or on the
-    -- fallback (no entry). A late settle from a subscription the session
-    -- has left must not keep the hash alive past its entry.
+    -- move together: on the subscription it is bound to (active for the
+    -- idle age from the turn's end; GT keeps a later lease, XX adds no
+    -- entry the session no longer has), or on the fallback (no entry). A
+    -- late settle from a subscription the session has left must not keep
+    -- the hash alive past its entry.
     local active = false
     if bound == id and not fallback then
-      if cli_session ~= '' then set[#set + 1] = 'cliSession'; set[#set + 1] = cli_session end
-      redis.call('ZADD', clients_key, 'XX', now, sid)
+      if cli_session ~= '' then sset[#sset + 1] = 'cliSession'; sset[#sset + 1] = cli_session end
+      redis.call('ZADD', clients_key, 'XX', 'GT', now + idle_ms, sid)
       active = true
     elseif bound == '' then
       active = true
     end
-    if active then set[#set + 1] = 'lastActive'; set[#set + 1] = ms(now) end
-    redis.call('HSET', sess_key, unpack(set))
+    redis.call('HSET', sess_key, unpack(sset))
     if active then redis.call('PEXPIRE', sess_key, stale_ms) end
   end
 end
@@ -156,7 +176,7 @@ end
 -- is checked against.
 local key_name = ARGV[17 + n] or ''
 if key_name ~= '' then
-  local kk, kh = KEYS[9], KEYS[10]
+  local kk, kh = KEYS[8], KEYS[9]
   redis.call('HINCRBY', kk, 'requests', 1)
   redis.call('HINCRBY', kk, 'tokens', tokens)
   redis.call('HSET', kk, 'cost', usd(to_micros(redis.call('HGET', kk, 'cost')) + cost), 'lastUsageAt', ms(now))
@@ -172,7 +192,7 @@ if fallback then sub_field = 'fallback' end
 -- so that the savings report can say who spends what; keyName: the named
 -- client key's name (API_KEYS_FILE), when it has one.
 local key = ''
-if sid ~= '' then key = sess.owner or '' end
+if sid ~= '' then key = owner_of end
 local entry = { 'sub', sub_field, 'session', sid, 'key', key, 'req', req, 'cost', usd(cost),
   'in', tin, 'out', tout, 'cacheCreate', tcc, 'cacheRead', tcr,
   'model', model, 'modelUsage', model_usage }

@@ -105,7 +105,10 @@ func TestEveryScriptCallStaysInOneSlot(t *testing.T) {
 	must(err)
 	_, err = Allocate(ctx, c, k, subs, AllocateArgs{SessionID: "sess-1", Priority: "normal", Admit: 0.85, ResumeLimit: 0.98, ApproachAt: 0.8, StaleMS: 60000, FallbackOK: true, Weights: DefaultWeights, Owner: "-", TurnID: "turn-1", LeaseMS: 60000})
 	must(err)
-	must(Turn(ctx, c, k, "sess-1", "turn-1", 60000, 60000))
+	must(Turn(ctx, c, k, subs, "sess-1", "turn-1", 60000, 60000, 500))
+	_, _, err = Resume(ctx, c, k, ResumeArgs{SessionID: "sess-1", SubID: "sub1", Owner: "-", ResumeLimit: 0.98,
+		StaleMS: 60000, IdleMS: 500, TurnID: "turn-2", LeaseMS: 60000})
+	must(err)
 	_, err = Settle(ctx, c, k, SettleArgs{RequestID: "req-1", SubID: "sub1", SessionID: "sess-1", CostUSD: "0.1", MarkerTTL: 1000, Retention: 1000, StaleMS: 1000, Thresholds: []string{"0.8"}})
 	must(err)
 	_, err = Settle(ctx, c, k, SettleArgs{RequestID: "req-2", CostUSD: "0.1", MarkerTTL: 1000, Retention: 1000, StaleMS: 1000})
@@ -123,7 +126,7 @@ func TestEveryScriptCallStaysInOneSlot(t *testing.T) {
 	_, err = Status(ctx, c, k, subs, StatusArgs{StaleMS: 1000, Weights: DefaultWeights, IdleMS: 500})
 	must(err)
 	must(c.Set(ctx, k.Epoch(), 1, 0).Err())
-	_, _, _, err = Maintain(ctx, c, k, subs, 1, 1000, 0.8, 0)
+	_, _, _, err = Maintain(ctx, c, k, subs, 1, 1000, 500, 0.8, 0)
 	must(err)
 	_, err = Rebalance(ctx, c, k, subs, RebalanceArgs{Epoch: 1, From: "sub1", To: "sub3", GapThreshold: "5", IdleMS: 1, StaleMS: 1000, MaxMoves: 1, Admit: 0.95, Candidates: []string{"sess-1"}})
 	must(err)
@@ -226,7 +229,6 @@ func TestKeyBuilders(t *testing.T) {
 		k.LeaderInfo():             "authpool:{default}:leader:info",
 		k.Epoch():                  "authpool:{default}:epoch",
 		k.Fallback():               "authpool:{default}:fallback",
-		k.Inflight():               "authpool:{default}:inflight",
 		k.FallbackHourly():         "authpool:{default}:fallback:hourly",
 		k.RateLimit("abc"):         "authpool:{default}:ratelimit:abc",
 		k.Base():                   "authpool:{default}",

@@ -8,8 +8,8 @@
 -- ARGV[2] -> approaching threshold (weekly fraction)
 -- ARGV[3..9] -> health weights: weekly block blockRef clients burn burnFree idleBonus
 -- ARGV[10] -> n; ARGV[11..10+n] -> subscription ids, in KEYS order
--- ARGV[11+n] -> idle age, ms ('' or absent: every live client counts as active)
--- KEYS[2+3n] -> authpool:{P}:inflight (ZSET; absent with ARGV[11+n])
+-- ARGV[11+n] -> idle age, ms ('' or absent: every live client counts as
+--            active; client-set scores are 'active until', lib.lua)
 -- Returns a JSON document {now, stale, subscriptions:[…]} (money as strings),
 -- with stale = true when the SET no longer has n members. Each subscription
 -- has windows.five_hour and windows.seven_day: the observed utilization
@@ -26,8 +26,7 @@ local n = tonumber(ARGV[10])
 local stale = redis.call('SCARD', KEYS[1]) ~= n
 local now = now_ms()
 local idle_ms = tonumber(ARGV[11 + n])
-local leases = {}
-if idle_ms then leases = live_leases(KEYS[2 + 3 * n], now) end
+local edge = stale_edge(now, stale_ms, idle_ms or 0)
 local out = {}
 for i = 1, n do
   local id = ARGV[10 + i]
@@ -58,10 +57,10 @@ for i = 1, n do
   end
   local hfrac = frac
   if src == 'estimate' and budget <= 0 then hfrac = 0 end
-  local clients = redis.call('ZCOUNT', ck, '(' .. ms(now - stale_ms), '+inf')
+  local clients = redis.call('ZCOUNT', ck, '(' .. ms(edge), '+inf')
   -- The cap and the health score count active clients; idle ones are shown.
   local act = clients
-  if idle_ms then act = active_clients(ck, leases, idle_ms, now, nil) end
+  if idle_ms then act = math.min(clients, active_count(ck, now)) end
   local active = block_active(f.blockStart, now)
   local block_cost = 0
   if active then block_cost = to_micros(f.blockCost) end

@@ -54,6 +54,9 @@ for i = 1, n do
   end
   redis.call('HSET', sk, 'email', ARGV[b + 2], 'type', ARGV[b + 3], 'configDir', ARGV[b + 4],
     'weeklyBudget', ARGV[b + 5], 'maxClients', ARGV[b + 6])
+  -- The budget may have changed: the resume fraction is the next
+  -- allocate's (or maintain's) to compute.
+  redis.call('HDEL', sk, 'elig')
   if not st or st == 'removed' then
     redis.call('HSET', sk, 'status', 'available', 'statusReason', '', 'until', '0')
   end

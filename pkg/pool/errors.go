@@ -29,8 +29,8 @@ var (
 	// ErrSessionNotFound: no live session with that id, or one that belongs
 	// to another owner (API key).
 	ErrSessionNotFound = errors.New("pool: session not found")
-	// ErrTurnNotInFlight: a heartbeat or end for a turn that is not in
-	// flight (settled, ended, or its lease ran out unrefreshed).
+	// ErrTurnNotInFlight: a heartbeat or end for a turn whose session is
+	// gone (released, expired) or on the fallback: nothing to keep active.
 	ErrTurnNotInFlight = errors.New("pool: turn not in flight")
 	// ErrPoolExhausted: no subscription is eligible and fallback is off. The
 	// error is an *ExhaustedError carrying the reason and the retry delay.

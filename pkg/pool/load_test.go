@@ -196,13 +196,12 @@ func TestAtomicityUnderLoad(t *testing.T) {
 }
 
 // activeCounts reads, in one MULTI/EXEC (an atomic snapshot), every client
-// set, the in-flight index and the Redis clock, and counts each
-// subscription's active sessions as the scripts do: last turn within the
-// idle age, or a turn in flight.
+// set and the Redis clock, and counts each subscription's active sessions
+// as the scripts do: a score ("active until": a turn in flight's lease, or
+// the last turn's end + the idle age) after now.
 func activeCounts(ctx context.Context, tg *redistest.Target, k lua.Keys, cfg *Config) (map[string]int, error) {
 	pipe := tg.Client.TxPipeline()
 	clock := pipe.Time(ctx)
-	leases := pipe.ZRangeWithScores(ctx, k.Inflight(), 0, -1)
 	sets := map[string]*redis.ZSliceCmd{}
 	for _, s := range cfg.Subscriptions {
 		sets[s.ID] = pipe.ZRangeWithScores(ctx, k.Clients(s.ID), 0, -1)
@@ -211,17 +210,10 @@ func activeCounts(ctx context.Context, tg *redistest.Target, k lua.Keys, cfg *Co
 		return nil, err
 	}
 	now := float64(clock.Val().UnixMilli())
-	edge := now - float64(cfg.IdleAfterSeconds*1000)
-	flying := map[string]bool{}
-	for _, z := range leases.Val() {
-		if z.Score > now {
-			flying[z.Member.(string)] = true
-		}
-	}
 	out := map[string]int{}
 	for id, cmd := range sets {
 		for _, z := range cmd.Val() {
-			if z.Score > edge || flying[z.Member.(string)] {
+			if z.Score > now {
 				out[id]++
 			}
 		}

@@ -54,10 +54,12 @@ type TurnRequest struct {
 	// any other owner it does not exist (ErrSessionNotFound).
 	Owner string
 	// TurnID names the turn (the settlement id it will be settled under).
-	// When set, a session bound to a subscription gets an in-flight lease
-	// for the turn: the rebalancer neither moves nor drops it, and its
-	// session key does not expire, until Settle (or EndTurn) clears the
-	// lease or it runs out unrefreshed (see Heartbeat).
+	// When set, a session bound to a subscription is active for the turn's
+	// lease (its client-set score, the longer of the idle age and
+	// Options.TurnLease from now): the rebalancer neither moves nor drops
+	// it, and its session key does not expire, until Settle (or EndTurn)
+	// ends the turn (active for the idle age from then) or the lease runs
+	// out unrefreshed (see Heartbeat).
 	TurnID string
 }
 
@@ -100,17 +102,22 @@ func (p *Pool) AllocateTurn(ctx context.Context, tr TurnRequest) (Allocation, er
 		BlockAdmit: p.Config().BlockAdmissionThreshold}
 	var r lua.AllocateReply
 	// Fast path: this replica saw the session on a subscription; resume
-	// there with only that subscription's keys. The script verifies it.
+	// there with the lean resume script and only that subscription's keys.
+	// The script verifies it, and leaves anything it cannot decide at once
+	// to the full allocate.
 	if one := p.hints.singleFor(sessionID); one != nil {
-		ra := args
-		ra.ResumeOnly = true
-		var err error
-		r, err = lua.Allocate(ctx, p.rdb, p.keys, one, ra)
+		sub := one.IDs[0]
+		cli, ok, err := lua.Resume(ctx, p.rdb, p.keys, lua.ResumeArgs{SessionID: sessionID, SubID: sub,
+			Owner: owner, ResumeLimit: p.resume, StaleMS: args.StaleMS, IdleMS: args.IdleMS,
+			TurnID: tr.TurnID, LeaseMS: args.LeaseMS})
 		if errors.Is(err, lua.ErrNotFound) {
 			return Allocation{}, ErrSessionNotFound
 		}
 		if err != nil {
 			return Allocation{}, fmt.Errorf("pool: allocate: %w", err)
+		}
+		if ok {
+			r = lua.AllocateReply{Code: lua.CodeOK, SubID: sub, Kind: string(Resumed), CLISession: cli}
 		}
 	}
 	if r.Code != lua.CodeOK || r.Kind != string(Resumed) {
@@ -151,16 +158,16 @@ func (p *Pool) AllocateTurn(ctx context.Context, tr TurnRequest) (Allocation, er
 	return Allocation{}, fmt.Errorf("pool: allocate: code %d: %w", r.Code, lua.ErrReply)
 }
 
-// Heartbeat refreshes the in-flight lease of a running turn (TurnLease from
-// now) and keeps its session from expiring; the gateway calls it every third
-// of TurnLease while the backend runs. A turn no longer in flight (settled,
-// ended, or its lease ran out) is ErrTurnNotInFlight.
+// Heartbeat refreshes the lease of a running turn: its session stays active
+// (TurnLease from now) and does not expire; the gateway calls it every third
+// of TurnLease while the backend runs. A session that is gone or on the
+// fallback is ErrTurnNotInFlight; one bound elsewhere is left as it is.
 func (p *Pool) Heartbeat(ctx context.Context, sessionID, turnID string) error {
 	return p.turn(ctx, "heartbeat", sessionID, turnID, p.turnLease.Milliseconds())
 }
 
-// EndTurn clears the in-flight lease of a turn that will not be settled (it
-// failed); a settled turn's lease ends in Settle.
+// EndTurn ends a turn that will not be settled (it failed): its session is
+// active for the idle age from now, as after a settled turn (Settle).
 func (p *Pool) EndTurn(ctx context.Context, sessionID, turnID string) error {
 	return p.turn(ctx, "end turn", sessionID, turnID, 0)
 }
@@ -172,7 +179,18 @@ func (p *Pool) turn(ctx context.Context, op, sessionID, turnID string, leaseMS i
 	if !lua.ValidID(turnID) {
 		return ErrInvalidRequestID
 	}
-	err := lua.Turn(ctx, p.rdb, p.keys, sessionID, turnID, leaseMS, p.staleMS())
+	// The subscription this replica saw the session on first; all of them
+	// when it has no hint, or the session is elsewhere.
+	one := p.hints.singleFor(sessionID)
+	var err error
+	if one != nil {
+		err = lua.Turn(ctx, p.rdb, p.keys, one, sessionID, turnID, leaseMS, p.staleMS(), p.idleMS())
+	}
+	if one == nil || errors.Is(err, lua.ErrStaleSubscriptions) {
+		err = p.withSubs(ctx, func(s *lua.SubSet) error {
+			return lua.Turn(ctx, p.rdb, p.keys, s, sessionID, turnID, leaseMS, p.staleMS(), p.idleMS())
+		})
+	}
 	if errors.Is(err, lua.ErrNotFound) {
 		return ErrTurnNotInFlight
 	}
@@ -203,6 +221,10 @@ type Usage struct {
 	// KeyName is the name of the client key that made the request
 	// (API_KEYS_FILE), "" for none: its usage is kept per key too.
 	KeyName string
+	// Succeeded: the turn succeeded on SubscriptionID, which ends its run
+	// of failures and its login's probation as Succeeded does, in the same
+	// round trip.
+	Succeeded bool
 }
 
 // Settlement is the state after a settle.
@@ -225,7 +247,7 @@ const (
 func tokensOK(n int64) bool { return n >= 0 && n <= MaxRequestTokens }
 
 // Settle records one request's usage exactly once per request id, and ends
-// the in-flight lease of the turn of that id.
+// the turn: its session is active for the idle age from now.
 func (p *Pool) Settle(ctx context.Context, u Usage) (Settlement, error) {
 	if !lua.ValidID(u.RequestID) {
 		return Settlement{}, ErrInvalidRequestID
@@ -260,7 +282,8 @@ func (p *Pool) Settle(ctx context.Context, u Usage) (Settlement, error) {
 		Input:   u.InputTokens, Output: u.OutputTokens, CacheWrite: u.CacheCreationTokens, CacheRead: u.CacheReadTokens,
 		Model: u.Model, ModelUsage: mu, CLISession: u.CLISession, ApproachAt: p.conf().approachAt,
 		MarkerTTL: p.markerTTL.Milliseconds(), Retention: p.retention.Milliseconds(), StaleMS: p.staleMS(),
-		Thresholds: p.conf().thresholds, KeyName: u.KeyName,
+		Thresholds: p.conf().thresholds, KeyName: u.KeyName, IdleMS: p.idleMS(),
+		Succeeded: u.Succeeded && u.SubscriptionID != "",
 	})
 	if err != nil {
 		return Settlement{}, fmt.Errorf("pool: settle: %w", err)
@@ -396,10 +419,35 @@ func (p *Pool) Session(ctx context.Context, sessionID string) (Session, error) {
 	if len(h) == 0 {
 		return Session{}, ErrSessionNotFound
 	}
+	last, err := p.lastActive(ctx, sessionID, h["sub"])
+	if err != nil {
+		return Session{}, fmt.Errorf("pool: session: %w", err)
+	}
 	return Session{ID: sessionID, Subscription: h["sub"], Priority: h["priority"],
-		AllocatedAt: msTime(h["allocatedAt"]), LastActive: msTime(h["lastActive"]),
+		AllocatedAt: msTime(h["allocatedAt"]), LastActive: last,
 		Requests: atoi(h["requests"]), CostUSD: atof(h["cost"]), Tokens: atoi(h["tokens"]),
 		CLISession: h["cliSession"], Owner: h["owner"]}, nil
+}
+
+// lastActive derives a session's last activity, which is stored nowhere:
+// on a subscription, its client-set score ("active until") less the idle
+// age (the end of its last turn; now while a turn runs); on the fallback,
+// the last refresh of its key's TTL (the stale age before it expires).
+func (p *Pool) lastActive(ctx context.Context, sessionID, sub string) (time.Time, error) {
+	until, ttl, now, err := lua.SessionActivity(ctx, p.rdb, p.keys, sessionID, sub)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var ms int64
+	switch {
+	case until > 0:
+		ms = min(until-p.idleMS(), now)
+	case ttl >= 0:
+		ms = min(now-(p.staleMS()-ttl), now)
+	default:
+		return time.Time{}, nil
+	}
+	return time.UnixMilli(ms), nil
 }
 
 // SessionMemory is the bytes Redis accounts for one session's hash (key,

@@ -74,9 +74,11 @@ type Options struct {
 	MarkerTTL time.Duration
 	// UsageRetention is how long usage stream entries are kept. Default 7 days.
 	UsageRetention time.Duration
-	// TurnLease is how long a turn in flight stays marked without a
+	// TurnLease is how long a turn in flight stays active without a
 	// Heartbeat: the most a replica that died mid-turn pins its session.
-	// Default idleAfterSeconds (the gateway refreshes it every third).
+	// Default idleAfterSeconds (the gateway refreshes it every third). A
+	// lease longer than idleAfterSeconds also outlasts the turn's end: an
+	// end never moves a session's activity back.
 	TurnLease time.Duration
 }
 

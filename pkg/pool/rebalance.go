@@ -58,25 +58,19 @@ func (p *Pool) Rebalance(ctx context.Context, epoch int64) (RebalanceResult, err
 }
 
 // idleCandidates are the most idle live sessions of subscription sub by
-// Redis' clock nowMS, those with a turn in flight left out so they do not
-// take the places of idle ones (the script checks both again).
+// Redis' clock nowMS: a client-set score ("active until") before now and
+// not stale. A session with a turn in flight is active, so never one of
+// them (the script checks again).
 func (p *Pool) idleCandidates(ctx context.Context, sub string, nowMS int64) ([]string, error) {
 	limit := int64(p.Config().Rebalancing.MaxClientsToMovePerCycle) * 4
-	cands, err := lua.ClientsActiveBetween(ctx, p.rdb, p.keys, sub, nowMS-p.staleMS(), nowMS-p.idleMS(), limit)
+	edge := nowMS - p.staleMS() + p.idleMS()
+	cands, err := lua.ClientsActiveBetween(ctx, p.rdb, p.keys, sub, edge-1, nowMS, limit)
 	if err != nil {
 		return nil, fmt.Errorf("pool: rebalance: candidates: %w", err)
 	}
-	busy, err := lua.InFlightAfter(ctx, p.rdb, p.keys, nowMS)
-	if err != nil {
-		return nil, fmt.Errorf("pool: rebalance: turns in flight: %w", err)
-	}
-	inFlight := make(map[string]bool, len(busy))
-	for _, sid := range busy {
-		inFlight[sid] = true
-	}
 	valid := cands[:0]
 	for _, c := range cands {
-		if lua.ValidID(c) && !inFlight[c] {
+		if lua.ValidID(c) {
 			valid = append(valid, c)
 		}
 	}

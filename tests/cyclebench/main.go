@@ -220,8 +220,9 @@ func run(p params) error {
 	}
 	timer.take()
 
-	// Age the client-set scores: stalePct past the stale age, activePct
-	// left as they are, the rest idle (past the idle age, short of stale).
+	// Age the client-set scores ("active until": the last turn's end + the
+	// idle age): stalePct past the stale age, activePct left as they are,
+	// the rest idle (past the idle age, short of stale).
 	ageStart := time.Now()
 	nowMS := time.Now().UnixMilli()
 	idleMS := int64(pl.Config().IdleAfterSeconds) * 1000
@@ -249,12 +250,12 @@ func run(p params) error {
 			// n % subs, and every subscription needs every age.
 			switch pct := (n / p.subs) % 100; {
 			case pct < p.stalePct:
-				score, stale = nowMS-staleMS-60_000-int64(n%1000), stale+1
+				score, stale = nowMS-staleMS-60_000-int64(n%1000)+idleMS, stale+1
 			case pct < p.stalePct+p.activePct:
 				active++
 				continue
 			default:
-				score = nowMS - idleMS - 60_000 - int64(n%1000)*1000
+				score = nowMS - 60_000 - int64(n%1000)*1000
 			}
 			pipe.ZAddXX(ctx, keys.Clients(subsOf[i].Val()), redis.Z{Score: float64(score), Member: sid})
 		}
@@ -336,8 +337,9 @@ func run(p params) error {
 func sessionID(n int64) string { return fmt.Sprintf("s-%07d", n) }
 
 // fillDirect writes sessions from..to-1 as allocate.lua binds a new
-// session: HSET sub priority allocatedAt lastActive owner, PEXPIRE the
-// stale age, ZADD to the subscription's client set; subscriptions taken in
+// session: HSET sub priority allocatedAt owner, PEXPIRE the stale age, ZADD
+// to the subscription's client set, active for the idle age (the score is
+// "active until"); subscriptions taken in
 // turn, as allocate's tie-break on fewer clients spreads a fresh pool.
 func fillDirect(ctx context.Context, rdb *redis.Client, cfg *pool.Config, keys lua.Keys, from, to int) error {
 	if from >= to {
@@ -348,6 +350,7 @@ func fillDirect(ctx context.Context, rdb *redis.Client, cfg *pool.Config, keys l
 		owner = rdb.HGet(ctx, keys.Session(sessionID(0)), "owner").Val()
 	}
 	stale := time.Duration(cfg.StaleAfterSeconds) * time.Second
+	idleMS := int64(cfg.IdleAfterSeconds) * 1000
 	const batch = 5000
 	for start := from; start < to; start += batch {
 		now := time.Now().UnixMilli()
@@ -357,9 +360,9 @@ func fillDirect(ctx context.Context, rdb *redis.Client, cfg *pool.Config, keys l
 			sid := sessionID(int64(n))
 			sub := cfg.Subscriptions[n%len(cfg.Subscriptions)].ID
 			pipe.HSet(ctx, keys.Session(sid), "sub", sub, "priority", string(pool.PriorityNormal),
-				"allocatedAt", nowS, "lastActive", nowS, "owner", owner)
+				"allocatedAt", nowS, "owner", owner)
 			pipe.PExpire(ctx, keys.Session(sid), stale)
-			pipe.ZAdd(ctx, keys.Clients(sub), redis.Z{Score: float64(now), Member: sid})
+			pipe.ZAdd(ctx, keys.Clients(sub), redis.Z{Score: float64(now + idleMS), Member: sid})
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
 			return fmt.Errorf("fill: %w", err)
