@@ -6,6 +6,8 @@
 -- KEYS[2] -> authpool:{P}:events (STREAM)
 -- KEYS[3+3(i-1)], KEYS[4+3(i-1)], KEYS[5+3(i-1)] -> sub:<id>, :clients, :hourly
 -- KEYS[3+3n] -> authpool:{P}:inflight (ZSET session id -> latest turn lease, ms)
+-- KEYS[4+3n], KEYS[5+3n] -> authpool:{P}:rank, authpool:{P}:rank:at (ZSETs,
+--            rank.lua): every subscription's value is refreshed here
 -- ARGV[1] -> the caller's epoch
 -- ARGV[2] -> stale age, ms
 -- ARGV[3] -> approaching threshold (weekly fraction)
@@ -14,6 +16,8 @@
 --            (0 or absent: all of them). The rest of the work is done in
 --            full on every call; only the drops are bounded, so that a wave
 --            of stale sessions does not hold the shard in one long call.
+-- ARGV[6+n..13+n] -> the ranking's inputs (rank_params: seven health
+--            weights, idle age ms); absent: every subscription is marked for scoring
 -- Returns {code, droppedClients, restored, more}
 --   CODE_OK: done; more is 1 when the call stopped at the drop limit and
 --   stale clients may remain (call again), else 0
@@ -30,6 +34,8 @@ local inflight_key = KEYS[3 + 3 * n]
 local now = now_ms()
 local dropped, restored = 0, 0
 redis.call('ZREMRANGEBYSCORE', inflight_key, '-inf', ms(now))
+local rank_key, rank_at_key, rank_p = KEYS[4 + 3 * n], KEYS[5 + 3 * n], rank_params(6 + n)
+local rank_leases = live_leases(inflight_key, now)
 for i = 1, n do
   local id = ARGV[4 + i]
   local sk, ck, hk = KEYS[3 + 3 * (i - 1)], KEYS[4 + 3 * (i - 1)], KEYS[5 + 3 * (i - 1)]
@@ -54,6 +60,21 @@ for i = 1, n do
       local st = restore_if_due(sk, events_key, id, status, f['until'], frac, approach_at, now, f)
       if st ~= status then restored = restored + 1 end
     end
+  end
+  -- Ranking (rank.lua): after the drops and the restore, from this state.
+  if rank_p then
+    local v, t = rank_score(sk, hk, ck, rank_leases, rank_p, now, f)
+    rank_put(rank_key, rank_at_key, id, v, t)
+  else
+    rank_dirty(rank_at_key, id)
+  end
+end
+-- A member that is no subscription of the pool's leaves the ranking.
+if redis.call('ZCARD', rank_key) > n then
+  local member = {}
+  for i = 1, n do member[ARGV[4 + i]] = true end
+  for _, m in ipairs(redis.call('ZRANGE', rank_key, 0, -1)) do
+    if not member[m] then redis.call('ZREM', rank_key, m); redis.call('ZREM', rank_at_key, m) end
   end
 end
 local more_v = 0

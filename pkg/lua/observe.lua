@@ -15,6 +15,9 @@
 --            :status, :at, and othr:<window>:<threshold> flags)
 -- KEYS[2] -> its :hourly HASH
 -- KEYS[3] -> authpool:{P}:events (STREAM)
+-- KEYS[4] -> its :clients ZSET, KEYS[5] -> authpool:{P}:inflight (ZSET): the
+--            ranking's inputs
+-- KEYS[6], KEYS[7] -> authpool:{P}:rank, authpool:{P}:rank:at (ZSETs, rank.lua)
 -- ARGV[1] -> subscription id
 -- ARGV[2] -> approaching threshold (fraction)
 -- ARGV[3] -> n, the number of usage_threshold rule thresholds that follow
@@ -23,6 +26,8 @@
 -- ARGV[5+n+5(j-1) .. 9+n+5(j-1)] -> observation j: window (five_hour |
 --            seven_day), utilization ('' not said), reset (Unix ms, 0 not
 --            said), status ('' not said), observed at (Unix ms)
+-- ARGV[5+n+5m..12+n+5m] -> the ranking's inputs (rank_params: seven health
+--            weights, idle age ms); absent: the subscription is marked for scoring
 -- Returns {code, applied, status}
 --   CODE_OK: applied observations (of m); CODE_UNCHANGED: none was newer
 --   than what is stored; CODE_NOT_FOUND: unknown subscription.
@@ -87,4 +92,6 @@ if usable(status) then
   local st = usable_status(weekly_frac(sub_key, weekly, budget, now), approach_at, sub_key, now)
   if st ~= status then redis.call('HSET', sub_key, 'status', st); status = st end
 end
+-- Ranking (rank.lua): the windows move the subscription in allocate's order.
+rank_update(KEYS[6], KEYS[7], id, sub_key, hourly_key, KEYS[4], KEYS[5], rank_params(5 + n + 5 * m), now)
 return { CODE_OK, applied, status }

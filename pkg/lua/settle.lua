@@ -11,6 +11,8 @@
 -- KEYS[9] -> authpool:{P}:key:<name> (HASH requests tokens cost lastUsageAt) of
 --            the client key that made the request (untouched without a name)
 -- KEYS[10] -> its :hourly HASH hour-index -> USD (rolling 7 days)
+-- KEYS[11], KEYS[12] -> authpool:{P}:rank, authpool:{P}:rank:at (ZSETs, rank.lua;
+--            untouched for fallback usage)
 -- ARGV[1]  -> settlement id: the turn's id (its in-flight lease
 --             'inflight:<id>' on the session ends here)
 -- ARGV[2]  -> subscription id ('' for fallback usage)
@@ -27,6 +29,8 @@
 -- ARGV[16] -> n, the number of usage_threshold rule thresholds that follow
 -- ARGV[17..16+n] -> thresholds as written in the config (e.g. "0.8")
 -- ARGV[17+n] -> the client key's name ('' none: API_KEYS or no keys)
+-- ARGV[18+n..25+n] -> the ranking's inputs (rank_params: seven health
+--            weights, idle age ms); absent: the subscription is marked for scoring
 -- Returns {code, weeklyUsed, blockCost, burnRate, status}
 --   CODE_OK: settled; CODE_DUPLICATE: duplicate request id (nothing changed)
 --   fractions are decimal strings
@@ -181,5 +185,13 @@ if key_name ~= '' then
   entry[#entry + 1] = key_name
 end
 redis.call('XADD', usage_key, 'MINID', ms(now - retention), '*', unpack(entry))
+
+-- Ranking (rank.lua): the usage moves the subscription in allocate's order.
+-- f as written above stands for a read of the hash.
+if not fallback then
+  f.weeklyUsed, f.weeklyHour, f.blockStart, f.blockCost, f.status = usd(after), ms(hour), ms(block_start),
+    usd(block_cost), status
+  rank_update(KEYS[11], KEYS[12], id, sub_key, hourly_key, clients_key, KEYS[8], rank_params(18 + n), now, f)
+end
 
 return { CODE_OK, usd(after), usd(block_cost), string.format('%.6f', burn), status }

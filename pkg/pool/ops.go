@@ -260,7 +260,7 @@ func (p *Pool) Settle(ctx context.Context, u Usage) (Settlement, error) {
 		Input:   u.InputTokens, Output: u.OutputTokens, CacheWrite: u.CacheCreationTokens, CacheRead: u.CacheReadTokens,
 		Model: u.Model, ModelUsage: mu, CLISession: u.CLISession, ApproachAt: p.conf().approachAt,
 		MarkerTTL: p.markerTTL.Milliseconds(), Retention: p.retention.Milliseconds(), StaleMS: p.staleMS(),
-		Thresholds: p.conf().thresholds, KeyName: u.KeyName,
+		Thresholds: p.conf().thresholds, KeyName: u.KeyName, Rank: p.rank(),
 	})
 	if err != nil {
 		return Settlement{}, fmt.Errorf("pool: settle: %w", err)
