@@ -24,6 +24,11 @@ local RANK_OFF = 1125899906842624 -- 2^50, in plain digits
 local RANK_EPS = 1e-9
 local RANK_CLAMP = 1e14
 local RANK_TTL = 5000
+-- Lua orders strings by the C library's collation (Redis takes LC_COLLATE
+-- from its environment); in the C locale that is the byte order in which
+-- the ZSET keeps equal values, which these probes of the ids' alphabet
+-- ([A-Za-z0-9_-]) tell apart from the usual others.
+local RANK_BYTES = ('B' < 'a') and ('Z' < '_') and ('-' < '0') and ('a-b' < 'aa')
 
 -- rank_fmt writes a value that reads back as the same double.
 local function rank_fmt(v) return string.format('%.17g', v) end
@@ -192,9 +197,10 @@ local function rank_walk(rank_key, at_key, ids, idx, now, examine, bound)
         local bv, bid = bound()
         if bv and v > bv then return flush() end
         if bv and v == bv and m > bid then
-          -- An equal value loses to the best on the id (allocate's compare;
-          -- its collation may order ids unlike the ZSET's bytes, so the
-          -- rest of the equal values are still read).
+          -- An equal value loses to the best on the id (allocate's compare).
+          -- So do the rest of the equal values when the collation is the
+          -- bytes' order; else they are still read.
+          if RANK_BYTES then return flush() end
           seen[i], count = true, count + 1
         else
           visit(i, v)
