@@ -7,7 +7,8 @@
 -- KEYS[3+3(i-1)], KEYS[4+3(i-1)], KEYS[5+3(i-1)] -> sub:<id>, :clients, :hourly
 -- KEYS[3+3n] -> authpool:{P}:inflight (ZSET session id -> latest turn lease, ms)
 -- KEYS[4+3n], KEYS[5+3n] -> authpool:{P}:rank, authpool:{P}:rank:at (ZSETs,
---            rank.lua): every subscription's value is refreshed here
+--            rank.lua): every subscription's value is refreshed by the call
+--            that leaves no stale client to drop (the last of a cycle)
 -- ARGV[1] -> the caller's epoch
 -- ARGV[2] -> stale age, ms
 -- ARGV[3] -> approaching threshold (weekly fraction)
@@ -35,7 +36,7 @@ local now = now_ms()
 local dropped, restored = 0, 0
 redis.call('ZREMRANGEBYSCORE', inflight_key, '-inf', ms(now))
 local rank_key, rank_at_key, rank_p = KEYS[4 + 3 * n], KEYS[5 + 3 * n], rank_params(6 + n)
-local rank_leases = live_leases(inflight_key, now)
+local read = {}
 for i = 1, n do
   local id = ARGV[4 + i]
   local sk, ck, hk = KEYS[3 + 3 * (i - 1)], KEYS[4 + 3 * (i - 1)], KEYS[5 + 3 * (i - 1)]
@@ -61,16 +62,22 @@ for i = 1, n do
       if st ~= status then restored = restored + 1 end
     end
   end
-  -- Ranking (rank.lua): after the drops and the restore, from this state.
-  if rank_p then
-    local v, t = rank_score(sk, hk, ck, rank_leases, rank_p, now, f)
-    rank_put(rank_key, rank_at_key, id, v, t)
-  else
-    rank_dirty(rank_at_key, id)
+  read[i] = f
+end
+-- Ranking (rank.lua), once a cycle: every subscription scored from the
+-- state above (a dropped client was stale, never active: the drops change
+-- no value, and the calls that stop at the limit leave it to the last).
+if not more and rank_p then
+  local leases = live_leases(inflight_key, now)
+  for i = 1, n do
+    local v, t = rank_score(KEYS[3 + 3 * (i - 1)], KEYS[5 + 3 * (i - 1)], KEYS[4 + 3 * (i - 1)], leases, rank_p, now, read[i])
+    rank_put(rank_key, rank_at_key, ARGV[4 + i], v, t)
   end
+elseif not more then
+  for i = 1, n do rank_dirty(rank_at_key, ARGV[4 + i]) end
 end
 -- A member that is no subscription of the pool's leaves the ranking.
-if redis.call('ZCARD', rank_key) > n then
+if not more and redis.call('ZCARD', rank_key) > n then
   local member = {}
   for i = 1, n do member[ARGV[4 + i]] = true end
   for _, m in ipairs(redis.call('ZRANGE', rank_key, 0, -1)) do
