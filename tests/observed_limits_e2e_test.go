@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // setRateLimits makes the fake CLI of s print these rate_limit_event infos
@@ -96,10 +98,14 @@ func TestObservedRejectionServedElsewhere(t *testing.T) {
 
 	// An hour passes. The gateway reads Redis' clock, which a test cannot
 	// move on a real redis-server, so the stored times move back instead:
-	// the limit's until and the window's reset are now in the past.
+	// the limit's until and the window's reset are now in the past, and so
+	// is the time at which the allocation ranking looks at sub1 again.
 	ctx := context.Background()
 	past := time.Now().Add(-time.Second).UnixMilli()
 	if err := c.rdb.HSet(ctx, c.keys.Sub("sub1"), "until", past, "w:five_hour:reset", past).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.rdb.ZAdd(ctx, c.keys.RankAt(), redis.Z{Score: float64(past), Member: "sub1"}).Err(); err != nil {
 		t.Fatal(err)
 	}
 	c.setMode(c.sub("sub1"), "ok")

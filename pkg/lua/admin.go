@@ -57,6 +57,7 @@ func Admin(ctx context.Context, c Scripter, k Keys, subs *SubSet, a AdminArgs) (
 	keys := make([]string, 0, 5+len(subs.triples))
 	keys = append(keys, k.Subs(), k.Events(), sess, turns)
 	keys = append(keys, subs.triples...)
+	keys = append(keys, k.Rank(), k.RankAt())
 	args := make([]any, 0, 8+len(subs.ids))
 	args = append(args, a.Op, a.Target, a.To, a.Actor, a.ApproachAt, a.StaleMS, a.IdleMS, len(subs.ids))
 	args = append(args, subs.ids...)

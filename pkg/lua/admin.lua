@@ -8,6 +8,9 @@
 -- KEYS[4] -> authpool:{P}:session:<sid>:turns (LIST; likewise)
 -- KEYS[5+3(i-1)], KEYS[6+3(i-1)], KEYS[7+3(i-1)] -> sub:<id>, :clients,
 --            :hourly of the i-th subscription id in ARGV[8+i]
+-- KEYS[5+3n], KEYS[6+3n] -> authpool:{P}:rank, authpool:{P}:rank:at (ZSETs,
+--            rank.lua): a status change, or a session moved or ended, moves
+--            subscriptions in allocate's order
 -- ARGV[1] -> op: drain | disable | enable | reset (on a subscription),
 --            move | end (on a session)
 -- ARGV[2] -> target: subscription id, or session id
@@ -37,6 +40,7 @@ local now = now_ms()
 local idx = {}
 for i = 1, n do idx[ARGV[8 + i]] = i end
 local function keys_of(i) return KEYS[5 + 3 * (i - 1)], KEYS[6 + 3 * (i - 1)], KEYS[7 + 3 * (i - 1)] end
+local rank_key, rank_at_key = KEYS[5 + 3 * n], KEYS[6 + 3 * n]
 
 local function record(sub, what, data)
   data.action = op
@@ -88,6 +92,7 @@ if op == 'drain' or op == 'disable' or op == 'enable' or op == 'reset' then
   local reason = ''
   if want == 'draining' or want == 'disabled' then reason = 'operator' end
   redis.call('HSET', sk, 'status', want, 'statusReason', reason, 'until', '0')
+  rank_status(rank_key, rank_at_key, target, want, 0)
   record(target, op .. ' subscription ' .. target .. ' (' .. status .. ' -> ' .. want .. ')',
     { subscriptionId = target, previousStatus = status, status = want })
   return { CODE_OK, want, status }
@@ -105,6 +110,7 @@ if op == 'end' then
   if fi then
     local _, ck = keys_of(fi)
     redis.call('ZREM', ck, target)
+    rank_dirty(rank_at_key, from)
   end
   redis.call('DEL', sess_key, turns_key)
   record(from, 'ended session ' .. target, { sessionId = target, from = from, owner = cur[2] or '' })
@@ -130,7 +136,9 @@ if fi then
   local score = redis.call('ZSCORE', ck, target)
   if score then last = tonumber(score) end
   redis.call('ZREM', ck, target)
+  rank_dirty(rank_at_key, from)
 end
+rank_dirty(rank_at_key, dest)
 -- The session keeps its last activity: a move makes no idle session active.
 redis.call('ZADD', dck, last, target)
 redis.call('HSET', sess_key, 'sub', dest)

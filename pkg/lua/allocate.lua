@@ -5,6 +5,10 @@
 -- KEYS[3] -> authpool:{P}:events (STREAM)
 -- KEYS[4+3(i-1)], KEYS[5+3(i-1)], KEYS[6+3(i-1)] -> sub:<id>, sub:<id>:clients,
 --            sub:<id>:hourly of the i-th subscription id in ARGV[N0+i]
+-- KEYS[4+3n] -> authpool:{P}:rank (ZSET subscription id -> rank value, rank.lua):
+--            the order in which a new binding examines the subscriptions
+-- KEYS[5+3n] -> authpool:{P}:rank:at (ZSET subscription id -> ms from which its
+--            rank value may no longer hold, rank.lua)
 -- ARGV[1]  -> session id
 -- ARGV[2]  -> priority (low|normal|high)
 -- ARGV[3]  -> admission limit of that priority (weekly fraction, new bindings)
@@ -178,36 +182,55 @@ local function active_except(ck)
 end
 
 -- New binding: highest unclamped health score; ties: fewer clients, then id.
+-- The subscriptions are examined in rank order (rank.lua), each by the
+-- exact checks below, until none left could beat the best eligible one.
 local W = weights(8)
-local best, best_score, best_clients = nil, nil, nil
+local best, best_score, best_clients, best_v = nil, nil, nil, nil
 local reasons = { status = 0, capacity = 0, budget = 0, block = 0 }
 local earliest = 0
-for i = 1, n do
+-- value_of is s's rank value with this many active clients.
+local function value_of(s, clients)
+  local score = health(W, s.hfrac, s.block_obs, s.blockCost, block_active(s.blockStart, now), clients,
+    burn_rate(s.blockCost, s.blockStart, now))
+  return rank_value(s.status, score, clients), score
+end
+local function examine(i)
   local s = known(i) and state(i) or { status = 'unknown', until_v = 0 }
   if not usable(s.status) then
     reasons.status = reasons.status + 1
     if s.until_v > now and (earliest == 0 or s.until_v < earliest) then earliest = s.until_v end
-  else
-    -- Active clients only (this session aside); idle ones hold no slot.
-    local clients = active_except(s.ck)
-    if clients >= s.max then
-      reasons.capacity = reasons.capacity + 1
-    elseif s.frac >= admit then
-      reasons.budget = reasons.budget + 1
-    elseif s.block_full then
-      -- Pacing: a nearly spent 5-hour window takes no new sessions until
-      -- it resets; the ones already there continue (resume above).
-      reasons.block = reasons.block + 1
-    else
-      local active = block_active(s.blockStart, now)
-      local score = health(W, s.hfrac, s.block_obs, s.blockCost, active, clients,
-        burn_rate(s.blockCost, s.blockStart, now))
-      if best == nil or score > best_score
-        or (score == best_score and (clients < best_clients or (clients == best_clients and s.id < best.id))) then
-        best, best_score, best_clients = s, score, clients
-      end
-    end
+    if s.status == 'unknown' then return nil end
+    return rank_value(s.status), rank_until(s.sk, s.status, now, { ['until'] = s.until_v })
   end
+  -- Active clients only (this session aside); idle ones hold no slot.
+  local clients = active_except(s.ck)
+  local v, score = value_of(s, clients)
+  if clients >= s.max then
+    reasons.capacity = reasons.capacity + 1
+  elseif s.frac >= admit then
+    reasons.budget = reasons.budget + 1
+  elseif s.block_full then
+    -- Pacing: a nearly spent 5-hour window takes no new sessions until
+    -- it resets; the ones already there continue (resume above).
+    reasons.block = reasons.block + 1
+  elseif best == nil or score > best_score
+    or (score == best_score and (clients < best_clients or (clients == best_clients and s.id < best.id))) then
+    best, best_score, best_clients, best_v = s, score, clients, v
+  end
+  return v, rank_until(s.sk, s.status, now)
+end
+local function bound()
+  if best == nil then return nil end
+  return best_v, best.id
+end
+local rank_key, rank_at_key = KEYS[4 + 3 * n], KEYS[5 + 3 * n]
+local sub_ids = {}
+for i = 1, n do sub_ids[i] = ARGV[16 + i] end
+local examined = rank_walk(rank_key, rank_at_key, sub_ids, idx, now, examine, bound)
+-- A session leaving old frees its slot there: old's value counts it out
+-- when old was examined (this session aside), else old is scored anew.
+if old ~= '' and (best == nil or old ~= best.id) and idx[old] and not examined[idx[old]] then
+  rank_dirty(rank_at_key, old)
 end
 
 if best == nil then
@@ -264,10 +287,13 @@ if old == best.id then
   -- Its entry had gone stale; it passed the cap check again and comes back
   -- to the same subscription, CLI session and all.
   touch(best.ck)
+  rank_dirty(rank_at_key, old)
   return { CODE_OK, old, 'resumed', cur[2] or '', '', '', 0 }
 end
 redis.call('HSET', sess_key, 'sub', best.id, 'priority', priority, 'allocatedAt', ms(now), 'owner', owner)
 if old ~= '' or cur[2] then redis.call('HDEL', sess_key, 'cliSession') end
 redis.call('PEXPIRE', sess_key, ttl)
 redis.call('ZADD', best.ck, 'GT', until_v, sid)
+-- The chosen one has one active client more.
+redis.call('ZADD', rank_key, rank_fmt((value_of(best, best_clients + 1))), best.id)
 return { CODE_OK, best.id, 'bound', '', old, leave_reason, 0 }

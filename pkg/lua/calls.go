@@ -3,6 +3,8 @@ package lua
 import (
 	"context"
 	"fmt"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // AllocateArgs are the inputs of allocate.lua.
@@ -50,9 +52,15 @@ type AllocateReply struct {
 
 // Allocate runs allocate.lua over subs.
 func Allocate(ctx context.Context, c Scripter, k Keys, subs *SubSet, a AllocateArgs) (AllocateReply, error) {
+	return allocate(ctx, c, k, subs, a, allocateScript)
+}
+
+// allocate runs script (allocate.lua, or a test's variant of it) over subs.
+func allocate(ctx context.Context, c Scripter, k Keys, subs *SubSet, a AllocateArgs, script *redis.Script) (AllocateReply, error) {
 	keys := make([]string, 0, 4+len(subs.triples))
 	keys = append(keys, k.Subs(), k.Session(a.SessionID), k.Events())
 	keys = append(keys, subs.triples...)
+	keys = append(keys, k.Rank(), k.RankAt())
 	args := make([]any, 0, 19+len(subs.ids))
 	args = append(args, a.SessionID, a.Priority, a.Admit, a.ResumeLimit, a.ApproachAt, a.StaleMS, b01(a.FallbackOK))
 	args = append(args, a.Weights.args()...)
@@ -63,7 +71,7 @@ func Allocate(ctx context.Context, c Scripter, k Keys, subs *SubSet, a AllocateA
 	args = append(args, mode, len(subs.ids))
 	args = append(args, subs.ids...)
 	args = append(args, a.Owner, a.TurnID, a.LeaseMS, a.IdleMS, blockAdmit(a.BlockAdmit), a.Known)
-	v, err := run(ctx, c, "allocate", allocateScript, keys, 7, args...)
+	v, err := run(ctx, c, "allocate", script, keys, 7, args...)
 	if v == nil {
 		return AllocateReply{}, err
 	}
@@ -157,7 +165,7 @@ type MarkReply struct {
 
 // Mark runs mark.lua.
 func Mark(ctx context.Context, c Scripter, k Keys, a MarkArgs) (MarkReply, error) {
-	keys := []string{k.Sub(a.SubID), k.Hourly(a.SubID), k.Events()}
+	keys := []string{k.Sub(a.SubID), k.Hourly(a.SubID), k.Events(), k.Rank(), k.RankAt()}
 	v, err := run(ctx, c, "mark "+a.SubID, markScript, keys, 3,
 		a.SubID, a.Status, a.Reason, a.UntilMS, a.CooldownMS, a.ApproachAt)
 	if err != nil {
@@ -170,10 +178,10 @@ func Mark(ctx context.Context, c Scripter, k Keys, a MarkArgs) (MarkReply, error
 // ("" for the fallback). A session of another owner is ErrNotFound; owner
 // "" releases whatever the owner.
 func Release(ctx context.Context, c Scripter, k Keys, subs *SubSet, sessionID, owner string) (string, error) {
-	keys := make([]string, 0, 2+len(subs.clients))
+	keys := make([]string, 0, 3+len(subs.clients))
 	keys = append(keys, k.Session(sessionID))
 	keys = append(keys, subs.clients...)
-	keys = append(keys, k.Turns(sessionID))
+	keys = append(keys, k.Turns(sessionID), k.RankAt())
 	args := make([]any, 0, 2+len(subs.ids))
 	args = append(args, sessionID, len(subs.ids))
 	args = append(args, subs.ids...)
@@ -261,6 +269,7 @@ func Sync(ctx context.Context, c Scripter, k Keys, v ConfigVersion, subs []SyncS
 		keys = append(keys, k.Sub(id))
 		args = append(args, id)
 	}
+	keys = append(keys, k.Rank(), k.RankAt())
 	r, err := run(ctx, c, "sync", syncScript, keys, 5, args...)
 	if r == nil {
 		return SyncReply{}, err
@@ -270,15 +279,18 @@ func Sync(ctx context.Context, c Scripter, k Keys, v ConfigVersion, subs []SyncS
 
 // Maintain runs maintain.lua under the fencing epoch. limit bounds the stale
 // clients one call drops (0: all); more says the call stopped at that bound
-// and stale clients may remain, so the caller calls again.
-func Maintain(ctx context.Context, c Scripter, k Keys, subs *SubSet, epoch int64, staleMS, idleMS int64, approachAt float64, limit int) (dropped, restored int, more bool, err error) {
-	keys := make([]string, 0, 3+len(subs.triples))
+// and stale clients may remain, so the caller calls again. rank: the
+// inputs with which every subscription's ranking value is refreshed.
+func Maintain(ctx context.Context, c Scripter, k Keys, subs *SubSet, epoch int64, staleMS, idleMS int64, approachAt float64, limit int, rank RankInputs) (dropped, restored int, more bool, err error) {
+	keys := make([]string, 0, 4+len(subs.triples))
 	keys = append(keys, k.Epoch(), k.Events())
 	keys = append(keys, subs.triples...)
-	args := make([]any, 0, 6+len(subs.ids))
+	keys = append(keys, k.Rank(), k.RankAt())
+	args := make([]any, 0, 14+len(subs.ids))
 	args = append(args, epoch, staleMS, approachAt, len(subs.ids))
 	args = append(args, subs.ids...)
 	args = append(args, limit, idleMS)
+	args = append(args, rank.args()...)
 	v, err := run(ctx, c, "maintain", maintainScript, keys, 4, args...)
 	if err != nil {
 		return 0, 0, false, err

@@ -44,7 +44,7 @@ func Failure(ctx context.Context, c Scripter, k Keys, a FailureArgs) (FailureRep
 	if a.Outcome == OutcomeAuth {
 		cooldown = a.AuthMinMS
 	}
-	keys := []string{k.Sub(a.SubID), k.Events()}
+	keys := []string{k.Sub(a.SubID), k.Events(), k.Rank(), k.RankAt()}
 	v, err := run(ctx, c, "failures "+a.SubID, failuresScript, keys, 4, a.SubID, a.Outcome, a.Threshold, cooldown,
 		a.AuthMaxMS)
 	if err != nil {

@@ -5,6 +5,8 @@
 -- KEYS[1] -> authpool:{P}:sub:<id> (HASH; the counts are its fields
 --            'failures' and 'authFailures', 'authSince' marks an auth episode)
 -- KEYS[2] -> authpool:{P}:events (STREAM)
+-- KEYS[3], KEYS[4] -> authpool:{P}:rank, authpool:{P}:rank:at (ZSETs, rank.lua):
+--            a status change moves the subscription in allocate's order
 -- ARGV[1] -> subscription id
 -- ARGV[2] -> outcome: failed | auth | succeeded
 -- ARGV[3] -> threshold: failures in a row that trip the cooldown (>= 1)
@@ -44,6 +46,7 @@ if outcome == 'succeeded' then
   if not succeed(sub_key, events_key, id, s, now_ms()) then
     return { CODE_UNCHANGED, 0, status, f[2] or '0' }
   end
+  if s.status ~= status then rank_status(KEYS[3], KEYS[4], id, s.status, 0) end
   return { CODE_OK, 0, s.status, '0' }
 end
 
@@ -64,6 +67,7 @@ if outcome == 'auth' then
   if len > auth_max_ms then len = auth_max_ms end
   local until_v = now + len
   redis.call('HSET', sub_key, 'status', 'cooldown', 'statusReason', 'auth', 'until', ms(until_v))
+  rank_status(KEYS[3], KEYS[4], id, 'cooldown', until_v)
   if redis.call('HSETNX', sub_key, 'authSince', ms(now)) == 1 then
     emit(events_key, 'auth_failed', 'critical', id,
       'Subscription ' .. id .. ' refused its login: log in again in its config dir (claude /login), or '
@@ -85,10 +89,14 @@ if status == 'cooldown' then
   local kept = int(f[2])
   if kept > now + 8 * 24 * HOUR then kept = now + 8 * 24 * HOUR end
   if until_v < kept then until_v = kept end
-  if until_v ~= int(f[2]) then redis.call('HSET', sub_key, 'until', ms(until_v)) end
+  if until_v ~= int(f[2]) then
+    redis.call('HSET', sub_key, 'until', ms(until_v))
+    rank_status(KEYS[3], KEYS[4], id, status, until_v)
+  end
   return { CODE_UNCHANGED, 0, status, ms(until_v) }
 end
 redis.call('HSET', sub_key, 'status', 'cooldown', 'statusReason', 'failures', 'until', ms(until_v))
+rank_status(KEYS[3], KEYS[4], id, 'cooldown', until_v)
 emit(events_key, 'limit_reached', 'warning', id,
   'Subscription ' .. id .. ' cooling down (failures) until ' .. rfc3339(until_v),
   { status = 'cooldown', reason = 'failures', ['until'] = until_v, previousStatus = status }, now)

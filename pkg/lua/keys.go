@@ -62,6 +62,19 @@ func (k Keys) Turns(sid string) string { return k.Session(sid) + ":turns" }
 // adds nothing.
 func (k Keys) TurnMarker(turnID string) string { return k.Req(turnID) + ":turn" }
 
+// Rank is the ZSET subscription id → rank value of the allocation ranking
+// (rank.lua, issue 14): lowest first, the order in which a new binding
+// examines the subscriptions. A usable one's value is minus its health
+// score (plus 1e-9 per active client), an unusable one's 2^50. Only an
+// order: eligibility is always checked on the subscription itself.
+func (k Keys) Rank() string { return k.base + ":rank" }
+
+// RankAt is the ZSET subscription id → the time (ms) from which its Rank
+// value may no longer hold (a limited one's until, a block's end, a
+// window's reset, at most 5 s after it was scored; 0: changed, not
+// scored): a new binding examines it whatever its value.
+func (k Keys) RankAt() string { return k.Rank() + ":at" }
+
 // Usage is the STREAM of settled requests, trimmed to 7 days.
 func (k Keys) Usage() string { return k.base + ":usage" }
 

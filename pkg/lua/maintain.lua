@@ -5,6 +5,9 @@
 -- KEYS[1] -> authpool:{P}:epoch (STRING fencing counter)
 -- KEYS[2] -> authpool:{P}:events (STREAM)
 -- KEYS[3+3(i-1)], KEYS[4+3(i-1)], KEYS[5+3(i-1)] -> sub:<id>, :clients, :hourly
+-- KEYS[3+3n], KEYS[4+3n] -> authpool:{P}:rank, authpool:{P}:rank:at (ZSETs,
+--            rank.lua): every subscription's value is refreshed by the call
+--            that leaves no stale client to drop (the last of a cycle)
 -- ARGV[1] -> the caller's epoch
 -- ARGV[2] -> stale age, ms
 -- ARGV[3] -> approaching threshold (weekly fraction)
@@ -14,6 +17,8 @@
 --            full on every call; only the drops are bounded, so that a wave
 --            of stale sessions does not hold the shard in one long call.
 -- ARGV[6+n] -> idle age, ms (client-set scores are 'active until', lib.lua)
+-- ARGV[7+n..14+n] -> the ranking's inputs (rank_params: seven health
+--            weights, idle age ms); absent: every subscription is marked for scoring
 -- Returns {code, droppedClients, restored, more}
 --   CODE_OK: done; more is 1 when the call stopped at the drop limit and
 --   stale clients may remain (call again), else 0
@@ -29,6 +34,8 @@ local events_key = KEYS[2]
 local idle_ms = tonumber(ARGV[6 + n] or '') or 0
 local now = now_ms()
 local dropped, restored = 0, 0
+local rank_key, rank_at_key, rank_p = KEYS[3 + 3 * n], KEYS[4 + 3 * n], rank_params(7 + n)
+local read = {}
 for i = 1, n do
   local id = ARGV[4 + i]
   local sk, ck, hk = KEYS[3 + 3 * (i - 1)], KEYS[4 + 3 * (i - 1)], KEYS[5 + 3 * (i - 1)]
@@ -55,6 +62,26 @@ for i = 1, n do
       local st = restore_if_due(sk, events_key, id, status, f['until'], frac, approach_at, now, f)
       if st ~= status then restored = restored + 1 end
     end
+  end
+  read[i] = f
+end
+-- Ranking (rank.lua), once a cycle: every subscription scored from the
+-- state above (a dropped client was stale, never active: the drops change
+-- no value, and the calls that stop at the limit leave it to the last).
+if not more and rank_p then
+  for i = 1, n do
+    local v, t = rank_score(KEYS[3 + 3 * (i - 1)], KEYS[5 + 3 * (i - 1)], KEYS[4 + 3 * (i - 1)], rank_p, now, read[i])
+    rank_put(rank_key, rank_at_key, ARGV[4 + i], v, t)
+  end
+elseif not more then
+  for i = 1, n do rank_dirty(rank_at_key, ARGV[4 + i]) end
+end
+-- A member that is no subscription of the pool's leaves the ranking.
+if not more and redis.call('ZCARD', rank_key) > n then
+  local member = {}
+  for i = 1, n do member[ARGV[4 + i]] = true end
+  for _, m in ipairs(redis.call('ZRANGE', rank_key, 0, -1)) do
+    if not member[m] then redis.call('ZREM', rank_key, m); redis.call('ZREM', rank_at_key, m) end
   end
 end
 local more_v = 0

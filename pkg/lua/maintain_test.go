@@ -56,7 +56,7 @@ func TestMaintainDropsInChunks(t *testing.T) {
 		}
 		total, calls := 0, 0
 		for {
-			d, _, more, err := Maintain(ctx, c, k, subs, 1, staleMS, idleMS, 0.8, 20)
+			d, _, more, err := Maintain(ctx, c, k, subs, 1, staleMS, idleMS, 0.8, 20, RankInputs{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,12 +90,12 @@ func TestMaintainDropsInChunks(t *testing.T) {
 		_ = live
 		// Without a limit: all in one call, more never set.
 		c.ZAdd(ctx, k.Clients("s1"), redisZ(old, "z-1"), redisZ(old, "z-2"))
-		d, _, more, err := Maintain(ctx, c, k, subs, 1, staleMS, idleMS, 0.8, 0)
+		d, _, more, err := Maintain(ctx, c, k, subs, 1, staleMS, idleMS, 0.8, 0, RankInputs{})
 		if err != nil || d != 2 || more {
 			t.Fatalf("unlimited: dropped %d, more %v, %v", d, more, err)
 		}
 		// A stale epoch answers with the reply's full length.
-		if _, _, _, err := Maintain(ctx, c, k, subs, 2, staleMS, idleMS, 0.8, 20); !errors.Is(err, ErrStaleEpoch) {
+		if _, _, _, err := Maintain(ctx, c, k, subs, 2, staleMS, idleMS, 0.8, 20, RankInputs{}); !errors.Is(err, ErrStaleEpoch) {
 			t.Fatalf("stale epoch: %v", err)
 		}
 	})

@@ -3,6 +3,8 @@
 -- KEYS[1] -> authpool:{P}:sub:<id> (HASH)
 -- KEYS[2] -> its :hourly HASH
 -- KEYS[3] -> authpool:{P}:events (STREAM)
+-- KEYS[4], KEYS[5] -> authpool:{P}:rank, authpool:{P}:rank:at (ZSETs, rank.lua):
+--            a status change moves the subscription in allocate's order
 -- ARGV[1] -> subscription id
 -- ARGV[2] -> status: limited | cooldown | disabled | available
 -- ARGV[3] -> reason (free text: "usage_limit", "auth", "failures", "operator", …;
@@ -61,10 +63,14 @@ if want == 'limited' or want == 'cooldown' then
     local kept = int(f[2])
     if kept > now + MAX_AHEAD then kept = now + MAX_AHEAD end
     if until_v < kept then until_v = kept end
-    if until_v ~= int(f[2]) then redis.call('HSET', sub_key, 'until', ms(until_v)) end
+    if until_v ~= int(f[2]) then
+      redis.call('HSET', sub_key, 'until', ms(until_v))
+      rank_status(KEYS[4], KEYS[5], id, status, until_v)
+    end
     return { CODE_UNCHANGED, status, ms(until_v) }
   end
   redis.call('HSET', sub_key, 'status', want, 'statusReason', reason, 'until', ms(until_v))
+  rank_status(KEYS[4], KEYS[5], id, want, until_v)
   -- A reason naming a window (five_hour, seven_day: the CLI's rejected
   -- rate_limit_event said which) is named in the event.
   local window_name = nil
@@ -82,6 +88,7 @@ end
 if want == 'disabled' then
   if status == 'disabled' then return { CODE_UNCHANGED, status, '0' } end
   redis.call('HSET', sub_key, 'status', 'disabled', 'statusReason', reason, 'until', '0')
+  rank_status(KEYS[4], KEYS[5], id, 'disabled', 0)
   return { CODE_OK, 'disabled', '0' }
 end
 
@@ -92,6 +99,7 @@ local weekly = weekly_micros(sub_key, hourly_key, f[4], f[5], now, true)
 local frac = weekly_frac(sub_key, weekly, budget, now)
 local st = usable_status(frac, approach_at, sub_key, now)
 redis.call('HSET', sub_key, 'status', st, 'statusReason', '', 'until', '0')
+rank_status(KEYS[4], KEYS[5], id, st, 0)
 -- Made usable by hand, a refused login's episode ends here: its recovered
 -- is this one, and a later refusal starts again at the shortest cooldown.
 redis.call('HDEL', sub_key, 'authSince', 'authFailures')

@@ -22,6 +22,7 @@ type ObserveArgs struct {
 	ApproachAt   float64
 	Thresholds   []string
 	Observations []Observation // oldest first
+	Rank         RankInputs
 }
 
 // ObserveReply is observe.lua's answer.
@@ -33,7 +34,7 @@ type ObserveReply struct {
 // Observe runs observe.lua: it records a subscription's window readings,
 // the newest observation of each window winning.
 func Observe(ctx context.Context, c Scripter, k Keys, a ObserveArgs) (ObserveReply, error) {
-	keys := []string{k.Sub(a.SubID), k.Hourly(a.SubID), k.Events()}
+	keys := []string{k.Sub(a.SubID), k.Hourly(a.SubID), k.Events(), k.Clients(a.SubID), k.Rank(), k.RankAt()}
 	args := make([]any, 0, 4+len(a.Thresholds)+5*len(a.Observations))
 	args = append(args, a.SubID, a.ApproachAt, len(a.Thresholds))
 	for _, t := range a.Thresholds {
@@ -47,6 +48,7 @@ func Observe(ctx context.Context, c Scripter, k Keys, a ObserveArgs) (ObserveRep
 		}
 		args = append(args, o.Window, util, o.ResetMS, o.Status, o.AtMS)
 	}
+	args = append(args, a.Rank.args()...)
 	v, err := run(ctx, c, "observe "+a.SubID, observeScript, keys, 3, args...)
 	if err != nil {
 		return ObserveReply{}, err

@@ -15,6 +15,8 @@
 --            :status, :at, and othr:<window>:<threshold> flags)
 -- KEYS[2] -> its :hourly HASH
 -- KEYS[3] -> authpool:{P}:events (STREAM)
+-- KEYS[4] -> its :clients ZSET (the ranking's active count)
+-- KEYS[5], KEYS[6] -> authpool:{P}:rank, authpool:{P}:rank:at (ZSETs, rank.lua)
 -- ARGV[1] -> subscription id
 -- ARGV[2] -> approaching threshold (fraction)
 -- ARGV[3] -> n, the number of usage_threshold rule thresholds that follow
@@ -23,6 +25,8 @@
 -- ARGV[5+n+5(j-1) .. 9+n+5(j-1)] -> observation j: window (five_hour |
 --            seven_day), utilization ('' not said), reset (Unix ms, 0 not
 --            said), status ('' not said), observed at (Unix ms)
+-- ARGV[5+n+5m..12+n+5m] -> the ranking's inputs (rank_params: seven health
+--            weights, idle age ms); absent: the subscription is marked for scoring
 -- Returns {code, applied, status}
 --   CODE_OK: applied observations (of m); CODE_UNCHANGED: none was newer
 --   than what is stored; CODE_NOT_FOUND: unknown subscription.
@@ -94,4 +98,6 @@ if usable(status) then
   if st ~= status then set[#set + 1] = 'status'; set[#set + 1] = st; status = st end
 end
 redis.call('HSET', sub_key, unpack(set))
+-- Ranking (rank.lua): the windows move the subscription in allocate's order.
+rank_update(KEYS[5], KEYS[6], id, sub_key, hourly_key, KEYS[4], rank_params(5 + n + 5 * m), now)
 return { CODE_OK, applied, status }

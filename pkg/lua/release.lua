@@ -3,6 +3,8 @@
 -- KEYS[1] -> authpool:{P}:session:<sid> (HASH)
 -- KEYS[2..n+1] -> sub:<id>:clients of each subscription id in ARGV[3..]
 -- KEYS[n+2] -> authpool:{P}:session:<sid>:turns (LIST, the stored conversation)
+-- KEYS[n+3] -> authpool:{P}:rank:at (ZSET, rank.lua): the freed slot moves the
+--            session's subscription in allocate's order
 -- ARGV[1] -> session id
 -- ARGV[2] -> n, the number of subscription ids that follow
 -- ARGV[3..2+n] -> subscription ids, in KEYS order
@@ -25,6 +27,10 @@ for i = 1, n do
   if ARGV[2 + i] == sub then at = i end
 end
 if sub ~= '' and not at then return { CODE_STALE_SUBS, '' } end
-if at then redis.call('ZREM', KEYS[1 + at], sid) end
+if at then
+  redis.call('ZREM', KEYS[1 + at], sid)
+  -- rank.lua's rank_dirty: the next allocate scores the subscription.
+  redis.call('ZADD', KEYS[n + 3], 0, sub)
+end
 redis.call('DEL', KEYS[1], KEYS[n + 2])
 return { CODE_OK, sub }

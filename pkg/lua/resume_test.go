@@ -130,7 +130,7 @@ func setupResumeCase(t *testing.T, ctx context.Context, tg *redistest.Target, k 
 	}
 	// Maintain computes the weekly total and the resume fraction.
 	must(c.Set(ctx, k.Epoch(), 1, 0).Err())
-	_, _, _, err = Maintain(ctx, c, k, k.SubSet([]string{"s1", "s2"}), 1, staleMS, idleMS, 0.8, 0)
+	_, _, _, err = Maintain(ctx, c, k, k.SubSet([]string{"s1", "s2"}), 1, staleMS, idleMS, 0.8, 0, RankInputs{})
 	must(err)
 	if dropElig {
 		must(c.HDel(ctx, k.Sub("s1"), "elig").Err())

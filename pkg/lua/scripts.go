@@ -20,6 +20,8 @@ var (
 	clockSrc string
 	//go:embed lib.lua
 	libSrc string
+	//go:embed rank.lua
+	rankSrc string
 	//go:embed sync.lua
 	syncSrc string
 	//go:embed allocate.lua
@@ -75,13 +77,13 @@ func newScript(parts ...string) *redis.Script {
 // money helpers exist in one place. The hot resume path (resume.lua) has
 // not: Lua makes every local function of lib.lua anew on every run.
 var (
-	syncScript      = newScript(libSrc, syncSrc)
-	allocateScript  = newScript(libSrc, allocateSrc)
+	syncScript      = newScript(libSrc, rankSrc, syncSrc)
+	allocateScript  = newScript(libSrc, rankSrc, allocateSrc)
 	resumeScript    = newScript(resumeSrc)
 	settleScript    = newScript(libSrc, settleSrc)
-	markScript      = newScript(libSrc, markSrc)
+	markScript      = newScript(libSrc, rankSrc, markSrc)
 	releaseScript   = newScript(releaseSrc)
-	maintainScript  = newScript(libSrc, maintainSrc)
+	maintainScript  = newScript(libSrc, rankSrc, maintainSrc)
 	rebalanceScript = newScript(libSrc, rebalanceSrc)
 	statusScript    = newScript(libSrc, statusSrc)
 	turnScript      = newScript(libSrc, turnSrc)
@@ -91,12 +93,12 @@ var (
 	trimScript      = newScript(trimSrc)
 	promoteScript   = newScript(promoteSrc)
 	demoteScript    = newScript(demoteSrc)
-	failuresScript  = newScript(libSrc, failuresSrc)
-	observeScript   = newScript(libSrc, observeSrc)
+	failuresScript  = newScript(libSrc, rankSrc, failuresSrc)
+	observeScript   = newScript(libSrc, rankSrc, observeSrc)
 
 	conversationAppendScript = newScript(conversationAppendSrc)
 	conversationLoadScript   = newScript(conversationLoadSrc)
-	adminScript              = newScript(libSrc, adminSrc)
+	adminScript              = newScript(libSrc, rankSrc, adminSrc)
 
 	all = []*redis.Script{syncScript, allocateScript, resumeScript, settleScript, markScript,
 		releaseScript, maintainScript, rebalanceScript, statusScript, turnScript,
@@ -172,6 +174,22 @@ var DefaultWeights = Weights{Weekly: 0.5, Block: 0.3, BlockRef: 25, Clients: 5, 
 
 func (w Weights) args() []any {
 	return []any{w.Weekly, w.Block, w.BlockRef, w.Clients, w.Burn, w.BurnFree, w.IdleBonus}
+}
+
+// RankInputs are what a script needs to score a subscription for the
+// allocation ranking (rank.lua): the health weights and the idle age, as
+// allocate is given them. The zero value passes none: the script then
+// marks the subscription for scoring by the next allocate.
+type RankInputs struct {
+	Weights Weights
+	IdleMS  int64
+}
+
+func (r RankInputs) args() []any {
+	if r == (RankInputs{}) {
+		return []any{""}
+	}
+	return append(r.Weights.args(), r.IdleMS)
 }
 
 func b01(b bool) string {

@@ -202,4 +202,10 @@ if key_name ~= '' then
 end
 redis.call('XADD', usage_key, 'MINID', ms(now - retention), '*', unpack(entry))
 
+-- No ranking write (rank.lua): usage only lowers a subscription's health,
+-- and a stored value that is too good costs the next new binding one more
+-- subscription examined, which rescores it; a block that opens anew is
+-- caught by the :at entry set at the old block's end, and maintain
+-- rescores every subscription once a cycle.
+
 return { CODE_OK, usd(after), usd(block_cost), string.format('%.6f', burn), status }

@@ -10,6 +10,9 @@
 -- KEYS[3] -> authpool:{P}:events (STREAM)
 -- KEYS[4..n+3] -> sub:<id> of each configured subscription, in ARGV order
 -- KEYS[n+4..] -> sub:<id> of every id currently in the SET (ARGV order after the configured ones)
+-- KEYS[n+m+4], KEYS[n+m+5] -> authpool:{P}:rank, authpool:{P}:rank:at (ZSETs,
+--            rank.lua): every subscription written here is scored anew by the
+--            next allocate
 -- ARGV[1] -> config hash (hex)
 -- ARGV[2] -> config loadedAt (Unix ms); versions order by (loadedAt, hash)
 -- ARGV[3] -> n, configured subscriptions; then 6 values each:
@@ -60,6 +63,7 @@ for i = 1, n do
   if not st or st == 'removed' then
     redis.call('HSET', sk, 'status', 'available', 'statusReason', '', 'until', '0')
   end
+  rank_dirty(KEYS[n + m + 5], id)
 end
 for j = 1, m do
   local id = ARGV[4 + 6 * n + j]
@@ -67,6 +71,7 @@ for j = 1, m do
     local sk = KEYS[3 + n + j]
     if redis.call('HGET', sk, 'status') ~= 'removed' then
       redis.call('HSET', sk, 'status', 'removed', 'statusReason', 'not in config', 'until', '0')
+      rank_status(KEYS[n + m + 4], KEYS[n + m + 5], id, 'removed', 0)
       removed = removed + 1
       removed_ids[#removed_ids + 1] = id
     end

@@ -31,7 +31,7 @@ func (p *Pool) Maintain(ctx context.Context, epoch int64) (MaintainResult, error
 		// call holds the shard long; it says when more remain. Every call
 		// that answers more has dropped maintainChunk, so this ends.
 		for {
-			dropped, restored, more, err := lua.Maintain(ctx, p.rdb, p.keys, s, epoch, p.staleMS(), p.idleMS(), p.conf().approachAt, maintainChunk)
+			dropped, restored, more, err := lua.Maintain(ctx, p.rdb, p.keys, s, epoch, p.staleMS(), p.idleMS(), p.conf().approachAt, maintainChunk, p.rank())
 			if err != nil {
 				return err
 			}

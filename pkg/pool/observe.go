@@ -78,6 +78,7 @@ func (p *Pool) Observe(ctx context.Context, subID string, obs []Observation) (Ob
 	if len(a.Observations) == 0 {
 		return ObserveResult{}, nil
 	}
+	a.Rank = p.rank()
 	r, err := lua.Observe(ctx, p.rdb, p.keys, a)
 	if errors.Is(err, lua.ErrNotFound) {
 		return ObserveResult{}, fmt.Errorf("pool: observe %q (not synced): %w", subID, ErrUnknownSubscription)

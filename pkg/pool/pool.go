@@ -299,3 +299,7 @@ func (p *Pool) admit(pr Priority) float64 {
 
 func (p *Pool) staleMS() int64 { return int64(p.Config().StaleAfterSeconds) * 1000 }
 func (p *Pool) idleMS() int64  { return int64(p.Config().IdleAfterSeconds) * 1000 }
+
+// rank is what the scripts that refresh the allocation ranking need: the
+// weights and idle age allocate scores with.
+func (p *Pool) rank() lua.RankInputs { return lua.RankInputs{Weights: p.weights, IdleMS: p.idleMS()} }

@@ -97,13 +97,14 @@ func render(p params, in renderIn) string {
 			"the first cycle after a wave of sessions went stale pays for all of them at once, while Redis serves nothing else on that shard. " +
 			"Chunking (a `LIMIT` on the stale range per call, the rest left for the next call or cycle) is the follow-up.\n")
 	}
-	fmt.Fprintf(&b, "\nNot part of the cycle but on the same shard: allocate's new-bind path reads and scores every subscription, "+
-		"%.2f ms of Redis time per new session at %d subscriptions (about %.0f µs per subscription), %.2f ms the longest under 64 callers",
-		float64(in.allocMean.Microseconds())/1000, p.subs, float64(in.allocMean.Microseconds())/float64(p.subs),
-		float64(in.allocMax.Microseconds())/1000)
+	fmt.Fprintf(&b, "\nNot part of the cycle but on the same shard: allocate's new-bind path, "+
+		"%.2f ms of Redis time per new session at %d subscriptions, %.2f ms the longest under 64 callers",
+		float64(in.allocMean.Microseconds())/1000, p.subs, float64(in.allocMax.Microseconds())/1000)
 	if in.allocMax >= targetScript {
 		b.WriteString(" — also over 5 ms at its longest")
 	}
-	b.WriteString("; a shard binds at most a few hundred new sessions a second at this pool size (a resumed session's turn reads only its own subscription's state).\n")
+	b.WriteString(". It examines the subscriptions in the order of the allocation ranking (`authpool:{P}:rank`) and stops " +
+		"once none left can beat the best eligible one; the first binding after a sync scores every subscription once " +
+		"(the longest call). A resumed session's turn reads only its own subscription's state.\n")
 	return b.String()
 }
