@@ -49,15 +49,31 @@ func (c *ClaudeCLI) run(ctx context.Context, tgt Target, req Request, args []str
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("%w: %s: start %s: %w", ErrBackend, c.opts.Name, c.opts.Bin, err)
 	}
+	rt := runTimesOf(ctx)
+	if rt != nil {
+		*rt = RunTimes{Started: time.Now()}
+	}
 	exited := make(chan struct{})
 	go c.stopOnDone(runCtx, cmd.Process, exited)
 
 	dec := NewStreamDecoder(onDelta)
-	readErr := readLines(pipe, dec.Line)
+	line := dec.Line
+	if rt != nil {
+		line = func(b []byte) error {
+			if rt.FirstByte.IsZero() {
+				rt.FirstByte = time.Now()
+			}
+			return dec.Line(b)
+		}
+	}
+	readErr := readLines(pipe, line)
 	if readErr != nil {
 		killTree(cmd.Process) // nobody reads its output any more
 	}
 	waitErr := cmd.Wait()
+	if rt != nil {
+		rt.Exited = time.Now()
+	}
 	close(exited)
 	killTree(cmd.Process) // whatever is left of the group is an orphan
 	if errors.Is(readErr, ErrSandbox) {

@@ -40,7 +40,9 @@ type placement struct {
 // still reaches the fallback within the request.
 const maxRetries = 3
 
-// serve runs one turn through the pool: allocate, run, settle. Every attempt
+// serve runs one turn through the pool: allocate, run, and hands back the
+// bookkeeping of the answered turn (after: settle, stored turn; see
+// afterTurn) for the caller to run once the answer is out. Every attempt
 // is settled under a settlement id the server makes (newRequestID): the
 // client's X-Request-ID (reqID) only correlates logs and traces, so a client
 // that repeats it can neither hide its usage nor touch another client's.
@@ -51,14 +53,19 @@ const maxRetries = 3
 // text has already been relayed to the client. relayed may be nil (no
 // streaming).
 func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *placement,
-	onDelta func(string), relayed func() bool) (*backend.Result, error) {
+	onDelta func(string), relayed func() bool) (res *backend.Result, after func(), err error) {
+	timingsOf(ctx).mark(msDecode)
 	if s.pool == nil {
 		pl.kind = AllocFallback
 		if s.backends.Fallback == nil {
-			return nil, ErrNoFallback
+			return nil, nil, ErrNoFallback
 		}
-		return s.run(ctx, s.backends.Fallback, "", backend.Target{}, t.replayRequest(t.own()), onDelta)
+		res, err := s.run(ctx, s.backends.Fallback, "", backend.Target{}, t.replayRequest(t.own()), onDelta)
+		return res, nil, err
 	}
+	// The session's previous turn on this replica may still be settling:
+	// its settle records the CLI session this turn resumes.
+	s.pending.wait(ctx, sid, pendingWait)
 	var lastErr error
 	for attempt := 0; attempt <= s.retries; attempt++ {
 		// The attempt's settlement id also names its in-flight lease.
@@ -66,26 +73,25 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 		alloc, err := s.allocate(ctx, pool.TurnRequest{SessionID: sid, Priority: t.priority, Owner: t.owner,
 			TurnID: turnID})
 		if err != nil {
-			return nil, poolErr(err)
+			return nil, nil, poolErr(err)
 		}
+		timingsOf(ctx).mark(msAlloc)
 		if alloc.Kind == pool.Fallback {
 			*pl = placement{kind: AllocFallback}
 			if s.backends.Fallback == nil {
-				return nil, &RetryError{Err: ErrNoFallback, After: alloc.RetryAfter}
+				return nil, nil, &RetryError{Err: ErrNoFallback, After: alloc.RetryAfter}
 			}
 			// The fallback holds no CLI session: the stored conversation
 			// becomes its messages.
 			cv, err := s.convo(ctx, t, sid, true, pl)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			res, err := s.run(ctx, s.backends.Fallback, "", backend.Target{}, t.replayRequest(cv), onDelta)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
-			s.settle(ctx, reqID, turnID, "", sid, res)
-			s.remember(ctx, t, sid, turnID, res, pl)
-			return res, nil
+			return res, s.afterTurn(ctx, t, reqID, turnID, "", sid, res), nil
 		}
 		sub := alloc.Subscription
 		*pl = placement{kind: AllocSubscription, sub: sub.ID}
@@ -94,10 +100,7 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 		stop()
 		s.observeLimits(ctx, sub.ID, res, err)
 		if err == nil {
-			s.succeeded(ctx, sub.ID)
-			s.settle(ctx, reqID, turnID, sub.ID, sid, res)
-			s.remember(ctx, t, sid, turnID, res, pl)
-			return res, nil
+			return res, s.afterTurn(ctx, t, reqID, turnID, sub.ID, sid, res), nil
 		}
 		if le := (*backend.LimitError)(nil); errors.As(err, &le) && le.Result != nil {
 			// The turn that hit the limit reported what it spent: it is
@@ -108,10 +111,10 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 		}
 		lastErr = err
 		if !s.judge(ctx, sub.ID, err) || ctx.Err() != nil || (relayed != nil && relayed()) {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return nil, lastErr
+	return nil, nil, lastErr
 }
 
 // judge acts on a subscription's failed turn and reports whether the turn

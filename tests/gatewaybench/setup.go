@@ -25,6 +25,10 @@ type env struct {
 	fake     string
 	subDirs  []string
 	urls     []string
+	logs     []string // each replica's log file
+	api      string   // the cmd/api binary
+	cfgPath  string
+	backends string
 	procs    []*exec.Cmd
 	redis    *redistest.Server
 	client   *http.Client
@@ -57,18 +61,48 @@ func setup(o options) (*env, error) {
 		e.close()
 		return nil, err
 	}
-	cfgPath, backendsPath, err := e.writeConfig(o)
-	if err != nil {
+	e.api = api
+	if e.cfgPath, e.backends, err = e.writeConfig(o); err != nil {
 		e.close()
 		return nil, err
 	}
-	for i := 0; i < 2; i++ {
-		if err := e.startReplica(api, cfgPath, backendsPath, i); err != nil {
-			e.close()
-			return nil, err
-		}
+	if err := e.startReplicas(o.rateLimitCost); err != nil {
+		e.close()
+		return nil, err
 	}
 	return e, nil
+}
+
+// rateLimitOn is the rate limit of the second pair of replicas: far above
+// the load, so that it costs its script and never refuses.
+const rateLimitOn = 1_000_000
+
+// startReplicas starts two replicas with the rate limit off and, with
+// withLimit, two more with it on (rateLimitOn).
+func (e *env) startReplicas(withLimit bool) error {
+	e.stopReplicas()
+	n := 2
+	if withLimit {
+		n = 4
+	}
+	for i := 0; i < n; i++ {
+		rl := 0
+		if i >= 2 {
+			rl = rateLimitOn
+		}
+		if err := e.startReplica(i, rl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *env) stopReplicas() {
+	for _, p := range e.procs {
+		_ = p.Process.Signal(syscall.SIGTERM)
+		_ = p.Wait()
+	}
+	e.procs, e.urls, e.logs = nil, nil, nil
 }
 
 func moduleRoot() (string, error) {
@@ -116,7 +150,9 @@ func (e *env) writeConfig(o options) (string, string, error) {
 	return cfgPath, backendsPath, nil
 }
 
-func (e *env) startReplica(api, cfgPath, backendsPath string, i int) error {
+// startReplica starts replica i with Server-Timing and the profiler on;
+// the profiler is served on loopback like every /debug view.
+func (e *env) startReplica(i, rateLimit int) error {
 	port, err := redistest.FreePort()
 	if err != nil {
 		return err
@@ -125,12 +161,13 @@ func (e *env) startReplica(api, cfgPath, backendsPath string, i int) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(api)
+	defer logf.Close()
+	cmd := exec.Command(e.api)
 	cmd.Dir = e.dir
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir, "PORT=" + strconv.Itoa(port),
-		"REDIS_URL=redis://" + e.redis.Addr + "/0", "AUTH_POOL_CONFIG=" + cfgPath, "BACKENDS_CONFIG=" + backendsPath,
-		"CLAUDE_BIN=" + e.fake, "API_KEYS=" + benchKey, "RATE_LIMIT_PER_MINUTE=0", "LOG_FORMAT=json",
-		"LOG_LEVEL=info", "FAKECLAUDE_COST=0.0001"}
+		"REDIS_URL=redis://" + e.redis.Addr + "/0", "AUTH_POOL_CONFIG=" + e.cfgPath, "BACKENDS_CONFIG=" + e.backends,
+		"CLAUDE_BIN=" + e.fake, "API_KEYS=" + benchKey, "RATE_LIMIT_PER_MINUTE=" + strconv.Itoa(rateLimit),
+		"LOG_FORMAT=json", "LOG_LEVEL=info", "FAKECLAUDE_COST=0.0001", "SERVER_TIMING=1", "PPROF=1"}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -144,6 +181,7 @@ func (e *env) startReplica(api, cfgPath, backendsPath string, i int) error {
 			r.Body.Close()
 			if r.StatusCode == 200 {
 				e.urls = append(e.urls, url)
+				e.logs = append(e.logs, logf.Name())
 				return nil
 			}
 		}
@@ -153,10 +191,7 @@ func (e *env) startReplica(api, cfgPath, backendsPath string, i int) error {
 }
 
 func (e *env) close() {
-	for _, p := range e.procs {
-		_ = p.Process.Signal(syscall.SIGTERM)
-		_ = p.Wait()
-	}
+	e.stopReplicas()
 	if e.redis != nil {
 		e.redis.Stop()
 	}
@@ -168,7 +203,7 @@ func prompt(i int) string { return "ping " + strconv.Itoa(i) }
 // direct runs the fake CLI as the gateway does for a new session: the same
 // sandboxed stream-json arguments, prompt on stdin, the subscription's config
 // dir, the stream read to its result line.
-func (e *env) direct(i int) error {
+func (e *env) direct(i int) (time.Duration, error) {
 	cmd := exec.Command(e.fake, "-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages",
 		"--tools", "", "--strict-mcp-config", "--model", "sonnet")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir, "CLAUDE_CONFIG_DIR=" + e.subDirs[i%len(e.subDirs)],
@@ -176,7 +211,7 @@ func (e *env) direct(i int) error {
 	cmd.Stdin = strings.NewReader(prompt(i))
 	out, err := cmd.Output()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
 	var r struct {
@@ -185,18 +220,24 @@ func (e *env) direct(i int) error {
 		Result  string `json:"result"`
 	}
 	if err := json.Unmarshal(lines[len(lines)-1], &r); err != nil || r.Type != "result" || r.IsError {
-		return fmt.Errorf("bad CLI output %q (%v)", out, err)
+		return 0, fmt.Errorf("bad CLI output %q (%v)", out, err)
 	}
-	return nil
+	return 0, nil
 }
 
-// gateway sends the same turn through a replica (alternating).
-func (e *env) gateway(i int) error {
+// gateway sends turns through replicas first and first+1 (alternating);
+// each returns the replica's own time to the answer (Server-Timing's
+// total).
+func (e *env) gateway(first int) op {
+	return func(i int) (time.Duration, error) { return e.turn(e.urls[first+i%2], i) }
+}
+
+func (e *env) turn(url string, i int) (time.Duration, error) {
 	body, _ := json.Marshal(map[string]any{"model": "sonnet",
 		"messages": []map[string]string{{"role": "user", "content": prompt(i)}}})
-	req, err := http.NewRequest("POST", e.urls[i%len(e.urls)]+"/v1/chat/completions", bytes.NewReader(body))
+	req, err := http.NewRequest("POST", url+"/v1/chat/completions", bytes.NewReader(body))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	req.Header.Set("Authorization", "Bearer "+benchKey)
 	req.Header.Set("Content-Type", "application/json")
@@ -205,15 +246,15 @@ func (e *env) gateway(i int) error {
 	}
 	resp, err := e.client.Do(req)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if resp.StatusCode != 200 {
-		return fmt.Errorf("status %d: %s", resp.StatusCode, data)
+		return 0, fmt.Errorf("status %d: %s", resp.StatusCode, data)
 	}
 	var cc struct {
 		Choices []struct {
@@ -221,7 +262,20 @@ func (e *env) gateway(i int) error {
 		} `json:"choices"`
 	}
 	if err := json.Unmarshal(data, &cc); err != nil || len(cc.Choices) != 1 || cc.Choices[0].Message.Content != "echo: "+prompt(i) {
-		return fmt.Errorf("bad answer %s (%v)", data, err)
+		return 0, fmt.Errorf("bad answer %s (%v)", data, err)
 	}
-	return nil
+	return serverTotal(resp.Header.Get("Server-Timing")), nil
+}
+
+// serverTotal reads "total;dur=<ms>" out of a Server-Timing header.
+func serverTotal(h string) time.Duration {
+	for _, m := range strings.Split(h, ",") {
+		name, dur, ok := strings.Cut(strings.TrimSpace(m), ";dur=")
+		if ok && name == "total" {
+			if f, err := strconv.ParseFloat(dur, 64); err == nil {
+				return time.Duration(f * float64(time.Millisecond))
+			}
+		}
+	}
+	return 0
 }

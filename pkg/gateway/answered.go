@@ -1,0 +1,155 @@
+package gateway
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/authpool/authpool/pkg/backend"
+)
+
+// ctxAfter holds the bookkeeping of an answered turn (its settle and stored
+// turn), run once the answer is out by afterAnswer.
+const ctxAfter = "authpool.after"
+
+// pendingWait bounds how long a turn waits for the bookkeeping of the
+// session's previous turn on this replica (see pendingTurns).
+const pendingWait = 2 * time.Second
+
+// pendingTurns are the sessions whose answered turn is still being settled
+// by this replica. The settle records the turn's CLI session id, which the
+// session's next turn resumes (--resume), and stores the turn for a replay;
+// so a new turn on such a session waits for it (at most pendingWait) before
+// it allocates. A turn of the same session on another replica does not
+// wait: within that window (about a millisecond) it may miss the CLI session
+// id and replay the stored conversation, or miss the last turn in it.
+type pendingTurns struct {
+	mu   sync.Mutex
+	m    map[string]*pendingTurn
+	n    int           // bookkeeping not finished yet, every session
+	zero chan struct{} // closed when n drops to 0; nil while n is 0
+}
+
+type pendingTurn struct {
+	n    int
+	done chan struct{}
+}
+
+// begin marks sid as settling; end it with the returned func.
+func (p *pendingTurns) begin(sid string) (end func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[string]*pendingTurn{}
+	}
+	e := p.m[sid]
+	if e == nil {
+		e = &pendingTurn{done: make(chan struct{})}
+		p.m[sid] = e
+	}
+	e.n++
+	if p.n == 0 {
+		p.zero = make(chan struct{})
+	}
+	p.n++
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if e.n--; e.n == 0 {
+			close(e.done)
+			delete(p.m, sid)
+		}
+		if p.n--; p.n == 0 {
+			close(p.zero)
+			p.zero = nil
+		}
+	}
+}
+
+// wait waits until no turn of sid is settling here, at most max or until
+// ctx ends.
+func (p *pendingTurns) wait(ctx context.Context, sid string, max time.Duration) {
+	p.mu.Lock()
+	e := p.m[sid]
+	p.mu.Unlock()
+	if e == nil {
+		return
+	}
+	t := time.NewTimer(max)
+	defer t.Stop()
+	select {
+	case <-e.done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// idle waits until every bookkeeping started has finished, or ctx ends.
+func (p *pendingTurns) idle(ctx context.Context) error {
+	p.mu.Lock()
+	zero := p.zero
+	p.mu.Unlock()
+	if zero == nil {
+		return nil
+	}
+	select {
+	case <-zero:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// afterTurn is the bookkeeping of a turn that produced an answer: the
+// subscription's run of failures ends (subID "" on the fallback), its usage
+// is settled (retried in the background if Redis fails) and the turn is
+// stored in the session's conversation. It runs after the answer is out
+// (afterAnswer); sid counts as settling from now until it has run.
+func (s *Server) afterTurn(ctx context.Context, t *turn, reqID, turnID, subID, sid string,
+	res *backend.Result) func() {
+	ctx = context.WithoutCancel(ctx)
+	end := s.pending.begin(sid)
+	return func() {
+		defer end()
+		if s.beforeSettle != nil {
+			s.beforeSettle()
+		}
+		if subID != "" {
+			s.succeeded(ctx, subID)
+		}
+		s.settle(ctx, reqID, turnID, subID, sid, res)
+		var pl placement // the answer is out: its truncation flag is no longer read
+		s.remember(ctx, t, sid, turnID, res, &pl)
+		if tm := timingsOf(ctx); tm != nil {
+			tm.mark(msSettle)
+			tm.log(ctx, s.log, reqID)
+		}
+	}
+}
+
+// afterAnswer runs the answered turn's bookkeeping (afterTurn) once the
+// handler has returned: the answer has been written and flushed. It also
+// runs after a panic, so that a session is never left settling.
+func (s *Server) afterAnswer(c *gin.Context) {
+	defer func() {
+		if v, ok := c.Get(ctxAfter); ok {
+			if f, ok := v.(func()); ok && f != nil {
+				go f()
+			}
+		}
+	}()
+	c.Next()
+}
+
+// setAfter runs the turn's bookkeeping before the answer; after may be nil.
+func setAfter(c *gin.Context, after func()) {
+	if after == nil {
+		return
+	}
+	if tm := timingsOf(c.Request.Context()); tm != nil {
+		tm.deferred = true
+	}
+	after()
+}
