@@ -143,7 +143,7 @@ func (s *Server) afterAnswer(c *gin.Context) {
 	c.Next()
 }
 
-// setAfter runs the turn's bookkeeping before the answer; after may be nil.
+// setAfter hands the turn's bookkeeping to afterAnswer; after may be nil.
 func setAfter(c *gin.Context, after func()) {
 	if after == nil {
 		return
@@ -151,5 +151,5 @@ func setAfter(c *gin.Context, after func()) {
 	if tm := timingsOf(c.Request.Context()); tm != nil {
 		tm.deferred = true
 	}
-	after()
+	c.Set(ctxAfter, after)
 }
