@@ -66,6 +66,7 @@ type result struct {
 	rate                int
 	direct, gw, limited stats                // limited: through the replicas with the rate limit on
 	phases, limPhases   map[string][]float64 // ms per phase, sorted
+	cli                 map[string][]float64 // the direct path's CLI phases (spawn, first_byte, exit)
 }
 
 func run(o options) error {
@@ -98,12 +99,13 @@ func run(o options) error {
 			go func() { prof <- env.profile(path, o.duration*time.Duration(len(paths))) }()
 		}
 		from := env.offsets()
+		env.cliPhases() // drop the warm-up's
 		st, err := compare(o, rate, paths)
 		if err != nil {
 			return fmt.Errorf("%d requests/s: %w", rate, err)
 		}
 		time.Sleep(time.Second) // the replicas' buffered logs flush
-		r := result{rate: rate, direct: st[0], gw: st[1], phases: env.phases(from, 0, 1)}
+		r := result{rate: rate, direct: st[0], gw: st[1], phases: env.phases(from, 0, 1), cli: env.cliPhases()}
 		if o.rateLimitCost {
 			r.limited, r.limPhases = st[2], env.phases(from, 2, 3)
 		}
@@ -177,7 +179,8 @@ func report(o options, results []result, top string) string {
 	b.WriteString("Median per phase (ms) from the replicas' `request phases` lines (`SERVER_TIMING=1`); each phase runs " +
 		"from the milestone before it to its own. `settle` runs after the answer is out. \"Outside the replica\" is " +
 		"the client's latency minus the replica's own time to the answer (Server-Timing `total`): the HTTP hop both " +
-		"ways and the client.\n\n")
+		"ways and the client. For comparison, the direct path's CLI: `spawn` is exec.Command to Start returning, " +
+		"`first_byte` and `exit` as under the gateway.\n\n")
 	b.WriteString("| phase | what |")
 	sep := "| --- | --- |"
 	for _, r := range results {
@@ -187,6 +190,8 @@ func report(o options, results []result, top string) string {
 			fmt.Fprintf(&b, " %d/s, rate limit on |", r.rate)
 			sep += " ---: |"
 		}
+		fmt.Fprintf(&b, " %d/s, CLI run directly |", r.rate)
+		sep += " ---: |"
 	}
 	b.WriteString("\n" + sep + "\n")
 	for _, p := range phaseOrder {
@@ -195,6 +200,11 @@ func report(o options, results []result, top string) string {
 			fmt.Fprintf(&b, " %.3f |", median(r.phases[p]))
 			if o.rateLimitCost {
 				fmt.Fprintf(&b, " %.3f |", median(r.limPhases[p]))
+			}
+			if v, ok := r.cli[p]; ok {
+				fmt.Fprintf(&b, " %.3f |", median(v))
+			} else {
+				b.WriteString(" |")
 			}
 		}
 		b.WriteString("\n")
@@ -205,6 +215,7 @@ func report(o options, results []result, top string) string {
 		if o.rateLimitCost {
 			fmt.Fprintf(&b, " %.3f |", median(r.limPhases["total"]))
 		}
+		b.WriteString(" |")
 	}
 	b.WriteString("\n| outside the replica | HTTP hop both ways, client |")
 	for _, r := range results {
@@ -212,6 +223,7 @@ func report(o options, results []result, top string) string {
 		if o.rateLimitCost {
 			fmt.Fprintf(&b, " %.3f |", float64(pct(r.limited.outside, 50).Microseconds())/1000)
 		}
+		b.WriteString(" |")
 	}
 	b.WriteString("\n\n")
 	if top != "" {

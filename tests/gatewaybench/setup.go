@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -30,6 +32,8 @@ type env struct {
 	cfgPath  string
 	backends string
 	procs    []*exec.Cmd
+	cliMu    sync.Mutex
+	cli      map[string][]float64 // the direct path's spawn, first_byte and exit (ms)
 	redis    *redistest.Server
 	client   *http.Client
 	sessions int
@@ -46,7 +50,7 @@ func setup(o options) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &env{dir: dir, fake: filepath.Join(dir, "claude"), sessions: o.sessions,
+	e := &env{dir: dir, fake: filepath.Join(dir, "claude"), sessions: o.sessions, cli: map[string][]float64{},
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.conc, MaxConnsPerHost: o.conc}}}
 	api := filepath.Join(dir, "api")
 	for out, pkg := range map[string]string{api: "./cmd/api", e.fake: "./tests/fakeclaude"} {
@@ -204,25 +208,68 @@ func prompt(i int) string { return "ping " + strconv.Itoa(i) }
 // sandboxed stream-json arguments, prompt on stdin, the subscription's config
 // dir, the stream read to its result line.
 func (e *env) direct(i int) (time.Duration, error) {
+	t0 := time.Now()
 	cmd := exec.Command(e.fake, "-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages",
 		"--tools", "", "--strict-mcp-config", "--model", "sonnet")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir, "CLAUDE_CONFIG_DIR=" + e.subDirs[i%len(e.subDirs)],
 		"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1"}
 	cmd.Stdin = strings.NewReader(prompt(i))
-	out, err := cmd.Output()
+	pipe, err := cmd.StdoutPipe()
 	if err != nil {
 		return 0, err
 	}
-	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	started := time.Now()
+	var out bytes.Buffer
+	var first time.Time
+	buf := make([]byte, 64<<10)
+	for {
+		n, rerr := pipe.Read(buf)
+		if n > 0 && first.IsZero() {
+			first = time.Now()
+		}
+		out.Write(buf[:n])
+		if rerr != nil {
+			break
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return 0, err
+	}
+	exited := time.Now()
+	if !first.IsZero() {
+		e.cliMu.Lock()
+		e.cli["spawn"] = append(e.cli["spawn"], msOf(started.Sub(t0)))
+		e.cli["first_byte"] = append(e.cli["first_byte"], msOf(first.Sub(started)))
+		e.cli["exit"] = append(e.cli["exit"], msOf(exited.Sub(first)))
+		e.cliMu.Unlock()
+	}
+	lines := bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n"))
 	var r struct {
 		Type    string `json:"type"`
 		IsError bool   `json:"is_error"`
 		Result  string `json:"result"`
 	}
 	if err := json.Unmarshal(lines[len(lines)-1], &r); err != nil || r.Type != "result" || r.IsError {
-		return 0, fmt.Errorf("bad CLI output %q (%v)", out, err)
+		return 0, fmt.Errorf("bad CLI output %q (%v)", out.Bytes(), err)
 	}
 	return 0, nil
+}
+
+func msOf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// cliPhases takes the direct path's CLI phases recorded so far (ms, sorted).
+func (e *env) cliPhases() map[string][]float64 {
+	e.cliMu.Lock()
+	defer e.cliMu.Unlock()
+	out := e.cli
+	e.cli = map[string][]float64{}
+	for _, v := range out {
+		slices.Sort(v)
+	}
+	return out
 }
 
 // gateway sends turns through replicas first and first+1 (alternating);
