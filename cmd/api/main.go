@@ -119,10 +119,15 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		return err
 	}
 	defer func() { _ = rdb.Close() }()
-	if err := telemetry.InstrumentRedis(rdb); err != nil {
-		return err
+	// Without an exporter no span goes anywhere: no Redis hook, and no
+	// tracing middleware in the gateway (each walks the stack per call).
+	var tp trace.TracerProvider
+	if cfg.Telemetry.Trace.Exporting() {
+		if err := telemetry.InstrumentRedis(rdb); err != nil {
+			return err
+		}
+		tp = otel.GetTracerProvider()
 	}
-	var tp trace.TracerProvider = otel.GetTracerProvider()
 	if embedded != nil {
 		defer func() { _ = embedded.Close() }()
 		log.Warn("REDIS_URL and REDIS_ADDRS are not set: using an embedded in-memory Redis; state is lost on exit and only one replica may run",

@@ -178,3 +178,24 @@ func TestMetricsEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// TestNoTracingWithoutProvider (issue 14): without a TracerProvider (no
+// exporter) the HTTP tracing middleware is not installed at all; with one,
+// it is.
+func TestNoTracingWithoutProvider(t *testing.T) {
+	off := newHarness(t, harnessOpts{})
+	tp := sdktrace.NewTracerProvider()
+	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
+	on := newHarness(t, harnessOpts{opts: Options{TracerProvider: tp}})
+	if off.srv.tracing || !on.srv.tracing {
+		t.Fatalf("tracing: off %t, on %t", off.srv.tracing, on.srv.tracing)
+	}
+	if n, m := len(off.srv.Handler().Handlers), len(on.srv.Handler().Handlers); m != n+1 {
+		t.Errorf("middleware: %d without a provider, %d with one: want one more", n, m)
+	}
+	r, _, ae := off.chat(map[string]any{"messages": msgs(user("hi"))},
+		"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	if r.StatusCode != 200 {
+		t.Fatalf("untraced turn: %d %+v", r.StatusCode, ae)
+	}
+}
