@@ -114,7 +114,7 @@ func run(o options) error {
 			if err := <-prof; err != nil {
 				return fmt.Errorf("cpu profile: %w", err)
 			}
-			if top, err = env.profileTop(o.cpuprofile, 25); err != nil {
+			if top, err = env.profileTop(o.cpuprofile, 40); err != nil {
 				return err
 			}
 		}
@@ -227,7 +227,7 @@ func report(o options, results []result, top string) string {
 	}
 	b.WriteString("\n\n")
 	if top != "" {
-		fmt.Fprintf(&b, "CPU profile of replica 0 during the %d/s load (all paths' turns; `go tool pprof -top`):\n\n```\n%s\n```\n\n",
+		fmt.Fprintf(&b, "CPU profile of replica 0 during the %d/s load (all paths' turns; `go tool pprof -top -cum`):\n\n```\n%s\n```\n\n",
 			results[len(results)-1].rate, top)
 	}
 	b.WriteString("The direct path starts the fake CLI with the gateway's arguments (the sandboxed stream-json run), " +

@@ -115,10 +115,10 @@ func (e *env) profile(path string, d time.Duration) error {
 	return f.Close()
 }
 
-// profileTop is `go tool pprof -top` of the profile: its n heaviest
-// functions, flat and cumulative.
+// profileTop is `go tool pprof -top -cum` of the profile: its n heaviest
+// functions by cumulative time, so the request path's own steps show.
 func (e *env) profileTop(path string, n int) (string, error) {
-	out, err := exec.Command("go", "tool", "pprof", "-top", fmt.Sprintf("-nodecount=%d", n), e.api, path).Output()
+	out, err := exec.Command("go", "tool", "pprof", "-top", "-cum", fmt.Sprintf("-nodecount=%d", n), e.api, path).Output()
 	if err != nil {
 		return "", fmt.Errorf("go tool pprof: %w", err)
 	}
