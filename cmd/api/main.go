@@ -95,7 +95,12 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	log := telemetry.NewLogger(cfg.Telemetry.Log, stderr, "api")
+	// The log is buffered (a request's line costs no write of its own),
+	// flushed every DefaultLogFlushInterval, at once after a warning or an
+	// error, and when run returns.
+	logOut := telemetry.NewBufferedWriter(stderr, telemetry.DefaultLogFlushInterval)
+	defer func() { _ = logOut.Close() }()
+	log := telemetry.NewLogger(cfg.Telemetry.Log, logOut, "api")
 	log.Info("starting", "version", version, "config", cfg.String())
 	tel, err := telemetry.Start(ctx, cfg.Telemetry, gateway.ServiceName, version, log)
 	if err != nil {
