@@ -66,6 +66,13 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 	// The session's previous turn on this replica may still be settling:
 	// its settle records the CLI session this turn resumes.
 	s.pending.wait(ctx, sid, pendingWait)
+	// A turn that will resume its CLI session and sends no system prompt
+	// needs the stored one: read it while the allocation runs rather than
+	// after it (one Redis round trip fewer in a row).
+	var early <-chan storedConvo
+	if t.system == "" {
+		early = s.readConvo(ctx, t, sid)
+	}
 	var lastErr error
 	for attempt := 0; attempt <= s.retries; attempt++ {
 		// The attempt's settlement id also names its in-flight lease.
@@ -96,7 +103,8 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 		sub := alloc.Subscription
 		*pl = placement{kind: AllocSubscription, sub: sub.ID}
 		stop := s.heartbeat(ctx, sid, turnID)
-		res, err := s.runOn(ctx, alloc, t, sid, pl, onDelta)
+		res, err := s.runOn(ctx, alloc, t, sid, pl, early, onDelta)
+		early = nil // read before the first allocation only
 		stop()
 		s.observeLimits(ctx, sub.ID, res, err)
 		if err == nil {
@@ -155,7 +163,7 @@ func (s *Server) judge(ctx context.Context, subID string, err error) (retry bool
 // conversation is replayed ahead of the turn in a new CLI session, whose id
 // the settle records for the next turn.
 func (s *Server) runOn(ctx context.Context, alloc pool.Allocation, t *turn, sid string, pl *placement,
-	onDelta func(string)) (*backend.Result, error) {
+	early <-chan storedConvo, onDelta func(string)) (*backend.Result, error) {
 	sub := alloc.Subscription
 	b, token := s.subBackend(sub.ID)
 	if b == nil {
@@ -166,7 +174,13 @@ func (s *Server) runOn(ctx context.Context, alloc pool.Allocation, t *turn, sid 
 	if alloc.Kind == pool.Resumed && alloc.CLISession != "" {
 		resume = alloc.CLISession
 	}
-	cv, err := s.convo(ctx, t, sid, resume == "", pl)
+	var cv convo
+	var err error
+	if resume != "" && early != nil {
+		cv, err = s.convoRead(ctx, t, sid, pl, early)
+	} else {
+		cv, err = s.convo(ctx, t, sid, resume == "", pl)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -197,6 +211,39 @@ func (s *Server) convo(ctx context.Context, t *turn, sid string, withTurns bool,
 	}
 	pl.truncated = pl.truncated || c.Truncated
 	return t.convoFrom(c), nil
+}
+
+// storedConvo is a stored conversation read ahead (readConvo).
+type storedConvo struct {
+	c   pool.Conversation
+	err error
+}
+
+// readConvo reads the session's stored system prompt (no turns) in the
+// background.
+func (s *Server) readConvo(ctx context.Context, t *turn, sid string) <-chan storedConvo {
+	out := make(chan storedConvo, 1)
+	go func() {
+		c, err := s.pool.Conversation(ctx, sid, t.owner, false)
+		out <- storedConvo{c, err}
+	}()
+	return out
+}
+
+// convoRead is convo(withTurns false) from the read ahead; when that read
+// failed (a session new before its allocation), it reads again.
+func (s *Server) convoRead(ctx context.Context, t *turn, sid string, pl *placement,
+	early <-chan storedConvo) (convo, error) {
+	select {
+	case r := <-early:
+		if r.err == nil {
+			pl.truncated = pl.truncated || r.c.Truncated
+			return t.convoFrom(r.c), nil
+		}
+	case <-ctx.Done():
+		return convo{}, context.Cause(ctx)
+	}
+	return s.convo(ctx, t, sid, false, pl)
 }
 
 // remember appends the answered turn to the session's stored conversation,
