@@ -144,7 +144,13 @@ func (e *env) writeConfig(o options) (string, string, error) {
 			"configDir": d, "accountId": id, "maxConcurrent": o.conc, "timeoutSeconds": 60})
 	}
 	cfg := map[string]any{"subscriptions": subs, "maxClientsPerSubscription": max(15, o.sessions), "pool": "bench"}
-	cfgPath, backendsPath := filepath.Join(e.dir, "auth-pool.json"), filepath.Join(e.dir, "backends.json")
+	// The replicas watch the config file's directory: one of its own, not
+	// the one their logs are written to.
+	cfgDir := filepath.Join(e.dir, "config")
+	if err := os.MkdirAll(cfgDir, 0o700); err != nil {
+		return "", "", err
+	}
+	cfgPath, backendsPath := filepath.Join(cfgDir, "auth-pool.json"), filepath.Join(cfgDir, "backends.json")
 	for path, v := range map[string]any{cfgPath: cfg, backendsPath: map[string]any{"backends": backends}} {
 		b, _ := json.Marshal(v)
 		if err := os.WriteFile(path, b, 0o600); err != nil {
