@@ -102,10 +102,10 @@ func (p *pendingTurns) idle(ctx context.Context) error {
 	}
 }
 
-// afterTurn is the bookkeeping of a turn that produced an answer: the
-// subscription's run of failures ends (subID "" on the fallback), its usage
-// is settled (retried in the background if Redis fails) and the turn is
-// stored in the session's conversation. It runs after the answer is out
+// afterTurn is the bookkeeping of a turn that produced an answer: its usage
+// is settled (retried in the background if Redis fails), the turn is stored
+// in the session's conversation and the subscription's run of failures ends
+// (subID "" on the fallback). It runs after the answer is out
 // (afterAnswer); sid counts as settling from now until it has run.
 func (s *Server) afterTurn(ctx context.Context, t *turn, reqID, turnID, subID, sid string,
 	res *backend.Result) func() {
@@ -116,12 +116,14 @@ func (s *Server) afterTurn(ctx context.Context, t *turn, reqID, turnID, subID, s
 		if s.beforeSettle != nil {
 			s.beforeSettle()
 		}
-		if subID != "" {
-			s.succeeded(ctx, subID)
-		}
+		// What the session's next turn reads first: the CLI session it
+		// resumes (the settle records it) and the stored turn.
 		s.settle(ctx, reqID, turnID, subID, sid, res)
 		var pl placement // the answer is out: its truncation flag is no longer read
 		s.remember(ctx, t, sid, turnID, res, &pl)
+		if subID != "" {
+			s.succeeded(ctx, subID)
+		}
 		if tm := timingsOf(ctx); tm != nil {
 			tm.mark(msSettle)
 			tm.log(ctx, s.log, reqID)
