@@ -1,7 +1,7 @@
 // Command gatewaybench measures the gateway's own overhead: it starts a
 // redis-server, two cmd/api replicas (and two more with the rate limit on)
 // and the fake claude CLI, then drives the same paced load at each rate
-// (default 10 and 50 requests/s, 10 s per path, at most -c in flight)
+// (default 10 and 50 requests/s, 20 s per path, at most -c in flight)
 // straight at the fake CLI — one process per request, as the gateway runs
 // it — and through the gateway, alternating replicas, the paths taking
 // turns second by second. The replicas run with SERVER_TIMING=1 and
@@ -10,16 +10,18 @@
 // of one replica during the last rate's gateway load and lists its top.
 // It prints a Markdown report; run it from the repository root:
 //
-//	go run ./tests/gatewaybench -out BENCHMARKS.md -cpuprofile /tmp/gw.pprof
-//	go run ./tests/gatewaybench -rates 100 -d 5s -sessions 0
+//	go run ./tests/gatewaybench -out BENCHMARKS.md -cpuprofile gw.pprof
+//	go run ./tests/gatewaybench -rates 100 -d 5s -sessions 0 -ratelimit=false
 package main
 
 import (
+	"cmp"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,7 +33,7 @@ func main() {
 	var o options
 	var rates string
 	flag.StringVar(&rates, "rates", "10,50", "comma-separated requests per second, across both replicas; each is measured")
-	flag.DurationVar(&o.duration, "d", 10*time.Second, "duration of each path at each rate")
+	flag.DurationVar(&o.duration, "d", 20*time.Second, "duration of each path at each rate")
 	flag.IntVar(&o.conc, "c", 64, "most requests in flight at once (same for every path)")
 	flag.IntVar(&o.sessions, "sessions", 100, "client sessions the requests rotate over (0: a one-shot session each)")
 	flag.IntVar(&o.subs, "subs", 4, "subscriptions in the pool")
@@ -138,11 +140,16 @@ func report(o options, results []result, top string) string {
 		rates[i] = strconv.Itoa(r)
 	}
 	b.WriteString("## Gateway overhead\n\n")
-	fmt.Fprintf(&b, "Command: `go run ./tests/gatewaybench -out BENCHMARKS.md -cpuprofile gw.pprof` — at %s requests/s, "+
+	limited := ""
+	if o.rateLimitCost {
+		limited = " (rate limit off; two more with it on)"
+	}
+	fmt.Fprintf(&b, "Command: `%s` — at %s requests/s, "+
 		"%s per path at each rate (the paths take turns second by second), at most %d in flight, %s, "+
-		"%d subscriptions, two `cmd/api` replicas on one redis-server (rate limit off; two more with it on), "+
+		"%d subscriptions, two `cmd/api` replicas on one redis-server%s, "+
 		"the fake CLI (`tests/fakeclaude`) as `CLAUDE_BIN`, `SERVER_TIMING=1`; %d CPUs, %s.\n\n",
-		strings.Join(rates, " and "), o.duration, o.conc, sessions, o.subs, runtime.NumCPU(), runtime.Version())
+		strings.Join(append([]string{"go run ./tests/gatewaybench"}, os.Args[1:]...), " "),
+		strings.Join(rates, " and "), o.duration, o.conc, sessions, o.subs, limited, runtime.NumCPU(), runtime.Version())
 
 	b.WriteString(targets(results))
 
@@ -261,31 +268,37 @@ func targets(results []result) string {
 				ms(t.limit), t.q, t.rate, verdict, signedMS(got))
 		}
 	}
-	if len(results) > 0 {
-		r := results[len(results)-1]
+	for _, r := range results {
+		// The replica's own steps before the answer, heaviest first.
 		type ph struct {
 			name string
 			ms   float64
 		}
-		var ps []ph
+		var own []ph
+		sum := 0.0
 		for _, p := range phaseOrder {
-			if p != "settle" {
-				ps = append(ps, ph{p, median(r.phases[p])})
+			switch p {
+			case "spawn", "first_byte", "exit", "settle":
+				continue
 			}
+			m := median(r.phases[p])
+			own = append(own, ph{p, m})
+			sum += m
 		}
-		for i := range ps { // largest first
-			for j := i + 1; j < len(ps); j++ {
-				if ps[j].ms > ps[i].ms {
-					ps[i], ps[j] = ps[j], ps[i]
-				}
-			}
-		}
+		slices.SortFunc(own, func(a, b ph) int { return cmp.Compare(b.ms, a.ms) })
 		var parts []string
-		for _, p := range ps[:min(4, len(ps))] {
-			parts = append(parts, fmt.Sprintf("%s %.2f ms", p.name, p.ms))
+		for _, p := range own[:min(3, len(own))] {
+			parts = append(parts, fmt.Sprintf("%s %.2f", p.name, p.ms))
 		}
-		fmt.Fprintf(&b, "- Before the answer at %d/s, the heaviest phases (medians) are %s; outside the replica, "+
-			"the HTTP hop and the client take %s.\n", r.rate, strings.Join(parts, ", "), ms(pct(r.gw.outside, 50)))
+		cli, direct := 0.0, 0.0
+		for _, p := range []string{"spawn", "first_byte", "exit"} {
+			cli += median(r.phases[p])
+			direct += median(r.cli[p])
+		}
+		fmt.Fprintf(&b, "- At %d/s, before the answer: the replica's own steps take %.2f ms (medians; %s ms), "+
+			"the CLI (spawn to exit) %+.2f ms against the CLI run directly, and the HTTP hop with the client %s; "+
+			"the settle (%.2f ms) follows the answer.\n", r.rate, sum, strings.Join(parts, ", "), cli-direct,
+			ms(pct(r.gw.outside, 50)), median(r.phases["settle"]))
 	}
 	b.WriteString("\n")
 	return b.String()
