@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/codes"
@@ -349,35 +350,46 @@ func (s *Server) settleDropped(p *pendingSettle, reason string, err error) {
 // heartbeat refreshes the turn's in-flight lease every third of its length
 // while the backend runs, so the rebalancer neither moves nor drops a
 // session whose turn outlasts the idle age; stop ends it. A replica that dies
-// stops refreshing, and the lease runs out by itself.
+// stops refreshing, and the lease runs out by itself. It is a timer, not a
+// goroutine: a turn shorter than a third of the lease (nearly all) costs no
+// goroutine to start and none to wake when it stops.
 func (s *Server) heartbeat(ctx context.Context, sid, turnID string) (stop func()) {
 	every := s.pool.TurnLease() / 3
 	if every <= 0 {
 		return func() {}
 	}
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for {
-			select {
-			case <-hctx.Done():
-				return
-			case <-tick.C:
-			}
-			cctx, ccancel := context.WithTimeout(hctx, bookkeepingTimeout)
-			err := s.pool.Heartbeat(cctx, sid, turnID)
-			ccancel()
-			if err != nil && hctx.Err() == nil {
-				s.log.WarnContext(ctx, "turn heartbeat failed: the turn may count as idle", "error", err)
-			}
+	var (
+		mu sync.Mutex // held while a refresh runs, and to set t
+		t  *time.Timer
+	)
+	beat := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if hctx.Err() != nil {
+			return
 		}
-	}()
+		cctx, ccancel := context.WithTimeout(hctx, bookkeepingTimeout)
+		err := s.pool.Heartbeat(cctx, sid, turnID)
+		ccancel()
+		if hctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			s.log.WarnContext(ctx, "turn heartbeat failed: the turn may count as idle", "error", err)
+		}
+		t.Reset(every)
+	}
+	mu.Lock()
+	t = time.AfterFunc(every, beat)
+	mu.Unlock()
 	return func() {
 		cancel()
-		<-done
+		// A refresh in progress finishes (or is cancelled) before the
+		// turn's settle or end, which clear the lease.
+		mu.Lock()
+		t.Stop()
+		mu.Unlock()
 	}
 }
 

@@ -5,9 +5,11 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/backend"
+	"github.com/authpool/authpool/pkg/pool"
 )
 
 // TestAccessLogHoldsNoSessionID (issue 8, finding 4): the access log names
@@ -96,5 +98,30 @@ func TestTurnInFlightLease(t *testing.T) {
 				t.Errorf("turn %d: session keeps %s", i+1, f)
 			}
 		}
+	}
+}
+
+// TestHeartbeatRefreshesLease (issue 14: the heartbeat is a timer now): a
+// turn that outlasts a third of the lease has its lease pushed forward
+// while it runs, and cleared when it ends.
+func TestHeartbeatRefreshesLease(t *testing.T) {
+	h := newHarness(t, harnessOpts{subs: 1, poolOpts: pool.Options{TurnLease: 300 * time.Millisecond}})
+	ctx := context.Background()
+	inflight := h.keys().Inflight()
+	var first, later float64
+	h.subs["sub1"].setAnswer(func(int, backend.Target, backend.Request) (*backend.Result, error) {
+		first, _ = h.tg.Client.ZScore(ctx, inflight, "beating").Result()
+		time.Sleep(450 * time.Millisecond)
+		later, _ = h.tg.Client.ZScore(ctx, inflight, "beating").Result()
+		return &backend.Result{Text: "ok", CLISessionID: "cli-1", StopReason: "end_turn", CostUSD: 0.01}, nil
+	})
+	if r, _, ae := h.chat(map[string]any{"session_id": "beating", "messages": msgs(user("hi"))}); r.StatusCode != 200 {
+		t.Fatalf("turn: %d %+v", r.StatusCode, ae)
+	}
+	if first == 0 || later <= first {
+		t.Errorf("lease %v at the start, %v 450 ms later: not refreshed", first, later)
+	}
+	if n, _ := h.tg.Client.ZCard(ctx, inflight).Result(); n != 0 {
+		t.Errorf("still in flight after the turn ended")
 	}
 }
