@@ -152,6 +152,22 @@ func report(o options, results []result, top string) string {
 		strings.Join(rates, " and "), o.duration, o.conc, sessions, o.subs, limited, runtime.NumCPU(), runtime.Version())
 
 	b.WriteString(targets(results))
+	for _, r := range results {
+		if p50, p99 := r.direct.p(50), r.direct.p(99); p99 > 3*p50 {
+			fmt.Fprintf(&b, "- **Noisy at %d/s:** the direct path's own p99 (%s) is %.0f× its p50: the machine stalled "+
+				"every path now and then (CPU taken from outside the run), so the p99 differences above measure "+
+				"those stalls more than the gateway.\n", r.rate, ms(p99), float64(p99)/float64(p50))
+		}
+	}
+	if top != "" {
+		if i := strings.Index(top, "Total samples = "); i >= 0 {
+			line, _, _ := strings.Cut(top[i:], "\n")
+			fmt.Fprintf(&b, "- The CPU profile of a replica under the %d/s load (%s) shows little computation: what is "+
+				"left before the answer is waiting — the allocate script's Redis round trip, the process start, the "+
+				"HTTP hop and the wake-ups between them.\n", results[len(results)-1].rate, strings.TrimSpace(line))
+		}
+	}
+	b.WriteString("\n")
 
 	b.WriteString("| rate | path | requests | errors | throughput (req/s) | p50 | p90 | p99 | max |\n")
 	b.WriteString("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
@@ -233,6 +249,20 @@ func report(o options, results []result, top string) string {
 		b.WriteString(" |")
 	}
 	b.WriteString("\n\n")
+	// Where the tail comes from: each phase's own p99.
+	for _, r := range results {
+		var parts []string
+		for _, p := range append(append([]string{}, phaseOrder...), "total") {
+			parts = append(parts, fmt.Sprintf("%s %.2f", p, quantile(r.phases[p], 0.99)))
+		}
+		parts = append(parts, fmt.Sprintf("outside %.2f", float64(pct(r.gw.outside, 99).Microseconds())/1000))
+		var cli []string
+		for _, p := range []string{"spawn", "first_byte", "exit"} {
+			cli = append(cli, fmt.Sprintf("%s %.2f", p, quantile(r.cli[p], 0.99)))
+		}
+		fmt.Fprintf(&b, "p99 of each phase through the gateway at %d/s (ms): %s; the CLI run directly: %s.\n\n",
+			r.rate, strings.Join(parts, ", "), strings.Join(cli, ", "))
+	}
 	if top != "" {
 		fmt.Fprintf(&b, "CPU profile of replica 0 during the %d/s load (all paths' turns; `go tool pprof -top -cum`):\n\n```\n%s\n```\n\n",
 			results[len(results)-1].rate, top)
@@ -300,7 +330,6 @@ func targets(results []result) string {
 			"the settle (%.2f ms) follows the answer.\n", r.rate, sum, strings.Join(parts, ", "), cli-direct,
 			ms(pct(r.gw.outside, 50)), median(r.phases["settle"]))
 	}
-	b.WriteString("\n")
 	return b.String()
 }
 

@@ -31,7 +31,7 @@ var phaseHelp = map[string]string{
 	"exit":       "the CLI's output read to its exit",
 	"parse":      "result parsed, backend returns",
 	"encode":     "answer encoded, written and flushed",
-	"settle":     "after the answer: failure count, settle and conversation scripts",
+	"settle":     "after the answer: settle, conversation and failure-count scripts",
 }
 
 // offsets are the sizes of the replicas' logs, to read what a phase added.
@@ -85,11 +85,14 @@ func (e *env) phases(from []int64, replicas ...int) map[string][]float64 {
 	return out
 }
 
-func median(v []float64) float64 {
+func median(v []float64) float64 { return quantile(v, 0.5) }
+
+// quantile is the q-quantile (nearest rank) of sorted v.
+func quantile(v []float64, q float64) float64 {
 	if len(v) == 0 {
 		return 0
 	}
-	return v[len(v)/2]
+	return v[max(0, min(int(q*float64(len(v))+0.5)-1, len(v)-1))]
 }
 
 // profile fetches a CPU profile of replica 0 over d into path.
