@@ -403,6 +403,7 @@ func (c *cluster) settled() {
 // debugStatus reads /debug/auth-pool of replica i, keyed by subscription id.
 func (c *cluster) debugStatus(i int) map[string]map[string]any {
 	c.t.Helper()
+	c.settled() // every replica's, not only i's
 	resp, err := http.Get(c.replicas[i].url + "/debug/auth-pool")
 	if err != nil {
 		c.t.Fatal(err)

@@ -37,19 +37,24 @@ type pendingTurn struct {
 	done chan struct{}
 }
 
-// begin marks sid as settling; end it with the returned func.
-func (p *pendingTurns) begin(sid string) (end func()) {
+// begin marks each key (a session id, keyPending of a client key) as
+// settling; end it with the returned func.
+func (p *pendingTurns) begin(keys ...string) (end func()) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.m == nil {
 		p.m = map[string]*pendingTurn{}
 	}
-	e := p.m[sid]
-	if e == nil {
-		e = &pendingTurn{done: make(chan struct{})}
-		p.m[sid] = e
+	es := make([]*pendingTurn, len(keys))
+	for i, k := range keys {
+		e := p.m[k]
+		if e == nil {
+			e = &pendingTurn{done: make(chan struct{})}
+			p.m[k] = e
+		}
+		e.n++
+		es[i] = e
 	}
-	e.n++
 	if p.n == 0 {
 		p.zero = make(chan struct{})
 	}
@@ -57,9 +62,11 @@ func (p *pendingTurns) begin(sid string) (end func()) {
 	return func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		if e.n--; e.n == 0 {
-			close(e.done)
-			delete(p.m, sid)
+		for i, e := range es {
+			if e.n--; e.n == 0 {
+				close(e.done)
+				delete(p.m, keys[i])
+			}
 		}
 		if p.n--; p.n == 0 {
 			close(p.zero)
@@ -68,11 +75,15 @@ func (p *pendingTurns) begin(sid string) (end func()) {
 	}
 }
 
-// wait waits until no turn of sid is settling here, at most max or until
-// ctx ends.
-func (p *pendingTurns) wait(ctx context.Context, sid string, max time.Duration) {
+// keyPending is the pendingTurns key of a named client key: a NUL never
+// appears in a session id.
+func keyPending(name string) string { return "\x00key:" + name }
+
+// wait waits until no turn of key (a session id, keyPending) is settling
+// here, at most max or until ctx ends.
+func (p *pendingTurns) wait(ctx context.Context, key string, max time.Duration) {
 	p.mu.Lock()
-	e := p.m[sid]
+	e := p.m[key]
 	p.mu.Unlock()
 	if e == nil {
 		return
@@ -110,7 +121,12 @@ func (p *pendingTurns) idle(ctx context.Context) error {
 func (s *Server) afterTurn(ctx context.Context, t *turn, reqID, turnID, subID, sid string,
 	res *backend.Result) func() {
 	ctx = context.WithoutCancel(ctx)
-	end := s.pending.begin(sid)
+	keys := []string{sid}
+	if name := keyNameOf(ctx); name != "" {
+		// The key's weekly budget counts this turn once it is settled.
+		keys = append(keys, keyPending(name))
+	}
+	end := s.pending.begin(keys...)
 	return func() {
 		defer end()
 		if s.beforeSettle != nil {

@@ -110,7 +110,7 @@ func writeAnswer(c *gin.Context, v any) {
 	setServerTiming(c.Request.Context(), h)
 	c.Writer.WriteHeader(http.StatusOK)
 	_, _ = c.Writer.Write(b)
-	c.Writer.Flush()
+	_ = http.NewResponseController(c.Writer).Flush()
 	markTiming(c, msEncode)
 }
 
