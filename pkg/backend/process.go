@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -165,10 +166,19 @@ func (c *ClaudeCLI) stopOnDone(ctx context.Context, p *os.Process, exited <-chan
 	}
 }
 
+// lineReaders reuse readLines' 64 KiB buffers: allocating (and clearing)
+// one per run showed in the gateway's CPU profile.
+var lineReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
 // readLines calls fn with each line of r, without its length bounded by a
 // buffer size (up to maxStreamLine). fn must not keep the slice.
 func readLines(r io.Reader, fn func([]byte) error) error {
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := lineReaders.Get().(*bufio.Reader)
+	br.Reset(r)
+	defer func() {
+		br.Reset(nil) // drop r
+		lineReaders.Put(br)
+	}()
 	var long []byte
 	for {
 		chunk, err := br.ReadSlice('\n')
