@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -376,6 +377,7 @@ func (c *cluster) readCalls(dir string) []fakeCall {
 // session reads a session hash straight from Redis.
 func (c *cluster) session(sid string) map[string]string {
 	c.t.Helper()
+	c.settled()
 	h, err := c.rdb.HGetAll(context.Background(), c.keys.Session(sid)).Result()
 	if err != nil {
 		c.t.Fatal(err)
@@ -383,9 +385,25 @@ func (c *cluster) session(sid string) map[string]string {
 	return h
 }
 
+// settled waits until every replica has settled the turns it answered: a
+// turn is settled (and stored) just after its answer, and /debug/auth-pool
+// waits for the replica's settles in progress.
+func (c *cluster) settled() {
+	c.t.Helper()
+	for _, r := range c.replicas {
+		resp, err := http.Get(r.url + "/debug/auth-pool")
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+	}
+}
+
 // debugStatus reads /debug/auth-pool of replica i, keyed by subscription id.
 func (c *cluster) debugStatus(i int) map[string]map[string]any {
 	c.t.Helper()
+	c.settled() // every replica's, not only i's
 	resp, err := http.Get(c.replicas[i].url + "/debug/auth-pool")
 	if err != nil {
 		c.t.Fatal(err)

@@ -137,6 +137,7 @@ func TestSeedConversationFlow(t *testing.T) {
 			if last := calls[len(calls)-1]; last.flag("--resume") == "" || last.Prompt != say[3] {
 				t.Errorf("turn 4 CLI call: resume %q prompt %q", last.flag("--resume"), last.Prompt)
 			}
+			c.settled()
 			if n := c.rdb.LLen(context.Background(), c.keys.Turns(sid)).Val(); n != 4 {
 				t.Errorf("stored turns = %d, want 4", n)
 			}
@@ -338,6 +339,7 @@ func TestConversationBoundE2E(t *testing.T) {
 	if truncatedAt == 0 {
 		t.Fatal("6 turns of ~1.8 KB under a 4 KiB bound: no X-AuthPool-Conversation-Truncated")
 	}
+	c.settled()
 	turns, err := c.rdb.LRange(ctx, c.keys.Turns(sid), 0, -1).Result()
 	if err != nil || len(turns) == 0 || len(turns) >= 6 {
 		t.Fatalf("stored turns %d (%v), want fewer than 6", len(turns), err)

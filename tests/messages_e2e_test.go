@@ -116,6 +116,9 @@ func TestMessagesSDK(t *testing.T) {
 		if hr.Header.Get("X-Session-Id") != sid {
 			t.Errorf("turn %d session %q", i+1, hr.Header.Get("X-Session-Id"))
 		}
+		// The turn is settled just after its answer; the next one goes to
+		// the other replica, which waits for no settle of this one.
+		c.settled()
 	}
 
 	// metadata.user_id names a session without being stored.

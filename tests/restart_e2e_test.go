@@ -24,6 +24,7 @@ func TestGatewaySurvivesRedisRestart(t *testing.T) {
 	if _, _, err := ask(t, client, "before-restart", "one"); err != nil {
 		t.Fatal(err)
 	}
+	c.settled() // Redis goes away between turns, not under the turn's settle
 
 	srv.Stop()
 	_, hr, err := ask(t, client, "while-down", "two")

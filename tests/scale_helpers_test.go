@@ -143,9 +143,13 @@ func scConversation(t *testing.T, c *cluster) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A turn is settled just after its answer, and the other gateway waits
+	// for no settle of this one's: let it land first.
+	c.settled()
 	if _, _, err := scTurn(ctx, c, 1, sid, say[1]); err != nil {
 		t.Fatal(err)
 	}
+	c.settled()
 	got, _, err := scTurn(ctx, c, 0, sid, say[2])
 	if err != nil {
 		t.Fatal(err)

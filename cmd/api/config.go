@@ -69,6 +69,12 @@ type config struct {
 	// WebhookSecret (WEBHOOK_SECRET) signs webhooks sent by the embedded
 	// notifier.
 	WebhookSecret string
+	// ServerTiming (SERVER_TIMING=1) adds a Server-Timing header and a
+	// "request phases" log line to every turn. Default off.
+	ServerTiming bool
+	// Profiling (PPROF=1) serves net/http/pprof at /debug/pprof/ on the
+	// admin surface, guarded like /debug. Default off.
+	Profiling bool
 }
 
 // Defaults of config.
@@ -141,6 +147,15 @@ func loadEnv(getenv func(string) string) (*config, error) {
 		}
 		c.ShutdownTimeout = d
 	}
+	for name, dst := range map[string]*bool{"SERVER_TIMING": &c.ServerTiming, "PPROF": &c.Profiling} {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				bad("%s: want 1 or 0 (true or false), got %q", name, v)
+			}
+			*dst = b
+		}
+	}
 	var err error
 	if c.Pool, err = runenv.PoolFromEnv(getenv); err != nil {
 		bad("%v", err)
@@ -209,10 +224,11 @@ func (c *config) String() string {
 	if proxies == "" {
 		proxies = "none"
 	}
-	return fmt.Sprintf("addr=%s adminAddr=%s apiKeys=%d apiKeysFile=%s adminToken=%s production=%t rateLimitPerMinute=%d trustedProxies=%s redis=%s redisPassword=%s pool=%t poolConfig=%s backends=%s claudeBin=%s fallbackKey=%s webhookSecret=%s sentry=%s shutdownTimeout=%s",
+	return fmt.Sprintf("addr=%s adminAddr=%s apiKeys=%d apiKeysFile=%s adminToken=%s production=%t rateLimitPerMinute=%d trustedProxies=%s redis=%s redisPassword=%s pool=%t poolConfig=%s backends=%s claudeBin=%s fallbackKey=%s webhookSecret=%s sentry=%s shutdownTimeout=%s serverTiming=%t pprof=%t",
 		c.Addr, cmp.Or(c.AdminAddr, "same"), len(c.APIKeys), cmp.Or(c.APIKeysFile, "unset"), runenv.Mask(c.AdminToken), c.Production, c.RateLimitPerMinute, proxies, redisMode,
 		runenv.Mask(c.Redis.Password), c.Pool.Enabled, c.Pool.ConfigPath, c.BackendsPath, c.ClaudeBin,
-		runenv.Mask(c.AnthropicAPIKey), runenv.Mask(c.WebhookSecret), runenv.Mask(c.Telemetry.Sentry.DSN), c.ShutdownTimeout)
+		runenv.Mask(c.AnthropicAPIKey), runenv.Mask(c.WebhookSecret), runenv.Mask(c.Telemetry.Sentry.DSN), c.ShutdownTimeout,
+		c.ServerTiming, c.Profiling)
 }
 
 // authOn reports whether clients must present a key: API_KEYS or

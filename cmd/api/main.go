@@ -39,6 +39,8 @@
 //	LOG_LEVEL, LOG_FORMAT debug|info|warn|error (info); json|text (text)
 //	OTEL_EXPORTER_OTLP_ENDPOINT  export traces over OTLP (none exported without it)
 //	SENTRY_DSN            report errors and recovered panics to Sentry
+//	SERVER_TIMING         1: a Server-Timing header and a "request phases" log line per turn
+//	PPROF                 1: net/http/pprof at /debug/pprof/ on the admin surface (guarded like /debug)
 //
 // Metrics are served at /metrics on the same port.
 package main
@@ -47,6 +49,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -57,6 +60,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/authpool/authpool/internal/runenv"
 	"github.com/authpool/authpool/pkg/gateway"
@@ -76,7 +81,7 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Getenv); err != nil {
+	if err := run(ctx, os.Getenv, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "api:", err)
 		os.Exit(1)
 	}
@@ -85,12 +90,17 @@ func main() {
 // run serves until ctx ends (a signal), then shuts down gracefully: stop
 // accepting, let in-flight requests finish up to the shutdown timeout, then
 // cancel what remains so CLI children are killed.
-func run(ctx context.Context, getenv func(string) string) error {
+func run(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := loadEnv(getenv)
 	if err != nil {
 		return err
 	}
-	log := telemetry.NewLogger(cfg.Telemetry.Log, os.Stderr, "api")
+	// The log is buffered (a request's line costs no write of its own),
+	// flushed every DefaultLogFlushInterval, at once after a warning or an
+	// error, and when run returns.
+	logOut := telemetry.NewBufferedWriter(stderr, telemetry.DefaultLogFlushInterval)
+	defer func() { _ = logOut.Close() }()
+	log := telemetry.NewLogger(cfg.Telemetry.Log, logOut, "api")
 	log.Info("starting", "version", version, "config", cfg.String())
 	tel, err := telemetry.Start(ctx, cfg.Telemetry, gateway.ServiceName, version, log)
 	if err != nil {
@@ -114,8 +124,14 @@ func run(ctx context.Context, getenv func(string) string) error {
 		return err
 	}
 	defer func() { _ = rdb.Close() }()
-	if err := telemetry.InstrumentRedis(rdb); err != nil {
-		return err
+	// Without an exporter no span goes anywhere: no Redis hook, and no
+	// tracing middleware in the gateway (each walks the stack per call).
+	var tp trace.TracerProvider
+	if cfg.Telemetry.Trace.Exporting() {
+		if err := telemetry.InstrumentRedis(rdb); err != nil {
+			return err
+		}
+		tp = otel.GetTracerProvider()
 	}
 	if embedded != nil {
 		defer func() { _ = embedded.Close() }()
@@ -161,7 +177,8 @@ func run(ctx context.Context, getenv func(string) string) error {
 
 	srv, err := gateway.New(gateway.Options{Pool: p, Redis: rdb, Backends: backends, APIKeys: cfg.APIKeys, ClientKeys: clientKeys,
 		AdminToken: cfg.AdminToken, SeparateAdmin: cfg.AdminAddr != "", RateLimitPerMinute: cfg.RateLimitPerMinute, TrustedProxies: cfg.TrustedProxies, OAuthTokens: tokens,
-		Logger: telemetry.Module(log, "gateway"), Metrics: metrics, ModelMap: modelMap(p)})
+		Logger: telemetry.Module(log, "gateway"), Metrics: metrics, ModelMap: modelMap(p),
+		TracerProvider: tp, ServerTiming: cfg.ServerTiming, Profiling: cfg.Profiling})
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -146,7 +147,9 @@ func TestOAuthTokens(t *testing.T) {
 }
 
 // TestRunEmbedded: with no Redis configured the gateway starts on the
-// embedded one, serves, and stops cleanly when its context ends.
+// embedded one, serves, and stops cleanly when its context ends; its
+// buffered log loses no line on that shutdown (issue 14), and PPROF=1
+// serves the profiles on the admin surface.
 func TestRunEmbedded(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "auth-pool.json")
@@ -161,9 +164,10 @@ func TestRunEmbedded(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	logs := &testutil.Buffer{}
 	go func() {
 		done <- run(ctx, env(map[string]string{"PORT": strconv.Itoa(port), "AUTH_POOL_CONFIG": cfgPath,
-			"BACKENDS_CONFIG": "", "LOG_LEVEL": "error"}))
+			"BACKENDS_CONFIG": "", "LOG_LEVEL": "info", "LOG_FORMAT": "json", "PPROF": "1"}), logs)
 	}()
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	testutil.Eventually(t, 10*time.Second, "/ready", func() bool {
@@ -183,6 +187,11 @@ func TestRunEmbedded(t *testing.T) {
 	if len(body.Status) != 1 || body.Status[0]["id"] != "sub1" {
 		t.Errorf("status = %v", body.Status)
 	}
+	r, err = http.Get(base + "/debug/pprof/heap?debug=1")
+	if err != nil || r.StatusCode != 200 {
+		t.Fatalf("/debug/pprof/heap: %v %v", r, err)
+	}
+	r.Body.Close()
 	cancel()
 	select {
 	case err := <-done:
@@ -192,10 +201,17 @@ func TestRunEmbedded(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("run did not return after cancel")
 	}
+	// Every line written before the shutdown is out, the last one included.
+	out := logs.String()
+	for _, want := range []string{`"path":"/debug/auth-pool"`, `"path":"/debug/pprof/:name"`, `"message":"stopped"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %s after a clean shutdown:\n%s", want, out)
+		}
+	}
 }
 
 func TestRunRefusesProductionWithoutKeys(t *testing.T) {
-	err := run(context.Background(), env(map[string]string{"NODE_ENV": "production"}))
+	err := run(context.Background(), env(map[string]string{"NODE_ENV": "production"}), io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "API_KEYS") {
 		t.Errorf("run = %v", err)
 	}

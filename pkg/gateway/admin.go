@@ -69,6 +69,9 @@ func (s *Server) deleteSession(c *gin.Context) {
 		writeError(c, pool.ErrSessionNotFound)
 		return
 	}
+	// A turn of the session this replica answered may still be settling:
+	// release after it, or its settle would find the session gone.
+	s.pending.wait(c.Request.Context(), sid, pendingWait)
 	sub, err := s.pool.ReleaseAs(c.Request.Context(), sid, ownerOf(c))
 	if err != nil {
 		writeError(c, poolErr(err))
@@ -166,6 +169,11 @@ func (s *Server) debugPool(c *gin.Context) {
 		c.JSON(http.StatusOK, gin.H{"enabled": false, "status": []subscriptionView{}})
 		return
 	}
+	// The view counts every turn this replica answered: their settles run
+	// after the answers, so wait (bounded) for those still running.
+	wctx, cancel := context.WithTimeout(c.Request.Context(), pendingWait)
+	_ = s.pending.idle(wctx)
+	cancel()
 	snap, err := s.pool.Status(c.Request.Context())
 	if err != nil {
 		writeError(c, poolErr(err))

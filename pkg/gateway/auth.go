@@ -212,6 +212,7 @@ func loopback(ip string) bool {
 // limitBody refuses a body over the limit: at once when Content-Length says
 // so, else when reading passes the limit (decodeChat reports it).
 func (s *Server) limitBody(c *gin.Context) {
+	markTiming(c, msIn)
 	if c.Request.ContentLength > s.maxBody {
 		writeError(c, ErrBodyTooLarge)
 		return

@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -90,7 +91,27 @@ func (s *Server) chatCompletions(c *gin.Context) {
 	}
 	cc := a.completion(res)
 	cc.ConversationTruncated = pl.truncated
-	c.JSON(http.StatusOK, cc)
+	writeAnswer(c, cc)
+}
+
+// writeAnswer writes a turn's whole answer as JSON with its length and
+// flushes it, so the client has all of it before the turn's settle (run
+// after the handler returns) — without a length, the response would end
+// only when the handler returns.
+func writeAnswer(c *gin.Context, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeError(c, err)
+		return
+	}
+	h := c.Writer.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	setServerTiming(c.Request.Context(), h)
+	c.Writer.WriteHeader(http.StatusOK)
+	_, _ = c.Writer.Write(b)
+	_ = http.NewResponseController(c.Writer).Flush()
+	markTiming(c, msEncode)
 }
 
 // serveWhole runs a non-streaming turn for either dialect and sets what
@@ -99,7 +120,8 @@ func (s *Server) chatCompletions(c *gin.Context) {
 // written.
 func (s *Server) serveWhole(c *gin.Context, t *turn, sid string) (*backend.Result, placement, bool) {
 	var pl placement
-	res, err := s.serve(c.Request.Context(), t, sid, c.GetString(ctxRequestID), &pl, nil, nil)
+	res, after, err := s.serve(c.Request.Context(), t, sid, c.GetString(ctxRequestID), &pl, nil, nil)
+	setAfter(c, after)
 	c.Set(ctxAlloc, pl.kind)
 	c.Set(ctxSub, pl.sub)
 	if err != nil {
@@ -142,6 +164,7 @@ func (s *Server) streamChat(c *gin.Context, t *turn, sid string, a answer) {
 		_ = w.Event(uc)
 	}
 	_ = w.Done()
+	markTiming(c, msEncode)
 }
 
 // answer holds what every chunk and the completion repeat.

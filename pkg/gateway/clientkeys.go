@@ -47,6 +47,9 @@ func (s *Server) admitKey(c *gin.Context, model string) error {
 		return fmt.Errorf("%w: %s", ErrModelNotAllowed, k.Name)
 	}
 	if k.WeeklyBudget > 0 && s.pool != nil {
+		// The key's turns answered here just before are settled after
+		// their answers: count them (bounded wait).
+		s.pending.wait(c.Request.Context(), keyPending(k.Name), pendingWait)
 		u, err := s.pool.ClientKeyUsage(c.Request.Context(), k.Name)
 		if err != nil {
 			return poolErr(err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/codes"
@@ -40,7 +41,9 @@ type placement struct {
 // still reaches the fallback within the request.
 const maxRetries = 3
 
-// serve runs one turn through the pool: allocate, run, settle. Every attempt
+// serve runs one turn through the pool: allocate, run, and hands back the
+// bookkeeping of the answered turn (after: settle, stored turn; see
+// afterTurn) for the caller to run once the answer is out. Every attempt
 // is settled under a settlement id the server makes (newRequestID): the
 // client's X-Request-ID (reqID) only correlates logs and traces, so a client
 // that repeats it can neither hide its usage nor touch another client's.
@@ -51,13 +54,25 @@ const maxRetries = 3
 // text has already been relayed to the client. relayed may be nil (no
 // streaming).
 func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *placement,
-	onDelta func(string), relayed func() bool) (*backend.Result, error) {
+	onDelta func(string), relayed func() bool) (res *backend.Result, after func(), err error) {
+	timingsOf(ctx).mark(msDecode)
 	if s.pool == nil {
 		pl.kind = AllocFallback
 		if s.backends.Fallback == nil {
-			return nil, ErrNoFallback
+			return nil, nil, ErrNoFallback
 		}
-		return s.run(ctx, s.backends.Fallback, "", backend.Target{}, t.replayRequest(t.own()), onDelta)
+		res, err := s.run(ctx, s.backends.Fallback, "", backend.Target{}, t.replayRequest(t.own()), onDelta)
+		return res, nil, err
+	}
+	// The session's previous turn on this replica may still be settling:
+	// its settle records the CLI session this turn resumes.
+	s.pending.wait(ctx, sid, pendingWait)
+	// A turn that will resume its CLI session and sends no system prompt
+	// needs the stored one: read it while the allocation runs rather than
+	// after it (one Redis round trip fewer in a row).
+	var early <-chan storedConvo
+	if t.system == "" {
+		early = s.readConvo(ctx, t, sid)
 	}
 	var lastErr error
 	for attempt := 0; attempt <= s.retries; attempt++ {
@@ -66,38 +81,35 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 		alloc, err := s.allocate(ctx, pool.TurnRequest{SessionID: sid, Priority: t.priority, Owner: t.owner,
 			TurnID: turnID})
 		if err != nil {
-			return nil, poolErr(err)
+			return nil, nil, poolErr(err)
 		}
+		timingsOf(ctx).mark(msAlloc)
 		if alloc.Kind == pool.Fallback {
 			*pl = placement{kind: AllocFallback}
 			if s.backends.Fallback == nil {
-				return nil, &RetryError{Err: ErrNoFallback, After: alloc.RetryAfter}
+				return nil, nil, &RetryError{Err: ErrNoFallback, After: alloc.RetryAfter}
 			}
 			// The fallback holds no CLI session: the stored conversation
 			// becomes its messages.
 			cv, err := s.convo(ctx, t, sid, true, pl)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			res, err := s.run(ctx, s.backends.Fallback, "", backend.Target{}, t.replayRequest(cv), onDelta)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
-			s.settle(ctx, reqID, turnID, "", sid, res, false)
-			s.remember(ctx, t, sid, turnID, res, pl)
-			return res, nil
+			return res, s.afterTurn(ctx, t, reqID, turnID, "", sid, res), nil
 		}
 		sub := alloc.Subscription
 		*pl = placement{kind: AllocSubscription, sub: sub.ID}
 		stop := s.heartbeat(ctx, sid, turnID)
-		res, err := s.runOn(ctx, alloc, t, sid, pl, onDelta)
+		res, err := s.runOn(ctx, alloc, t, sid, pl, early, onDelta)
+		early = nil // read before the first allocation only
 		stop()
 		s.observeLimits(ctx, sub.ID, res, err)
 		if err == nil {
-			// The settle also ends the subscription's run of failures.
-			s.settle(ctx, reqID, turnID, sub.ID, sid, res, true)
-			s.remember(ctx, t, sid, turnID, res, pl)
-			return res, nil
+			return res, s.afterTurn(ctx, t, reqID, turnID, sub.ID, sid, res), nil
 		}
 		if le := (*backend.LimitError)(nil); errors.As(err, &le) && le.Result != nil {
 			// The turn that hit the limit reported what it spent: it is
@@ -108,10 +120,10 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 		}
 		lastErr = err
 		if !s.judge(ctx, sub.ID, err) || ctx.Err() != nil || (relayed != nil && relayed()) {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return nil, lastErr
+	return nil, nil, lastErr
 }
 
 // judge acts on a subscription's failed turn and reports whether the turn
@@ -152,7 +164,7 @@ func (s *Server) judge(ctx context.Context, subID string, err error) (retry bool
 // conversation is replayed ahead of the turn in a new CLI session, whose id
 // the settle records for the next turn.
 func (s *Server) runOn(ctx context.Context, alloc pool.Allocation, t *turn, sid string, pl *placement,
-	onDelta func(string)) (*backend.Result, error) {
+	early <-chan storedConvo, onDelta func(string)) (*backend.Result, error) {
 	sub := alloc.Subscription
 	b, token := s.subBackend(sub.ID)
 	if b == nil {
@@ -163,7 +175,13 @@ func (s *Server) runOn(ctx context.Context, alloc pool.Allocation, t *turn, sid 
 	if alloc.Kind == pool.Resumed && alloc.CLISession != "" {
 		resume = alloc.CLISession
 	}
-	cv, err := s.convo(ctx, t, sid, resume == "", pl)
+	var cv convo
+	var err error
+	if resume != "" && early != nil {
+		cv, err = s.convoRead(ctx, t, sid, pl, early)
+	} else {
+		cv, err = s.convo(ctx, t, sid, resume == "", pl)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -194,6 +212,39 @@ func (s *Server) convo(ctx context.Context, t *turn, sid string, withTurns bool,
 	}
 	pl.truncated = pl.truncated || c.Truncated
 	return t.convoFrom(c), nil
+}
+
+// storedConvo is a stored conversation read ahead (readConvo).
+type storedConvo struct {
+	c   pool.Conversation
+	err error
+}
+
+// readConvo reads the session's stored system prompt (no turns) in the
+// background.
+func (s *Server) readConvo(ctx context.Context, t *turn, sid string) <-chan storedConvo {
+	out := make(chan storedConvo, 1)
+	go func() {
+		c, err := s.pool.Conversation(ctx, sid, t.owner, false)
+		out <- storedConvo{c, err}
+	}()
+	return out
+}
+
+// convoRead is convo(withTurns false) from the read ahead; when that read
+// failed (a session new before its allocation), it reads again.
+func (s *Server) convoRead(ctx context.Context, t *turn, sid string, pl *placement,
+	early <-chan storedConvo) (convo, error) {
+	select {
+	case r := <-early:
+		if r.err == nil {
+			pl.truncated = pl.truncated || r.c.Truncated
+			return t.convoFrom(r.c), nil
+		}
+	case <-ctx.Done():
+		return convo{}, context.Cause(ctx)
+	}
+	return s.convo(ctx, t, sid, false, pl)
 }
 
 // remember appends the answered turn to the session's stored conversation,
@@ -301,35 +352,46 @@ func (s *Server) settleDropped(p *pendingSettle, reason string, err error) {
 // heartbeat refreshes the turn's lease every third of its length
 // while the backend runs, so the rebalancer neither moves nor drops a
 // session whose turn outlasts the idle age; stop ends it. A replica that dies
-// stops refreshing, and the lease runs out by itself.
+// stops refreshing, and the lease runs out by itself. It is a timer, not a
+// goroutine: a turn shorter than a third of the lease (nearly all) costs no
+// goroutine to start and none to wake when it stops.
 func (s *Server) heartbeat(ctx context.Context, sid, turnID string) (stop func()) {
 	every := s.pool.TurnLease() / 3
 	if every <= 0 {
 		return func() {}
 	}
 	hctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for {
-			select {
-			case <-hctx.Done():
-				return
-			case <-tick.C:
-			}
-			cctx, ccancel := context.WithTimeout(hctx, bookkeepingTimeout)
-			err := s.pool.Heartbeat(cctx, sid, turnID)
-			ccancel()
-			if err != nil && hctx.Err() == nil {
-				s.log.WarnContext(ctx, "turn heartbeat failed: the turn may count as idle", "error", err)
-			}
+	var (
+		mu sync.Mutex // held while a refresh runs, and to set t
+		t  *time.Timer
+	)
+	beat := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if hctx.Err() != nil {
+			return
 		}
-	}()
+		cctx, ccancel := context.WithTimeout(hctx, bookkeepingTimeout)
+		err := s.pool.Heartbeat(cctx, sid, turnID)
+		ccancel()
+		if hctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			s.log.WarnContext(ctx, "turn heartbeat failed: the turn may count as idle", "error", err)
+		}
+		t.Reset(every)
+	}
+	mu.Lock()
+	t = time.AfterFunc(every, beat)
+	mu.Unlock()
 	return func() {
 		cancel()
-		<-done
+		// A refresh in progress finishes (or is cancelled) before the
+		// turn's settle or end, which clear the lease.
+		mu.Lock()
+		t.Stop()
+		mu.Unlock()
 	}
 }
 

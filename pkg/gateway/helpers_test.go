@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/authpool/authpool/internal/redistest"
 	"github.com/authpool/authpool/pkg/backend"
@@ -90,6 +91,7 @@ type harnessOpts struct {
 	noFallback  bool // no fallback backend
 	opts        Options
 	poolOpts    pool.Options
+	idleAfter   int // idleAfterSeconds (0: the default)
 }
 
 func newHarness(t *testing.T, ho harnessOpts) *harness {
@@ -98,7 +100,7 @@ func newHarness(t *testing.T, ho harnessOpts) *harness {
 		ho.subs = 2
 	}
 	h := &harness{t: t, tg: redistest.Mini(t), subs: map[string]*fakeBackend{}}
-	cfg := &pool.Config{MaxClientsPerSubscription: 5, WeeklyBudgetThreshold: 0.85}
+	cfg := &pool.Config{MaxClientsPerSubscription: 5, WeeklyBudgetThreshold: 0.85, IdleAfterSeconds: ho.idleAfter}
 	if ho.fallbackOff {
 		off := false
 		cfg.FallbackWhenExhausted = &off
@@ -140,9 +142,23 @@ func (h *harness) callsSoFar() []call {
 	return append([]call(nil), h.calls...)
 }
 
-// do sends a request with a JSON (or raw string) body and optional headers.
+// settled waits until the turns answered so far are settled: their settle
+// runs after the answer (afterAnswer), so a test that reads what a settle
+// wrote waits for it first.
+func (h *harness) settled() {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.srv.pending.idle(ctx); err != nil {
+		h.t.Fatalf("answered turns still settling: %v", err)
+	}
+}
+
+// do sends a request with a JSON (or raw string) body and optional headers,
+// once the turns answered before it are settled (see settled).
 func (h *harness) do(method, path string, body any, headers ...string) *http.Response {
 	h.t.Helper()
+	h.settled()
 	var r io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -178,6 +194,7 @@ func (h *harness) chat(body any, headers ...string) (*http.Response, ChatComplet
 	resp := h.do("POST", "/v1/chat/completions", body, headers...)
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
+	h.settled()
 	var cc ChatCompletion
 	var ae apiError
 	if resp.StatusCode == http.StatusOK {
@@ -206,6 +223,7 @@ func sse(t *testing.T, r io.Reader) []string {
 // snapshot reads the pool's state as the tests compare it.
 func (h *harness) snapshot() map[string]pool.SubscriptionStatus {
 	h.t.Helper()
+	h.settled()
 	snap, err := h.pool.Status(context.Background())
 	if err != nil {
 		h.t.Fatalf("status: %v", err)
@@ -220,6 +238,7 @@ func (h *harness) snapshot() map[string]pool.SubscriptionStatus {
 // sessionKeys counts the session hashes in Redis.
 func (h *harness) sessionKeys() int {
 	h.t.Helper()
+	h.settled()
 	keys, err := h.tg.Client.Keys(context.Background(), h.keys().Base()+":session:*").Result()
 	if err != nil {
 		h.t.Fatal(err)

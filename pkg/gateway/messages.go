@@ -313,7 +313,7 @@ func (s *Server) messages(c *gin.Context) {
 		return
 	}
 	stop := stopReason(res.StopReason)
-	c.JSON(http.StatusOK, MessageResponse{ID: id, Type: "message", Role: "assistant",
+	writeAnswer(c, MessageResponse{ID: id, Type: "message", Role: "assistant",
 		Model: modelOf(res, t.model), Content: []ContentBlock{{Type: "text", Text: res.Text}},
 		StopReason: &stop, Usage: messageUsage(res.Usage)})
 }
@@ -350,6 +350,7 @@ func (s *Server) streamMessage(c *gin.Context, t *turn, sid, id string) {
 		"delta": gin.H{"stop_reason": stopReason(res.StopReason), "stop_sequence": nil},
 		"usage": messageUsage(res.Usage)})
 	_ = w.Named("message_stop", gin.H{"type": "message_stop"})
+	markTiming(c, msEncode)
 }
 
 // modelName is the model an answer names before the backend said which.

@@ -19,6 +19,7 @@ func (s *Server) rateLimit(c *gin.Context) {
 		limiter = s.pool.RateLimiter(k.RateLimitPerMinute) // the key's own rate
 	}
 	if limiter == nil {
+		markTiming(c, msAuth)
 		c.Next()
 		return
 	}
@@ -38,5 +39,6 @@ func (s *Server) rateLimit(c *gin.Context) {
 		writeError(c, &RetryError{Err: ErrRateLimited, After: d.RetryAfter})
 		return
 	}
+	markTiming(c, msAuth)
 	c.Next()
 }

@@ -24,8 +24,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/authpool/authpool/pkg/backend"
 	"github.com/authpool/authpool/pkg/pool"
@@ -115,10 +115,19 @@ type Options struct {
 	// dropped and logged. Default DefaultSettleMaxAge.
 	SettleMaxAge time.Duration
 	// TracerProvider makes the gateway's spans: the HTTP server span, then
-	// pool.allocate, backend.run and pool.settle under it. Default: the
-	// global one (a no-op unless telemetry.SetupTracing installed an
-	// exporter).
+	// pool.allocate, backend.run and pool.settle under it. Nil: no tracing,
+	// and no tracing middleware on the request path (cmd/api passes the
+	// global provider only when an OTLP exporter is configured).
 	TracerProvider trace.TracerProvider
+	// ServerTiming records each request's phases (SERVER_TIMING=1): a
+	// Server-Timing response header with the phases known when the headers
+	// go out, and a "request phases" log line with all of them once the
+	// turn is settled. Default off.
+	ServerTiming bool
+	// Profiling serves net/http/pprof at /debug/pprof/ on the admin surface,
+	// behind the same guard as the other /debug views (PPROF=1). Default
+	// off.
+	Profiling bool
 }
 
 // Server is the gateway. Create it with New and serve Handler.
@@ -145,6 +154,13 @@ type Server struct {
 	settles      *settleRetry                      // failed settlements, retried until they land
 	healer       *healer                           // writes back what a Redis restart took; nil without a pool
 	modelMap     atomic.Pointer[map[string]string] // SetModelMap swaps it
+	tracing      bool                              // a TracerProvider was given: the HTTP span middleware is on
+	timing       bool                              // ServerTiming
+	profiling    bool                              // Profiling
+	pending      pendingTurns                      // answered turns still settling (see afterTurn)
+	// beforeSettle, when set (tests), runs first in an answered turn's
+	// bookkeeping.
+	beforeSettle func()
 }
 
 // ErrInvalidOptions is returned by New for options it cannot serve with.
@@ -154,10 +170,11 @@ var ErrInvalidOptions = errors.New("gateway: invalid options")
 func New(opts Options) (*Server, error) {
 	s := &Server{pool: opts.Pool, rdb: opts.Redis, backends: opts.Backends, tokens: map[string]string{},
 		apiKeys: newKeyring(opts.APIKeys), maxBody: opts.MaxBodyBytes,
-		log: opts.Logger, metrics: opts.Metrics, tp: opts.TracerProvider}
+		log: opts.Logger, metrics: opts.Metrics, tp: opts.TracerProvider,
+		tracing: opts.TracerProvider != nil, timing: opts.ServerTiming, profiling: opts.Profiling}
 	s.SetModelMap(opts.ModelMap)
 	if s.tp == nil {
-		s.tp = otel.GetTracerProvider()
+		s.tp = noop.NewTracerProvider()
 	}
 	s.tracer = s.tp.Tracer(TracerName)
 	s.keys.Store(s.apiKeys.with(opts.ClientKeys))
@@ -229,10 +246,11 @@ func (s *Server) Start() {
 }
 
 // Shutdown stops the background work after the HTTP server has stopped:
-// failed settlements still queued are retried until they land or ctx ends,
-// then dropped (each logged).
+// the settles of answered turns finish, failed settlements still queued are
+// retried until they land or ctx ends, then dropped (each logged).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.healer.stop()
+	_ = s.pending.idle(ctx)
 	return s.settles.Shutdown(ctx)
 }
 
@@ -262,7 +280,15 @@ func (s *Server) routes(api, admin bool) *gin.Engine {
 	e.HandleMethodNotAllowed = true
 	// requestID may refuse a bad X-Request-ID: it runs after observe and
 	// accessLog, so that refusal is counted and logged too.
-	e.Use(s.traceHTTP(), s.observe, s.recover, s.accessLog, requestID)
+	// afterAnswer runs an answered turn's settle once the handler returned.
+	var mw []gin.HandlerFunc
+	if s.timing {
+		mw = append(mw, s.startTimings)
+	}
+	if s.tracing {
+		mw = append(mw, s.traceHTTP())
+	}
+	e.Use(append(mw, s.observe, s.afterAnswer, s.recover, s.accessLog, requestID)...)
 	e.NoRoute(func(c *gin.Context) { writeError(c, ErrNotFound) })
 	e.NoMethod(func(c *gin.Context) { writeError(c, ErrMethodNotAllowed) })
 
@@ -283,6 +309,9 @@ func (s *Server) routes(api, admin bool) *gin.Engine {
 		dbg := e.Group("/debug", s.adminAuth)
 		dbg.GET("/auth-pool", s.debugPool)
 		dbg.GET("/memory", s.debugMemory)
+		if s.profiling {
+			profileRoutes(dbg)
+		}
 		s.adminRoutes(e)
 		s.statusRoutes(e)
 	}

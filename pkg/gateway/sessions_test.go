@@ -9,6 +9,7 @@ import (
 
 	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/backend"
+	"github.com/authpool/authpool/pkg/pool"
 )
 
 // TestAccessLogHoldsNoSessionID (issue 8, finding 4): the access log names
@@ -102,5 +103,33 @@ func TestTurnInFlightLease(t *testing.T) {
 				t.Errorf("turn %d: session keeps %s", i+1, f)
 			}
 		}
+	}
+}
+
+// TestHeartbeatRefreshesLease (issue 14: the heartbeat is a timer now): a
+// turn that outlasts a third of the lease has its lease pushed forward
+// while it runs. The lease is the session's client-set score ("active
+// until"), so the lease here is longer than the idle age, or the turn's
+// start would already hold a later time than any heartbeat.
+func TestHeartbeatRefreshesLease(t *testing.T) {
+	h := newHarness(t, harnessOpts{subs: 1, idleAfter: 1, poolOpts: pool.Options{TurnLease: 1200 * time.Millisecond}})
+	ctx := context.Background()
+	clients := h.keys().Clients("sub1")
+	var first, later float64
+	h.subs["sub1"].setAnswer(func(int, backend.Target, backend.Request) (*backend.Result, error) {
+		first, _ = h.tg.Client.ZScore(ctx, clients, "beating").Result()
+		time.Sleep(900 * time.Millisecond)
+		later, _ = h.tg.Client.ZScore(ctx, clients, "beating").Result()
+		return &backend.Result{Text: "ok", CLISessionID: "cli-1", StopReason: "end_turn", CostUSD: 0.01}, nil
+	})
+	if r, _, ae := h.chat(map[string]any{"session_id": "beating", "messages": msgs(user("hi"))}); r.StatusCode != 200 {
+		t.Fatalf("turn: %d %+v", r.StatusCode, ae)
+	}
+	if first == 0 || later <= first {
+		t.Errorf("lease until %v at the start, %v 900 ms later: not refreshed", first, later)
+	}
+	h.settled()
+	if end, _ := h.tg.Client.ZScore(ctx, clients, "beating").Result(); end < later {
+		t.Errorf("the turn's end moved its lease back: %v, was %v", end, later)
 	}
 }

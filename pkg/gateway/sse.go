@@ -128,6 +128,7 @@ func (s *Server) streamTurn(c *gin.Context, t *turn, sid string,
 		if pl.truncated {
 			h.Set(HeaderConversationTruncated, "true")
 		}
+		setServerTiming(ctx, h)
 	})
 	f := frame(w)
 	var texted atomic.Bool
@@ -143,7 +144,8 @@ func (s *Server) streamTurn(c *gin.Context, t *turn, sid string,
 			cancel() // the client is gone: stop the backend
 		}
 	}
-	res, err := s.serve(ctx, t, sid, c.GetString(ctxRequestID), &pl, onDelta, w.Started)
+	res, after, err := s.serve(ctx, t, sid, c.GetString(ctxRequestID), &pl, onDelta, w.Started)
+	setAfter(c, after)
 	c.Set(ctxAlloc, pl.kind)
 	c.Set(ctxSub, pl.sub)
 	if err != nil {

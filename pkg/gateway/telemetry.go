@@ -159,8 +159,11 @@ func (s *Server) run(ctx context.Context, b backend.Backend, sub string, tgt bac
 	if req.Stream {
 		kind = "stream"
 	}
+	tm := timingsOf(ctx)
+	tm.mark(msConvo)
 	start := time.Now()
 	res, err := b.Run(ctx, tgt, req, onDelta)
+	tm.mark(msParse)
 	s.metrics.Backend(ctx, b.Name(), kind, time.Since(start), err)
 	if err != nil {
 		span.RecordError(err)

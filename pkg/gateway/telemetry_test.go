@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/extra/redisotel/v9"
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -25,6 +26,20 @@ func TestSpanTree(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
 	h := newHarness(t, harnessOpts{opts: Options{TracerProvider: tp}})
+	// Connections ready in the pool: a turn runs Redis calls side by side
+	// (the allocation and the stored conversation's read), and a connection
+	// go-redis dials for one is no part of the request's trace.
+	var conns []*redis.Conn
+	for range 4 {
+		cn := h.tg.Client.Conn()
+		if err := cn.Ping(t.Context()).Err(); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, cn)
+	}
+	for _, cn := range conns {
+		_ = cn.Close()
+	}
 	if err := redisotel.InstrumentTracing(h.tg.Client, redisotel.WithTracerProvider(tp), redisotel.WithDBStatement(false)); err != nil {
 		t.Fatal(err)
 	}
@@ -176,5 +191,26 @@ func TestMetricsEndpoint(t *testing.T) {
 		if strings.Contains(k, "/v1/sessions/m1") {
 			t.Errorf("raw path in a label: %s", k)
 		}
+	}
+}
+
+// TestNoTracingWithoutProvider (issue 14): without a TracerProvider (no
+// exporter) the HTTP tracing middleware is not installed at all; with one,
+// it is.
+func TestNoTracingWithoutProvider(t *testing.T) {
+	off := newHarness(t, harnessOpts{})
+	tp := sdktrace.NewTracerProvider()
+	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
+	on := newHarness(t, harnessOpts{opts: Options{TracerProvider: tp}})
+	if off.srv.tracing || !on.srv.tracing {
+		t.Fatalf("tracing: off %t, on %t", off.srv.tracing, on.srv.tracing)
+	}
+	if n, m := len(off.srv.Handler().Handlers), len(on.srv.Handler().Handlers); m != n+1 {
+		t.Errorf("middleware: %d without a provider, %d with one: want one more", n, m)
+	}
+	r, _, ae := off.chat(map[string]any{"messages": msgs(user("hi"))},
+		"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	if r.StatusCode != 200 {
+		t.Fatalf("untraced turn: %d %+v", r.StatusCode, ae)
 	}
 }

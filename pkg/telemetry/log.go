@@ -69,8 +69,15 @@ func NewLogger(c LogConfig, w io.Writer, module string) *slog.Logger {
 	} else {
 		inner = slog.NewTextHandler(w, opts)
 	}
-	return slog.New(&handler{inner: inner, module: module, nest: c.JSON})
+	h := &handler{inner: inner, module: module, nest: c.JSON}
+	if f, ok := w.(flusher); ok {
+		h.flush = f.Flush
+	}
+	return slog.New(h)
 }
+
+// flusher is a writer that holds lines back (BufferedWriter).
+type flusher interface{ Flush() error }
 
 // ParseLevel parses a LOG_LEVEL value: debug, info, warn (or warning), error;
 // "" is info.
@@ -123,8 +130,9 @@ type handler struct {
 	inner  slog.Handler
 	module string
 	nest   bool
-	root   []slog.Attr // attributes added before any group, redacted
-	frames []frame     // open groups, outermost first, attributes redacted
+	root   []slog.Attr  // attributes added before any group, redacted
+	frames []frame      // open groups, outermost first, attributes redacted
+	flush  func() error // a buffered writer's flush, called after WARN and above; nil: none
 }
 
 var _ slog.Handler = (*handler)(nil)
@@ -132,8 +140,19 @@ var _ slog.Handler = (*handler)(nil)
 // Enabled reports whether the level is logged.
 func (h *handler) Enabled(ctx context.Context, l slog.Level) bool { return h.inner.Enabled(ctx, l) }
 
-// Handle writes r with its attributes redacted and grouped.
+// Handle writes r with its attributes redacted and grouped; a WARN or
+// above leaves a buffered writer at once.
 func (h *handler) Handle(ctx context.Context, r slog.Record) error {
+	err := h.handle(ctx, r)
+	if h.flush != nil && r.Level >= slog.LevelWarn {
+		if ferr := h.flush(); err == nil {
+			err = ferr
+		}
+	}
+	return err
+}
+
+func (h *handler) handle(ctx context.Context, r slog.Record) error {
 	var own []slog.Attr
 	r.Attrs(func(a slog.Attr) bool {
 		own = append(own, redactAttr(a))

@@ -249,3 +249,16 @@ func TestSensitiveKey(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAccessLine is the cost of one access log line (issue 14).
+func BenchmarkAccessLine(b *testing.B) {
+	log := NewLogger(LogConfig{JSON: true}, io.Discard, "gateway")
+	ctx := b.Context()
+	b.ReportAllocs()
+	for b.Loop() {
+		log.LogAttrs(ctx, slog.LevelInfo, "request", slog.String("request_id", "6b8a4a13-c696-476f-b14e-7b2edc271e55"),
+			slog.String("method", "POST"), slog.String("path", "/v1/chat/completions"),
+			slog.String("client_ip", "127.0.0.1"), slog.Int("status", 200), slog.Float64("duration_ms", 4.2),
+			slog.String("allocation", "subscription"), slog.String("subscription", "sub1"))
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/authpool/authpool/internal/secret"
 )
@@ -21,15 +23,34 @@ var sensitiveKeyParts = []string{"token", "secret", "password", "passwd", "autho
 // SensitiveKey reports whether a log attribute, header or field named key
 // holds a secret.
 func SensitiveKey(key string) bool {
-	k := strings.ToLower(key)
-	k = strings.NewReplacer("-", "", "_", "").Replace(k)
+	if v, ok := sensitiveKeys.Load(key); ok {
+		return v.(bool)
+	}
+	k := keySeparators.Replace(strings.ToLower(key))
+	sensitive := false
 	for _, p := range sensitiveKeyParts {
 		if strings.Contains(k, p) {
-			return true
+			sensitive = true
+			break
 		}
 	}
-	return false
+	// Keys are the code's attribute and field names, a small set; the
+	// bound keeps names that come from elsewhere from growing it.
+	if len(key) <= 64 && sensitiveKeyCount.Add(1) <= maxSensitiveKeys {
+		sensitiveKeys.Store(key, sensitive)
+	}
+	return sensitive
 }
+
+var (
+	keySeparators = strings.NewReplacer("-", "", "_", "")
+	// sensitiveKeys caches SensitiveKey: a log line asks it for every
+	// attribute.
+	sensitiveKeys     sync.Map // key → bool
+	sensitiveKeyCount atomic.Int64
+)
+
+const maxSensitiveKeys = 4096
 
 var (
 	// bearerPattern is a bearer credential in a string ("Authorization:
@@ -50,12 +71,41 @@ func RedactString(s string) string {
 	if !strings.ContainsAny(s, "sSbB:") { // fast path: none of the patterns can match
 		return s
 	}
-	s = bearerPattern.ReplaceAllStringFunc(s, func(m string) string {
-		scheme, _, _ := strings.Cut(m, " ")
-		return scheme + " " + Redacted
-	})
-	s = anthropicKeyPattern.ReplaceAllString(s, Redacted)
-	return urlPasswordPattern.ReplaceAllString(s, "${1}"+Redacted+"@")
+	// Each pattern only where its fixed part is: most strings (ids, routes,
+	// messages) hold none, and a regexp per string costs a log line dearly.
+	if containsFold(s, "bearer") {
+		s = bearerPattern.ReplaceAllStringFunc(s, func(m string) string {
+			scheme, _, _ := strings.Cut(m, " ")
+			return scheme + " " + Redacted
+		})
+	}
+	if strings.Contains(s, "sk-ant-") {
+		s = anthropicKeyPattern.ReplaceAllString(s, Redacted)
+	}
+	if strings.Contains(s, "://") && strings.Contains(s, "@") {
+		s = urlPasswordPattern.ReplaceAllString(s, "${1}"+Redacted+"@")
+	}
+	return s
+}
+
+// containsFold reports whether s holds sub (ASCII lower case) in any case.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		j := 0
+		for ; j < len(sub); j++ {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != sub[j] {
+				break
+			}
+		}
+		if j == len(sub) {
+			return true
+		}
+	}
+	return false
 }
 
 // redactAttr returns a with secrets removed: the whole value when the key is

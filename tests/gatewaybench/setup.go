@@ -9,8 +9,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -25,7 +27,13 @@ type env struct {
 	fake     string
 	subDirs  []string
 	urls     []string
+	logs     []string // each replica's log file
+	api      string   // the cmd/api binary
+	cfgPath  string
+	backends string
 	procs    []*exec.Cmd
+	cliMu    sync.Mutex
+	cli      map[string][]float64 // the direct path's spawn, first_byte and exit (ms)
 	redis    *redistest.Server
 	client   *http.Client
 	sessions int
@@ -42,7 +50,7 @@ func setup(o options) (*env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &env{dir: dir, fake: filepath.Join(dir, "claude"), sessions: o.sessions,
+	e := &env{dir: dir, fake: filepath.Join(dir, "claude"), sessions: o.sessions, cli: map[string][]float64{},
 		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.conc, MaxConnsPerHost: o.conc}}}
 	api := filepath.Join(dir, "api")
 	for out, pkg := range map[string]string{api: "./cmd/api", e.fake: "./tests/fakeclaude"} {
@@ -57,18 +65,48 @@ func setup(o options) (*env, error) {
 		e.close()
 		return nil, err
 	}
-	cfgPath, backendsPath, err := e.writeConfig(o)
-	if err != nil {
+	e.api = api
+	if e.cfgPath, e.backends, err = e.writeConfig(o); err != nil {
 		e.close()
 		return nil, err
 	}
-	for i := 0; i < 2; i++ {
-		if err := e.startReplica(api, cfgPath, backendsPath, i); err != nil {
-			e.close()
-			return nil, err
-		}
+	if err := e.startReplicas(o.rateLimitCost); err != nil {
+		e.close()
+		return nil, err
 	}
 	return e, nil
+}
+
+// rateLimitOn is the rate limit of the second pair of replicas: far above
+// the load, so that it costs its script and never refuses.
+const rateLimitOn = 1_000_000
+
+// startReplicas starts two replicas with the rate limit off and, with
+// withLimit, two more with it on (rateLimitOn).
+func (e *env) startReplicas(withLimit bool) error {
+	e.stopReplicas()
+	n := 2
+	if withLimit {
+		n = 4
+	}
+	for i := 0; i < n; i++ {
+		rl := 0
+		if i >= 2 {
+			rl = rateLimitOn
+		}
+		if err := e.startReplica(i, rl); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *env) stopReplicas() {
+	for _, p := range e.procs {
+		_ = p.Process.Signal(syscall.SIGTERM)
+		_ = p.Wait()
+	}
+	e.procs, e.urls, e.logs = nil, nil, nil
 }
 
 func moduleRoot() (string, error) {
@@ -106,7 +144,13 @@ func (e *env) writeConfig(o options) (string, string, error) {
 			"configDir": d, "accountId": id, "maxConcurrent": o.conc, "timeoutSeconds": 60})
 	}
 	cfg := map[string]any{"subscriptions": subs, "maxClientsPerSubscription": max(15, o.sessions), "pool": "bench"}
-	cfgPath, backendsPath := filepath.Join(e.dir, "auth-pool.json"), filepath.Join(e.dir, "backends.json")
+	// The replicas watch the config file's directory: one of its own, not
+	// the one their logs are written to.
+	cfgDir := filepath.Join(e.dir, "config")
+	if err := os.MkdirAll(cfgDir, 0o700); err != nil {
+		return "", "", err
+	}
+	cfgPath, backendsPath := filepath.Join(cfgDir, "auth-pool.json"), filepath.Join(cfgDir, "backends.json")
 	for path, v := range map[string]any{cfgPath: cfg, backendsPath: map[string]any{"backends": backends}} {
 		b, _ := json.Marshal(v)
 		if err := os.WriteFile(path, b, 0o600); err != nil {
@@ -116,7 +160,9 @@ func (e *env) writeConfig(o options) (string, string, error) {
 	return cfgPath, backendsPath, nil
 }
 
-func (e *env) startReplica(api, cfgPath, backendsPath string, i int) error {
+// startReplica starts replica i with Server-Timing and the profiler on;
+// the profiler is served on loopback like every /debug view.
+func (e *env) startReplica(i, rateLimit int) error {
 	port, err := redistest.FreePort()
 	if err != nil {
 		return err
@@ -125,12 +171,13 @@ func (e *env) startReplica(api, cfgPath, backendsPath string, i int) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(api)
+	defer logf.Close()
+	cmd := exec.Command(e.api)
 	cmd.Dir = e.dir
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir, "PORT=" + strconv.Itoa(port),
-		"REDIS_URL=redis://" + e.redis.Addr + "/0", "AUTH_POOL_CONFIG=" + cfgPath, "BACKENDS_CONFIG=" + backendsPath,
-		"CLAUDE_BIN=" + e.fake, "API_KEYS=" + benchKey, "RATE_LIMIT_PER_MINUTE=0", "LOG_FORMAT=json",
-		"LOG_LEVEL=info", "FAKECLAUDE_COST=0.0001"}
+		"REDIS_URL=redis://" + e.redis.Addr + "/0", "AUTH_POOL_CONFIG=" + e.cfgPath, "BACKENDS_CONFIG=" + e.backends,
+		"CLAUDE_BIN=" + e.fake, "API_KEYS=" + benchKey, "RATE_LIMIT_PER_MINUTE=" + strconv.Itoa(rateLimit),
+		"LOG_FORMAT=json", "LOG_LEVEL=info", "FAKECLAUDE_COST=0.0001", "SERVER_TIMING=1", "PPROF=1"}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -144,6 +191,7 @@ func (e *env) startReplica(api, cfgPath, backendsPath string, i int) error {
 			r.Body.Close()
 			if r.StatusCode == 200 {
 				e.urls = append(e.urls, url)
+				e.logs = append(e.logs, logf.Name())
 				return nil
 			}
 		}
@@ -153,10 +201,7 @@ func (e *env) startReplica(api, cfgPath, backendsPath string, i int) error {
 }
 
 func (e *env) close() {
-	for _, p := range e.procs {
-		_ = p.Process.Signal(syscall.SIGTERM)
-		_ = p.Wait()
-	}
+	e.stopReplicas()
 	if e.redis != nil {
 		e.redis.Stop()
 	}
@@ -168,35 +213,84 @@ func prompt(i int) string { return "ping " + strconv.Itoa(i) }
 // direct runs the fake CLI as the gateway does for a new session: the same
 // sandboxed stream-json arguments, prompt on stdin, the subscription's config
 // dir, the stream read to its result line.
-func (e *env) direct(i int) error {
+func (e *env) direct(i int) (time.Duration, error) {
+	t0 := time.Now()
 	cmd := exec.Command(e.fake, "-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages",
 		"--tools", "", "--strict-mcp-config", "--model", "sonnet")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + e.dir, "CLAUDE_CONFIG_DIR=" + e.subDirs[i%len(e.subDirs)],
 		"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1"}
 	cmd.Stdin = strings.NewReader(prompt(i))
-	out, err := cmd.Output()
+	pipe, err := cmd.StdoutPipe()
 	if err != nil {
-		return err
+		return 0, err
 	}
-	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	started := time.Now()
+	var out bytes.Buffer
+	var first time.Time
+	buf := make([]byte, 64<<10)
+	for {
+		n, rerr := pipe.Read(buf)
+		if n > 0 && first.IsZero() {
+			first = time.Now()
+		}
+		out.Write(buf[:n])
+		if rerr != nil {
+			break
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return 0, err
+	}
+	exited := time.Now()
+	if !first.IsZero() {
+		e.cliMu.Lock()
+		e.cli["spawn"] = append(e.cli["spawn"], msOf(started.Sub(t0)))
+		e.cli["first_byte"] = append(e.cli["first_byte"], msOf(first.Sub(started)))
+		e.cli["exit"] = append(e.cli["exit"], msOf(exited.Sub(first)))
+		e.cliMu.Unlock()
+	}
+	lines := bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n"))
 	var r struct {
 		Type    string `json:"type"`
 		IsError bool   `json:"is_error"`
 		Result  string `json:"result"`
 	}
 	if err := json.Unmarshal(lines[len(lines)-1], &r); err != nil || r.Type != "result" || r.IsError {
-		return fmt.Errorf("bad CLI output %q (%v)", out, err)
+		return 0, fmt.Errorf("bad CLI output %q (%v)", out.Bytes(), err)
 	}
-	return nil
+	return 0, nil
 }
 
-// gateway sends the same turn through a replica (alternating).
-func (e *env) gateway(i int) error {
+func msOf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// cliPhases takes the direct path's CLI phases recorded so far (ms, sorted).
+func (e *env) cliPhases() map[string][]float64 {
+	e.cliMu.Lock()
+	defer e.cliMu.Unlock()
+	out := e.cli
+	e.cli = map[string][]float64{}
+	for _, v := range out {
+		slices.Sort(v)
+	}
+	return out
+}
+
+// gateway sends turns through replicas first and first+1 (alternating);
+// each returns the replica's own time to the answer (Server-Timing's
+// total).
+func (e *env) gateway(first int) op {
+	return func(i int) (time.Duration, error) { return e.turn(e.urls[first+i%2], i) }
+}
+
+func (e *env) turn(url string, i int) (time.Duration, error) {
 	body, _ := json.Marshal(map[string]any{"model": "sonnet",
 		"messages": []map[string]string{{"role": "user", "content": prompt(i)}}})
-	req, err := http.NewRequest("POST", e.urls[i%len(e.urls)]+"/v1/chat/completions", bytes.NewReader(body))
+	req, err := http.NewRequest("POST", url+"/v1/chat/completions", bytes.NewReader(body))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	req.Header.Set("Authorization", "Bearer "+benchKey)
 	req.Header.Set("Content-Type", "application/json")
@@ -205,15 +299,15 @@ func (e *env) gateway(i int) error {
 	}
 	resp, err := e.client.Do(req)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if resp.StatusCode != 200 {
-		return fmt.Errorf("status %d: %s", resp.StatusCode, data)
+		return 0, fmt.Errorf("status %d: %s", resp.StatusCode, data)
 	}
 	var cc struct {
 		Choices []struct {
@@ -221,7 +315,20 @@ func (e *env) gateway(i int) error {
 		} `json:"choices"`
 	}
 	if err := json.Unmarshal(data, &cc); err != nil || len(cc.Choices) != 1 || cc.Choices[0].Message.Content != "echo: "+prompt(i) {
-		return fmt.Errorf("bad answer %s (%v)", data, err)
+		return 0, fmt.Errorf("bad answer %s (%v)", data, err)
 	}
-	return nil
+	return serverTotal(resp.Header.Get("Server-Timing")), nil
+}
+
+// serverTotal reads "total;dur=<ms>" out of a Server-Timing header.
+func serverTotal(h string) time.Duration {
+	for _, m := range strings.Split(h, ",") {
+		name, dur, ok := strings.Cut(strings.TrimSpace(m), ";dur=")
+		if ok && name == "total" {
+			if f, err := strconv.ParseFloat(dur, 64); err == nil {
+				return time.Duration(f * float64(time.Millisecond))
+			}
+		}
+	}
+	return 0
 }

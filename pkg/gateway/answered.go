@@ -1,0 +1,171 @@
+package gateway
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/authpool/authpool/pkg/backend"
+)
+
+// ctxAfter holds the bookkeeping of an answered turn (its settle and stored
+// turn), run once the answer is out by afterAnswer.
+const ctxAfter = "authpool.after"
+
+// pendingWait bounds how long a turn waits for the bookkeeping of the
+// session's previous turn on this replica (see pendingTurns).
+const pendingWait = 2 * time.Second
+
+// pendingTurns are the sessions whose answered turn is still being settled
+// by this replica. The settle records the turn's CLI session id, which the
+// session's next turn resumes (--resume), and stores the turn for a replay;
+// so a new turn on such a session waits for it (at most pendingWait) before
+// it allocates. A turn of the same session on another replica does not
+// wait: within that window (about a millisecond) it may miss the CLI session
+// id and replay the stored conversation, or miss the last turn in it.
+type pendingTurns struct {
+	mu   sync.Mutex
+	m    map[string]*pendingTurn
+	n    int           // bookkeeping not finished yet, every session
+	zero chan struct{} // closed when n drops to 0; nil while n is 0
+}
+
+type pendingTurn struct {
+	n    int
+	done chan struct{}
+}
+
+// begin marks each key (a session id, keyPending of a client key) as
+// settling; end it with the returned func.
+func (p *pendingTurns) begin(keys ...string) (end func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[string]*pendingTurn{}
+	}
+	es := make([]*pendingTurn, len(keys))
+	for i, k := range keys {
+		e := p.m[k]
+		if e == nil {
+			e = &pendingTurn{done: make(chan struct{})}
+			p.m[k] = e
+		}
+		e.n++
+		es[i] = e
+	}
+	if p.n == 0 {
+		p.zero = make(chan struct{})
+	}
+	p.n++
+	return func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for i, e := range es {
+			if e.n--; e.n == 0 {
+				close(e.done)
+				delete(p.m, keys[i])
+			}
+		}
+		if p.n--; p.n == 0 {
+			close(p.zero)
+			p.zero = nil
+		}
+	}
+}
+
+// keyPending is the pendingTurns key of a named client key: a NUL never
+// appears in a session id.
+func keyPending(name string) string { return "\x00key:" + name }
+
+// wait waits until no turn of key (a session id, keyPending) is settling
+// here, at most max or until ctx ends.
+func (p *pendingTurns) wait(ctx context.Context, key string, max time.Duration) {
+	p.mu.Lock()
+	e := p.m[key]
+	p.mu.Unlock()
+	if e == nil {
+		return
+	}
+	t := time.NewTimer(max)
+	defer t.Stop()
+	select {
+	case <-e.done:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// idle waits until every bookkeeping started has finished, or ctx ends.
+func (p *pendingTurns) idle(ctx context.Context) error {
+	p.mu.Lock()
+	zero := p.zero
+	p.mu.Unlock()
+	if zero == nil {
+		return nil
+	}
+	select {
+	case <-zero:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// afterTurn is the bookkeeping of a turn that produced an answer: its usage
+// is settled (retried in the background if Redis fails), the turn is stored
+// in the session's conversation and the subscription's run of failures ends
+// (subID "" on the fallback). It runs after the answer is out
+// (afterAnswer); sid counts as settling from now until it has run.
+func (s *Server) afterTurn(ctx context.Context, t *turn, reqID, turnID, subID, sid string,
+	res *backend.Result) func() {
+	ctx = context.WithoutCancel(ctx)
+	keys := []string{sid}
+	if name := keyNameOf(ctx); name != "" {
+		// The key's weekly budget counts this turn once it is settled.
+		keys = append(keys, keyPending(name))
+	}
+	end := s.pending.begin(keys...)
+	return func() {
+		defer end()
+		if s.beforeSettle != nil {
+			s.beforeSettle()
+		}
+		// What the session's next turn reads first: the CLI session it
+		// resumes (the settle records it) and the stored turn.
+		// The settle also ends the subscription's run of failures.
+		s.settle(ctx, reqID, turnID, subID, sid, res, subID != "")
+		var pl placement // the answer is out: its truncation flag is no longer read
+		s.remember(ctx, t, sid, turnID, res, &pl)
+		if tm := timingsOf(ctx); tm != nil {
+			tm.mark(msSettle)
+			tm.log(ctx, s.log, reqID)
+		}
+	}
+}
+
+// afterAnswer runs the answered turn's bookkeeping (afterTurn) once the
+// handler has returned: the answer has been written and flushed. It also
+// runs after a panic, so that a session is never left settling.
+func (s *Server) afterAnswer(c *gin.Context) {
+	defer func() {
+		if v, ok := c.Get(ctxAfter); ok {
+			if f, ok := v.(func()); ok && f != nil {
+				go f()
+			}
+		}
+	}()
+	c.Next()
+}
+
+// setAfter hands the turn's bookkeeping to afterAnswer; after may be nil.
+func setAfter(c *gin.Context, after func()) {
+	if after == nil {
+		return
+	}
+	if tm := timingsOf(c.Request.Context()); tm != nil {
+		tm.deferred = true
+	}
+	c.Set(ctxAfter, after)
+}
