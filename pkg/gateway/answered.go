@@ -113,13 +113,21 @@ func (p *pendingTurns) idle(ctx context.Context) error {
 	}
 }
 
-// afterTurn is the bookkeeping of a turn that produced an answer: its usage
-// is settled (retried in the background if Redis fails), the turn is stored
-// in the session's conversation and the subscription's run of failures ends
-// (subID "" on the fallback). It runs after the answer is out
-// (afterAnswer); sid counts as settling from now until it has run.
+// afterTurn is the bookkeeping of a turn that produced an answer. What the
+// session's next turn reads is written at once, before the answer goes out:
+// the turn is stored in the session's conversation and the CLI session it
+// left is recorded, in one script, so that the next turn sees both on every
+// replica (one that replays the conversation, one that resumes the CLI
+// session). The rest is returned to run after the answer (afterAnswer): its
+// usage is settled (retried in the background if Redis fails) and the
+// subscription's run of failures ends (subID "" on the fallback); sid
+// counts as settling from now until it has run.
 func (s *Server) afterTurn(ctx context.Context, t *turn, reqID, turnID, subID, sid string,
-	res *backend.Result) func() {
+	res *backend.Result, pl *placement) func() {
+	s.remember(ctx, t, sid, turnID, subID, res, pl)
+	if tm := timingsOf(ctx); tm != nil {
+		tm.mark(msStore)
+	}
 	ctx = context.WithoutCancel(ctx)
 	keys := []string{sid}
 	if name := keyNameOf(ctx); name != "" {
@@ -132,12 +140,8 @@ func (s *Server) afterTurn(ctx context.Context, t *turn, reqID, turnID, subID, s
 		if s.beforeSettle != nil {
 			s.beforeSettle()
 		}
-		// What the session's next turn reads first: the CLI session it
-		// resumes (the settle records it) and the stored turn.
 		// The settle also ends the subscription's run of failures.
 		s.settle(ctx, reqID, turnID, subID, sid, res, subID != "")
-		var pl placement // the answer is out: its truncation flag is no longer read
-		s.remember(ctx, t, sid, turnID, res, &pl)
 		if tm := timingsOf(ctx); tm != nil {
 			tm.mark(msSettle)
 			tm.log(ctx, s.log, reqID)

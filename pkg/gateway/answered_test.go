@@ -106,3 +106,56 @@ func (h *harness) rawRequests(sub string) int {
 	h.t.Fatalf("no subscription %s", sub)
 	return 0
 }
+
+// TestNextTurnOnAnotherReplicaWhileSettling (issue 14): what a session's next
+// turn reads is written before the answer goes out, so a next turn sent to
+// another replica while the first replica still settles the turn resumes
+// its CLI session and finds it in the stored conversation; the usage still
+// lands once per turn.
+func TestNextTurnOnAnotherReplicaWhileSettling(t *testing.T) {
+	h := newHarness(t, harnessOpts{subs: 1})
+	hold := make(chan struct{})
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(hold)
+		}
+	}
+	t.Cleanup(release)
+	h.srv.beforeSettle = func() { <-hold }
+	other := h.replica()
+	body := `{"session_id":"hop","messages":[{"role":"user","content":"first"}]}`
+	resp, err := http.Post(h.http.URL+"/v1/chat/completions", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || h.rawRequests("sub1") != 0 {
+		t.Fatalf("turn 1: status %d, %d settled (want 200, none yet)", resp.StatusCode, h.rawRequests("sub1"))
+	}
+	conv, err := h.pool.Conversation(context.Background(), "hop", "", true)
+	if err != nil || len(conv.Turns) != 1 {
+		t.Fatalf("stored conversation before the settle: %+v, %v; want turn 1", conv, err)
+	}
+
+	body = `{"session_id":"hop","messages":[{"role":"user","content":"second"}]}`
+	resp, err = http.Post(other+"/v1/chat/completions", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("turn 2 on the other replica: status %d", resp.StatusCode)
+	}
+	calls := h.callsSoFar()
+	if len(calls) != 2 || calls[1].req.ResumeSession != "cli-sub1-cli-0" {
+		t.Fatalf("turn 2 on the other replica resumed %q, want turn 1's CLI session cli-sub1-cli-0 (%d calls)",
+			calls[len(calls)-1].req.ResumeSession, len(calls))
+	}
+	release()
+	h.settled()
+	testutil.Eventually(t, 5*time.Second, "two settlements", func() bool { return h.rawRequests("sub1") == 2 })
+}

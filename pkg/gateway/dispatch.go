@@ -99,7 +99,7 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 			if err != nil {
 				return nil, nil, err
 			}
-			return res, s.afterTurn(ctx, t, reqID, turnID, "", sid, res), nil
+			return res, s.afterTurn(ctx, t, reqID, turnID, "", sid, res, pl), nil
 		}
 		sub := alloc.Subscription
 		*pl = placement{kind: AllocSubscription, sub: sub.ID}
@@ -109,7 +109,7 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 		stop()
 		s.observeLimits(ctx, sub.ID, res, err)
 		if err == nil {
-			return res, s.afterTurn(ctx, t, reqID, turnID, sub.ID, sid, res), nil
+			return res, s.afterTurn(ctx, t, reqID, turnID, sub.ID, sid, res, pl), nil
 		}
 		if le := (*backend.LimitError)(nil); errors.As(err, &le) && le.Result != nil {
 			// The turn that hit the limit reported what it spent: it is
@@ -247,15 +247,20 @@ func (s *Server) convoRead(ctx context.Context, t *turn, sid string, pl *placeme
 	return s.convo(ctx, t, sid, false, pl)
 }
 
+// storeTimeout bounds remember, which runs before the answer goes out.
+const storeTimeout = time.Second
+
 // remember appends the answered turn to the session's stored conversation,
-// once per settlement id. A failure is logged, not returned: the client has
-// its answer, and the CLI session still holds the turn; only a later replay
-// would miss it.
-func (s *Server) remember(ctx context.Context, t *turn, sid, turnID string, res *backend.Result, pl *placement) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bookkeepingTimeout)
+// once per settlement id, and records the CLI session the turn left on
+// subscription subID ("" the fallback) for the next turn's --resume. A
+// failure is logged, not returned: the client has its answer, and the
+// settle records the CLI session too; only a later replay would miss the
+// turn.
+func (s *Server) remember(ctx context.Context, t *turn, sid, turnID, subID string, res *backend.Result, pl *placement) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	ap, err := s.pool.AppendTurn(ctx, pool.TurnRecord{SessionID: sid, TurnID: turnID, Owner: t.owner,
-		User: t.newTurn, Assistant: res.Text, System: t.system})
+		User: t.newTurn, Assistant: res.Text, System: t.system, SubscriptionID: subID, CLISession: res.CLISessionID})
 	if err != nil {
 		s.log.WarnContext(ctx, "turn not stored in the session's conversation; a replay will miss it",
 			"settle_id", turnID, "error", err)

@@ -83,6 +83,9 @@ type harness struct {
 	fallback *fakeBackend
 	mu       sync.Mutex
 	calls    []call
+	cfg      *pool.Config // for another replica (replica)
+	opts     Options
+	poolOpts pool.Options
 }
 
 type harnessOpts struct {
@@ -125,6 +128,7 @@ func newHarness(t *testing.T, ho harnessOpts) *harness {
 		h.fallback = &fakeBackend{name: "api", mu: &h.mu, calls: &h.calls}
 		opts.Backends.Fallback = h.fallback
 	}
+	h.cfg, h.opts, h.poolOpts = cfg, opts, ho.poolOpts
 	srv, err := New(opts)
 	if err != nil {
 		t.Fatalf("new: %v", err)
@@ -133,6 +137,22 @@ func newHarness(t *testing.T, ho harnessOpts) *harness {
 	h.http = httptest.NewServer(srv.Handler())
 	t.Cleanup(h.http.Close)
 	return h
+}
+
+// replica starts another gateway replica on the same Redis, config and
+// backends, with a pool of its own (so its own session hints), and returns
+// its base URL.
+func (h *harness) replica() string {
+	h.t.Helper()
+	opts := h.opts
+	opts.Pool = pool.New(h.tg.Client, h.cfg, h.poolOpts)
+	srv, err := New(opts)
+	if err != nil {
+		h.t.Fatalf("new replica: %v", err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	h.t.Cleanup(hs.Close)
+	return hs.URL
 }
 
 // callsSoFar returns a copy of the backend calls.

@@ -32,13 +32,14 @@ const (
 	msFirst                   // its first line of output
 	msExit                    // it exited
 	msParse                   // its result parsed, the backend returned
+	msStore                   // the turn stored and its CLI session recorded (before the answer)
 	msEncode                  // the answer written and flushed
-	msSettle                  // usage settled and the turn stored
+	msSettle                  // usage settled (after the answer)
 	numMilestones
 )
 
 var milestoneNames = [numMilestones]string{"in", "auth", "decode", "alloc", "convo", "spawn", "first_byte",
-	"exit", "parse", "encode", "settle"}
+	"exit", "parse", "store", "encode", "settle"}
 
 // timings are one request's milestones, as monotonic times; recorded only
 // with Options.ServerTiming. Marks come from the request's goroutine, then

@@ -27,6 +27,9 @@ type AppendTurnArgs struct {
 	MaxBytes  int64
 	StaleMS   int64
 	MarkerTTL int64 // ms
+	// SubID and CLISession: the subscription the turn ran on and the CLI
+	// session it left, recorded while the session is still bound there.
+	SubID, CLISession string
 }
 
 // AppendTurnReply is conversation_append.lua's answer.
@@ -43,7 +46,7 @@ type AppendTurnReply struct {
 func AppendTurn(ctx context.Context, c Scripter, k Keys, a AppendTurnArgs) (AppendTurnReply, error) {
 	keys := []string{k.Session(a.SessionID), k.Turns(a.SessionID), k.TurnMarker(a.TurnID)}
 	v, err := run(ctx, c, "append turn", conversationAppendScript, keys, 5, a.TurnID, a.Owner, a.User,
-		a.Assistant, a.System, a.MaxBytes, a.StaleMS, a.MarkerTTL)
+		a.Assistant, a.System, a.MaxBytes, a.StaleMS, a.MarkerTTL, a.SubID, a.CLISession)
 	switch {
 	case err != nil:
 		return AppendTurnReply{}, err

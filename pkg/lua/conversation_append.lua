@@ -14,6 +14,11 @@
 --            turns go first, the newest always stays (the caller clips it)
 -- ARGV[7] -> stale age, ms: the list expires with the session
 -- ARGV[8] -> append marker TTL, ms
+-- ARGV[9] -> the subscription the turn ran on ('' the fallback)
+-- ARGV[10] -> the CLI session the turn left ('' none): recorded for the next
+--            turn's --resume while the session is still bound to ARGV[9]
+--            (the settle records it too, after the answer; this write is
+--            the one a next turn on any replica is sure to see)
 -- Returns {code, bytes, turns, dropped, truncated}
 --   code 0: appended; bytes and turns are the conversation's after it,
 --           dropped the turns it pushed out, truncated 1 once any turn of
@@ -28,6 +33,7 @@ local user_text, answer_text, system = ARGV[3], ARGV[4], ARGV[5]
 local max_bytes = tonumber(ARGV[6])
 local stale_ms = tonumber(ARGV[7])
 local marker_ttl = tonumber(ARGV[8])
+local ran_on, cli_session = ARGV[9] or '', ARGV[10] or ''
 
 -- Checked before the marker is taken: a refused append may be retried.
 local f = redis.call('HMGET', sess_key, 'sub', 'owner')
@@ -58,6 +64,9 @@ if bytes < 0 then bytes = 0 end
 redis.call('HSET', sess_key, 'convBytes', bytes)
 if dropped > 0 then redis.call('HSET', sess_key, 'convTruncated', '1') end
 if system ~= '' then redis.call('HSET', sess_key, 'system', system) end
+if cli_session ~= '' and ran_on ~= '' and f[1] == ran_on then
+  redis.call('HSET', sess_key, 'cliSession', cli_session)
+end
 
 -- The list lives as long as its session (at least the stale age).
 local ttl = redis.call('PTTL', sess_key)

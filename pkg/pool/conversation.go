@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"unicode/utf8"
 
+	"github.com/authpool/authpool/internal/ids"
 	"github.com/authpool/authpool/pkg/lua"
 )
 
@@ -54,6 +55,10 @@ type TurnRecord struct {
 	Assistant string
 	// System is the system prompt the request sent ("" keeps the stored one).
 	System string
+	// SubscriptionID and CLISession: the subscription the turn ran on (""
+	// the fallback) and the CLI session it left, which the session's next
+	// turn resumes; recorded only while the session is still bound there.
+	SubscriptionID, CLISession string
 }
 
 // Appended is the stored conversation after an append.
@@ -87,11 +92,17 @@ func (p *Pool) AppendTurn(ctx context.Context, r TurnRecord) (Appended, error) {
 	if len(r.System) > MaxSystemPromptBytes {
 		return Appended{}, ErrConversationTooLarge
 	}
+	if r.CLISession != "" && !ids.CLISession.MatchString(r.CLISession) {
+		r.CLISession = "" // not an id the CLI could resume: not recorded
+	}
+	if r.SubscriptionID != "" && !lua.ValidID(r.SubscriptionID) {
+		return Appended{}, ErrUnknownSubscription
+	}
 	max := int64(p.Config().ConversationMaxBytes)
 	user, answer, clipped := clipTurn(r.User, r.Assistant, int(max)-entryOverhead)
 	v, err := lua.AppendTurn(ctx, p.rdb, p.keys, lua.AppendTurnArgs{SessionID: r.SessionID, TurnID: r.TurnID,
 		Owner: owner, User: user, Assistant: answer, System: r.System, MaxBytes: max, StaleMS: p.staleMS(),
-		MarkerTTL: p.markerTTL.Milliseconds()})
+		MarkerTTL: p.markerTTL.Milliseconds(), SubID: r.SubscriptionID, CLISession: r.CLISession})
 	if errors.Is(err, lua.ErrNotFound) {
 		return Appended{}, ErrSessionNotFound
 	}

@@ -17,7 +17,7 @@ import (
 // phaseOrder is the order of the gateway's phases (pkg/gateway timings);
 // each is the time from the milestone before it to its own.
 var phaseOrder = []string{"in", "auth", "decode", "alloc", "convo", "spawn", "first_byte", "exit", "parse",
-	"encode", "settle"}
+	"store", "encode", "settle"}
 
 // phaseHelp says what each phase holds.
 var phaseHelp = map[string]string{
@@ -30,8 +30,9 @@ var phaseHelp = map[string]string{
 	"first_byte": "the CLI starts up to its first line",
 	"exit":       "the CLI's output read to its exit",
 	"parse":      "result parsed, backend returns",
+	"store":      "the turn stored in the conversation, its CLI session recorded",
 	"encode":     "answer encoded, written and flushed",
-	"settle":     "after the answer: settle, conversation and failure-count scripts",
+	"settle":     "after the answer: the settle script (usage, failure count)",
 }
 
 // offsets are the sizes of the replicas' logs, to read what a phase added.
