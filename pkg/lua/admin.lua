@@ -75,18 +75,34 @@ if op == 'drain' or op == 'disable' or op == 'enable' or op == 'reset' then
   local want
   if op == 'drain' then
     if status == 'draining' then return { CODE_UNCHANGED, status, '' } end
+    -- The drain is kept as a flag too, so that it outlives a limit or a
+    -- cooldown: one in force now stays (with its until), and the
+    -- subscription goes back to draining when it ends.
+    redis.call('HSET', sk, 'drain', '1')
+    if status == 'limited' or status == 'cooldown' then
+      record(target, op .. ' subscription ' .. target .. ' (' .. status .. ': draining once it ends)',
+        { subscriptionId = target, previousStatus = status, status = status })
+      return { CODE_OK, status, status }
+    end
     want = 'draining'
   elseif op == 'disable' then
     if status == 'disabled' then return { CODE_UNCHANGED, status, '' } end
     want = 'disabled'
   elseif op == 'enable' then
-    if usable(status) then return { CODE_UNCHANGED, status, '' } end
+    -- enable ends a drain (the flag too) as well as what else stops it.
+    local drained = redis.call('HDEL', sk, 'drain') == 1
+    if usable(status) then
+      if drained then return { CODE_OK, status, status } end
+      return { CODE_UNCHANGED, status, '' }
+    end
     want = fresh_usable(i)
   else
     -- reset ends a limit or a cooldown now; the failure count goes too,
-    -- so the next crash does not trip a new cooldown at once.
+    -- so the next crash does not trip a new cooldown at once. A drain in
+    -- force outlives it.
     if status ~= 'limited' and status ~= 'cooldown' then return { CODE_UNCHANGED, status, '' } end
     want = fresh_usable(i)
+    if redis.call('HGET', sk, 'drain') == '1' then want = 'draining' end
     redis.call('HSET', sk, 'failures', '0')
   end
   local reason = ''

@@ -252,8 +252,12 @@ end
 -- succeeds (failures.lua says recovered then).
 local function restore_if_due(sub_key, events_key, id, status, until_v, frac, approach_at, now, pre)
   if (status == 'limited' or status == 'cooldown') and int(until_v) > 0 and int(until_v) <= now then
-    local st = usable_status(frac, approach_at, sub_key, now, pre)
-    local reason = redis.call('HGET', sub_key, 'statusReason')
+    local g = redis.call('HMGET', sub_key, 'statusReason', 'drain')
+    local reason = g[1]
+    -- An operator's drain outlives a limit: the subscription goes back to
+    -- draining, not to taking new sessions.
+    local st = 'draining'
+    if g[2] ~= '1' then st = usable_status(frac, approach_at, sub_key, now, pre) end
     redis.call('HSET', sub_key, 'status', st, 'statusReason', '', 'until', '0')
     if pre then pre.status, pre['until'] = st, '0' end
     if not (status == 'cooldown' and reason == 'auth') then
@@ -341,9 +345,12 @@ local function succeed(sub_key, events_key, id, f, now)
   f.authSince = false
   -- The login works again: the episode ends, said once.
   if f.status == 'cooldown' and f.statusReason == 'auth' then
-    -- The next allocate sets approaching if the windows say so.
-    redis.call('HSET', sub_key, 'status', 'available', 'statusReason', '', 'until', '0')
-    f.status, f.statusReason, f['until'] = 'available', '', '0'
+    -- The next allocate sets approaching if the windows say so; an
+    -- operator's drain outlives the cooldown.
+    local st = 'available'
+    if redis.call('HGET', sub_key, 'drain') == '1' then st = 'draining' end
+    redis.call('HSET', sub_key, 'status', st, 'statusReason', '', 'until', '0')
+    f.status, f.statusReason, f['until'] = st, '', '0'
   end
   emit(events_key, 'recovered', 'info', id, 'Subscription ' .. id .. ' recovered: its login works again',
     { previousStatus = 'cooldown', reason = 'auth' }, now)

@@ -98,6 +98,8 @@ local budget = to_micros(f[6])
 local weekly = weekly_micros(sub_key, hourly_key, f[4], f[5], now, true)
 local frac = weekly_frac(sub_key, weekly, budget, now)
 local st = usable_status(frac, approach_at, sub_key, now)
+-- An operator's drain outlives what ended here.
+if redis.call('HGET', sub_key, 'drain') == '1' then st = 'draining' end
 redis.call('HSET', sub_key, 'status', st, 'statusReason', '', 'until', '0')
 rank_status(KEYS[4], KEYS[5], id, st, 0)
 -- Made usable by hand, a refused login's episode ends here: its recovered

@@ -153,3 +153,66 @@ func TestReportSumsSettledUsage(t *testing.T) {
 		}
 	})
 }
+
+// An operator's drain outlives a limit that hits the subscription: when the
+// limit ends (by its time, a reset, or an auth cooldown's first success)
+// the subscription goes back to draining, not to taking new sessions;
+// enable ends the drain.
+func TestDrainOutlivesALimit(t *testing.T) {
+	tg := redistest.Mini(t)
+	clk := newClock(tg, time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC))
+	ctx := context.Background()
+	p := newPool(t, tg, pooltest.Config(2, 100, 5))
+	from := mustAllocate(t, p, "s1", PriorityNormal).Subscription.ID
+	act(t, p, ActionDrain, from)
+
+	// A limit on the draining subscription, then its end by time.
+	if _, err := p.Mark(ctx, from, StatusLimited, "usage_limit", clk.now.Add(10*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(11 * time.Minute)
+	mustAllocate(t, p, "s2", PriorityNormal) // restores what is due
+	if got := subStatus(t, p, from).Status; got != StatusDraining {
+		t.Fatalf("after the limit ended: %s, want draining", got)
+	}
+
+	// Drained while limited: the limit stays, draining once it is reset.
+	if _, err := p.Mark(ctx, from, StatusLimited, "usage_limit", clk.now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if r := act(t, p, ActionDrain, from); r.Status != StatusLimited {
+		t.Fatalf("drain of a limited subscription = %+v, want the limit kept", r)
+	}
+	if r := act(t, p, ActionReset, from); r.Status != StatusDraining {
+		t.Fatalf("reset of a drained, limited subscription = %+v, want draining", r)
+	}
+
+	// An auth cooldown that ends with a successful turn.
+	for i := 0; i < 3; i++ {
+		if _, err := p.AuthFailed(ctx, from); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := subStatus(t, p, from).Status; got != StatusCooldown {
+		t.Fatalf("after refused logins: %s, want cooldown", got)
+	}
+	if err := p.Succeeded(ctx, from); err != nil {
+		t.Fatal(err)
+	}
+	if got := subStatus(t, p, from).Status; got != StatusDraining {
+		t.Fatalf("after the login works again: %s, want draining", got)
+	}
+
+	if r := act(t, p, ActionEnable, from); !r.Changed || r.Status != StatusAvailable {
+		t.Fatalf("enable = %+v, want available", r)
+	}
+	clk.advance(time.Minute)
+	if _, err := p.Mark(ctx, from, StatusLimited, "usage_limit", clk.now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(2 * time.Minute)
+	mustAllocate(t, p, "s3", PriorityNormal)
+	if got := subStatus(t, p, from).Status; got == StatusDraining {
+		t.Fatal("a limit after enable ended in draining: the drain outlived enable")
+	}
+}
