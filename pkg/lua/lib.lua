@@ -61,6 +61,12 @@ end
 -- when the CLI did not say), w:<window>:reset, w:<window>:at (Unix ms) and
 -- w:<window>:status. observe.lua writes them, newest observation wins.
 local WINDOW_LEN = { five_hour = BLOCK, seven_day = WINDOW_HOURS * HOUR }
+-- The field names of each window, made once per run rather than on every read.
+local WINDOW_FIELDS = {
+  five_hour = { 'w:five_hour:util', 'w:five_hour:reset', 'w:five_hour:status', 'w:five_hour:at' },
+  seven_day = { 'w:seven_day:util', 'w:seven_day:reset', 'w:seven_day:status', 'w:seven_day:at' },
+}
+local WINDOW_NAMES = { 'five_hour', 'seven_day' }
 local WEEK = WINDOW_HOURS * HOUR
 
 -- sub_read reads, in one HMGET, the subscription-hash fields the hot
@@ -94,19 +100,19 @@ end
 -- pre (optional) is a sub_read table of the subscription hash already read
 -- in this call: the window is taken from it instead of another HMGET.
 local function window(sub_key, name, now, pre)
-  local p = 'w:' .. name .. ':'
-  local f
+  local k = WINDOW_FIELDS[name]
+  local util, reset, st, at
   if pre then
-    f = { pre[p .. 'util'], pre[p .. 'reset'], pre[p .. 'status'], pre[p .. 'at'] }
+    util, reset, st, at = pre[k[1]], pre[k[2]], pre[k[3]], pre[k[4]]
   else
-    f = redis.call('HMGET', sub_key, p .. 'util', p .. 'reset', p .. 'status', p .. 'at')
+    local f = redis.call('HMGET', sub_key, k[1], k[2], k[3], k[4])
+    util, reset, st, at = f[1], f[2], f[3], f[4]
   end
-  local w = { name = name, util = tonumber(f[1]), reset = int(f[2]), status = f[3] or '', at = int(f[4]) }
-  w.current = false
+  local w = { name = name, util = tonumber(util), reset = int(reset), status = st or '', at = int(at),
+    current = false, source = 'estimate', used = nil }
   if w.at > 0 then
     if w.reset > 0 then w.current = now < w.reset else w.current = now < w.at + WINDOW_LEN[name] end
   end
-  w.source = 'estimate'
   if w.util and w.at > 0 then
     if w.current then w.used, w.source = w.util, 'observed' else w.used, w.source = 0, 'reset' end
   end
@@ -236,7 +242,7 @@ end
 local function usable_status(frac, approach_at, sub_key, now, pre)
   if approach_at > 0 and frac >= approach_at then return 'approaching' end
   if sub_key then
-    for _, name in ipairs({ 'five_hour', 'seven_day' }) do
+    for _, name in ipairs(WINDOW_NAMES) do
       local w = window(sub_key, name, now, pre)
       if w.current and (w.status == 'allowed_warning' or (approach_at > 0 and w.used and w.used >= approach_at)) then
         return 'approaching'
