@@ -14,7 +14,8 @@
 -- ARGV[2]  -> subscription id ('' for fallback usage)
 -- ARGV[3]  -> session id ('' for none)
 -- ARGV[4]  -> cost, decimal USD
--- ARGV[5..8] -> input, output, cache-creation, cache-read tokens
+-- ARGV[5..8] -> input, output, cache-creation, cache-read tokens (decimal
+--            integers, copied as given into the usage entry)
 -- ARGV[9]  -> model ('' unknown)
 -- ARGV[10] -> modelUsage as a JSON object keyed by model ('' none)
 -- ARGV[11] -> CLI session id to resume next time ('' none)
@@ -216,12 +217,12 @@ if fallback then sub_field = 'fallback' end
 local key = ''
 if sid ~= '' then key = owner_of end
 local entry = { 'sub', sub_field, 'session', sid, 'key', key, 'req', req, 'cost', cost_s,
-  'in', tin, 'out', tout, 'cacheCreate', tcc, 'cacheRead', tcr,
+  'in', ARGV[5], 'out', ARGV[6], 'cacheCreate', ARGV[7], 'cacheRead', ARGV[8],
   'model', model, 'modelUsage', model_usage }
 if key_name ~= '' then
   entry[#entry + 1] = 'keyName'
   entry[#entry + 1] = key_name
 end
-redis.call('XADD', usage_key, 'MINID', now - retention, '*', unpack(entry))
+redis.call('XADD', usage_key, 'MINID', ms(now - retention), '*', unpack(entry))
 
 return { CODE_OK, after_s, block_cost_s, burn_s, status }
