@@ -67,8 +67,6 @@ local cost_s = usd(cost)
 -- counters, block, weekly total, budget, status, the observed windows,
 -- elig, with a success the failure fields, and the threshold flags of the
 -- rules), into a table shaped like sub_read's for the lib.lua helpers.
--- Numbers are handed to redis.call as numbers: Redis writes an integral
--- one as its digits, as ms() does.
 local names = { 'status', 'weeklyUsed', 'weeklyHour', 'weeklyFrom', 'weeklyBudget', 'blockStart', 'blockCost',
   'tokens', 'requests', 'elig',
   'w:seven_day:util', 'w:seven_day:reset', 'w:seven_day:status', 'w:seven_day:at',
@@ -114,9 +112,9 @@ local burn_s = string.format('%.6f', burn)
 -- One HSET of the subscription: usage, block, and (below) its status and
 -- the resume fraction when they change. weeklyHour and weeklyFrom are
 -- current already (weekly_micros wrote them if they were not).
-local set = { 'weeklyUsed', after_s, 'blockCost', block_cost_s, 'burnRate', burn_s, 'lastUsageAt', now,
-  'tokens', int(f.tokens) + tokens, 'requests', int(f.requests) + 1 }
-if new_block then set[#set + 1] = 'blockStart'; set[#set + 1] = block_start end
+local set = { 'weeklyUsed', after_s, 'blockCost', block_cost_s, 'burnRate', burn_s, 'lastUsageAt', ms(now),
+  'tokens', ms(int(f.tokens) + tokens), 'requests', ms(int(f.requests) + 1) }
+if new_block then set[#set + 1] = 'blockStart'; set[#set + 1] = ms(block_start) end
 
 local status = f.status or ''
 local rules = n
@@ -174,7 +172,7 @@ if sid ~= '' then
   local bound = h[1]
   owner_of = h[5] or ''
   if bound then
-    local sset = { 'requests', int(h[2]) + 1, 'tokens', int(h[3]) + tokens,
+    local sset = { 'requests', ms(int(h[2]) + 1), 'tokens', ms(int(h[3]) + tokens),
       'cost', usd(to_micros(h[4]) + cost) }
     -- Activity is refreshed only where the hash and its client-set entry
     -- move together: on the subscription it is bound to (active for the
@@ -200,12 +198,17 @@ end
 local key_name = ARGV[17 + n] or ''
 if key_name ~= '' then
   local kk, kh = KEYS[8], KEYS[9]
-  redis.call('HINCRBY', kk, 'requests', 1)
-  redis.call('HINCRBY', kk, 'tokens', tokens)
-  redis.call('HSET', kk, 'cost', usd(to_micros(redis.call('HGET', kk, 'cost')) + cost), 'lastUsageAt', now)
-  redis.call('HSET', kh, hour_s, usd(to_micros(redis.call('HGET', kh, hour_s)) + cost))
-  for _, h in ipairs(redis.call('HKEYS', kh)) do
-    if tonumber(h) < hour - 167 then redis.call('HDEL', kh, h) end
+  local c = redis.call('HMGET', kk, 'requests', 'tokens', 'cost')
+  redis.call('HSET', kk, 'requests', ms(int(c[1]) + 1), 'tokens', ms(int(c[2]) + tokens),
+    'cost', usd(to_micros(c[3]) + cost), 'lastUsageAt', ms(now))
+  local bucket = redis.call('HGET', kh, hour_s)
+  redis.call('HSET', kh, hour_s, usd(to_micros(bucket) + cost))
+  -- Buckets leave the 7 days only as hours pass: look for them when this
+  -- hour's bucket is new, not on every settle (readers skip older hours).
+  if not bucket then
+    for _, h in ipairs(redis.call('HKEYS', kh)) do
+      if tonumber(h) < hour - 167 then redis.call('HDEL', kh, h) end
+    end
   end
 end
 
