@@ -12,8 +12,8 @@ local MIN_BURN_HOURS = 0.25
 
 -- Money is kept as integer micro-USD in arithmetic (exact sums) and stored as
 -- decimal strings of USD.
+-- (tonumber gives nil for nil, false and '', so each of them is 0.)
 local function to_micros(s)
-  if not s or s == '' or s == false then return 0 end
   local n = tonumber(s)
   if not n then return 0 end
   return math.floor(n * 1000000 + 0.5)
@@ -28,7 +28,6 @@ local function usd(m)
 end
 
 local function int(s)
-  if not s or s == false or s == '' then return 0 end
   return tonumber(s) or 0
 end
 
@@ -61,11 +60,6 @@ end
 -- when the CLI did not say), w:<window>:reset, w:<window>:at (Unix ms) and
 -- w:<window>:status. observe.lua writes them, newest observation wins.
 local WINDOW_LEN = { five_hour = BLOCK, seven_day = WINDOW_HOURS * HOUR }
--- The field names of each window, made once per run rather than on every read.
-local WINDOW_FIELDS = {
-  five_hour = { 'w:five_hour:util', 'w:five_hour:reset', 'w:five_hour:status', 'w:five_hour:at' },
-  seven_day = { 'w:seven_day:util', 'w:seven_day:reset', 'w:seven_day:status', 'w:seven_day:at' },
-}
 local WINDOW_NAMES = { 'five_hour', 'seven_day' }
 local WEEK = WINDOW_HOURS * HOUR
 
@@ -100,12 +94,19 @@ end
 -- pre (optional) is a sub_read table of the subscription hash already read
 -- in this call: the window is taken from it instead of another HMGET.
 local function window(sub_key, name, now, pre)
-  local k = WINDOW_FIELDS[name]
+  -- The field names are constants: no concatenation on every read.
+  local k1, k2, k3, k4 = 'w:seven_day:util', 'w:seven_day:reset', 'w:seven_day:status', 'w:seven_day:at'
+  if name == 'five_hour' then
+    k1, k2, k3, k4 = 'w:five_hour:util', 'w:five_hour:reset', 'w:five_hour:status', 'w:five_hour:at'
+  elseif name ~= 'seven_day' then
+    local p = 'w:' .. name .. ':'
+    k1, k2, k3, k4 = p .. 'util', p .. 'reset', p .. 'status', p .. 'at'
+  end
   local util, reset, st, at
   if pre then
-    util, reset, st, at = pre[k[1]], pre[k[2]], pre[k[3]], pre[k[4]]
+    util, reset, st, at = pre[k1], pre[k2], pre[k3], pre[k4]
   else
-    local f = redis.call('HMGET', sub_key, k[1], k[2], k[3], k[4])
+    local f = redis.call('HMGET', sub_key, k1, k2, k3, k4)
     util, reset, st, at = f[1], f[2], f[3], f[4]
   end
   local w = { name = name, util = tonumber(util), reset = int(reset), status = st or '', at = int(at),
