@@ -114,7 +114,9 @@ local burn_s = string.format('%.6f', burn)
 -- current already (weekly_micros wrote them if they were not).
 local set = { 'weeklyUsed', after_s, 'blockCost', block_cost_s, 'burnRate', burn_s, 'lastUsageAt', ms(now),
   'tokens', ms(int(f.tokens) + tokens), 'requests', ms(int(f.requests) + 1) }
-if new_block then set[#set + 1] = 'blockStart'; set[#set + 1] = ms(block_start) end
+-- A new block's start goes before its cost: a new hash gets its fields in
+-- the order docs/redis.md shows.
+if new_block then table.insert(set, 3, 'blockStart'); table.insert(set, 4, ms(block_start)) end
 
 local status = f.status or ''
 local rules = n
