@@ -185,7 +185,7 @@ if sid ~= '' then
     local active = false
     if bound == id and not fallback then
       if cli_session ~= '' then sset[#sset + 1] = 'cliSession'; sset[#sset + 1] = cli_session end
-      redis.call('ZADD', clients_key, 'XX', 'GT', now + idle_ms, sid)
+      redis.call('ZADD', clients_key, 'XX', 'GT', ms(now + idle_ms), sid)
       active = true
     elseif bound == '' then
       active = true
