@@ -12,8 +12,8 @@ local MIN_BURN_HOURS = 0.25
 
 -- Money is kept as integer micro-USD in arithmetic (exact sums) and stored as
 -- decimal strings of USD.
+-- (tonumber gives nil for nil, false and '', so each of them is 0.)
 local function to_micros(s)
-  if not s or s == '' or s == false then return 0 end
   local n = tonumber(s)
   if not n then return 0 end
   return math.floor(n * 1000000 + 0.5)
@@ -28,7 +28,6 @@ local function usd(m)
 end
 
 local function int(s)
-  if not s or s == false or s == '' then return 0 end
   return tonumber(s) or 0
 end
 
@@ -61,6 +60,7 @@ end
 -- when the CLI did not say), w:<window>:reset, w:<window>:at (Unix ms) and
 -- w:<window>:status. observe.lua writes them, newest observation wins.
 local WINDOW_LEN = { five_hour = BLOCK, seven_day = WINDOW_HOURS * HOUR }
+local WINDOW_NAMES = { 'five_hour', 'seven_day' }
 local WEEK = WINDOW_HOURS * HOUR
 
 -- sub_read reads, in one HMGET, the subscription-hash fields the hot
@@ -94,19 +94,26 @@ end
 -- pre (optional) is a sub_read table of the subscription hash already read
 -- in this call: the window is taken from it instead of another HMGET.
 local function window(sub_key, name, now, pre)
-  local p = 'w:' .. name .. ':'
-  local f
-  if pre then
-    f = { pre[p .. 'util'], pre[p .. 'reset'], pre[p .. 'status'], pre[p .. 'at'] }
-  else
-    f = redis.call('HMGET', sub_key, p .. 'util', p .. 'reset', p .. 'status', p .. 'at')
+  -- The field names are constants: no concatenation on every read.
+  local k1, k2, k3, k4 = 'w:seven_day:util', 'w:seven_day:reset', 'w:seven_day:status', 'w:seven_day:at'
+  if name == 'five_hour' then
+    k1, k2, k3, k4 = 'w:five_hour:util', 'w:five_hour:reset', 'w:five_hour:status', 'w:five_hour:at'
+  elseif name ~= 'seven_day' then
+    local p = 'w:' .. name .. ':'
+    k1, k2, k3, k4 = p .. 'util', p .. 'reset', p .. 'status', p .. 'at'
   end
-  local w = { name = name, util = tonumber(f[1]), reset = int(f[2]), status = f[3] or '', at = int(f[4]) }
-  w.current = false
+  local util, reset, st, at
+  if pre then
+    util, reset, st, at = pre[k1], pre[k2], pre[k3], pre[k4]
+  else
+    local f = redis.call('HMGET', sub_key, k1, k2, k3, k4)
+    util, reset, st, at = f[1], f[2], f[3], f[4]
+  end
+  local w = { name = name, util = tonumber(util), reset = int(reset), status = st or '', at = int(at),
+    current = false, source = 'estimate', used = nil }
   if w.at > 0 then
     if w.reset > 0 then w.current = now < w.reset else w.current = now < w.at + WINDOW_LEN[name] end
   end
-  w.source = 'estimate'
   if w.util and w.at > 0 then
     if w.current then w.used, w.source = w.util, 'observed' else w.used, w.source = 0, 'reset' end
   end
@@ -236,7 +243,7 @@ end
 local function usable_status(frac, approach_at, sub_key, now, pre)
   if approach_at > 0 and frac >= approach_at then return 'approaching' end
   if sub_key then
-    for _, name in ipairs({ 'five_hour', 'seven_day' }) do
+    for _, name in ipairs(WINDOW_NAMES) do
       local w = window(sub_key, name, now, pre)
       if w.current and (w.status == 'allowed_warning' or (approach_at > 0 and w.used and w.used >= approach_at)) then
         return 'approaching'

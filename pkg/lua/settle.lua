@@ -14,7 +14,8 @@
 -- ARGV[2]  -> subscription id ('' for fallback usage)
 -- ARGV[3]  -> session id ('' for none)
 -- ARGV[4]  -> cost, decimal USD
--- ARGV[5..8] -> input, output, cache-creation, cache-read tokens
+-- ARGV[5..8] -> input, output, cache-creation, cache-read tokens (decimal
+--            integers, copied as given into the usage entry)
 -- ARGV[9]  -> model ('' unknown)
 -- ARGV[10] -> modelUsage as a JSON object keyed by model ('' none)
 -- ARGV[11] -> CLI session id to resume next time ('' none)
@@ -43,57 +44,79 @@ local model = ARGV[9]
 local model_usage = ARGV[10]
 local cli_session = ARGV[11]
 local approach_at = tonumber(ARGV[12])
-local marker_ttl = tonumber(ARGV[13])
 local retention = tonumber(ARGV[14])
-local stale_ms = tonumber(ARGV[15])
+local stale_ms = ARGV[15]
 local n = tonumber(ARGV[16])
 local idle_ms = tonumber(ARGV[18 + n]) or 0
 local succeeded = ARGV[19 + n] == '1'
 local sub_key, hourly_key, clients_key = KEYS[2], KEYS[3], KEYS[4]
 local sess_key, usage_key, events_key = KEYS[5], KEYS[6], KEYS[7]
 
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', marker_ttl) then
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[13]) then
   return { CODE_DUPLICATE, '', '', '', '' }
 end
 
 local now = now_ms()
 local hour = math.floor(now / HOUR)
+local hour_s = ms(hour)
 local tokens = tin + tout + tcc + tcr
 local fallback = id == ''
+local cost_s = usd(cost)
 
--- One HMGET of the subscription: its fields, observed windows, counters
--- and the threshold flags of the rules.
-local extra = { 'tokens', 'requests' }
-if succeeded and not fallback then
-  for _, x in ipairs(SUCCESS_FIELDS) do extra[#extra + 1] = x end
+-- One HMGET of the subscription: only the fields settle reads (its
+-- counters, block, weekly total, budget, status, the observed windows,
+-- elig, with a success the failure fields, and the threshold flags of the
+-- rules), into a table shaped like sub_read's for the lib.lua helpers.
+local names = { 'status', 'weeklyUsed', 'weeklyHour', 'weeklyFrom', 'weeklyBudget', 'blockStart', 'blockCost',
+  'tokens', 'requests', 'elig',
+  'w:seven_day:util', 'w:seven_day:reset', 'w:seven_day:status', 'w:seven_day:at',
+  'w:five_hour:util', 'w:five_hour:reset', 'w:five_hour:status', 'w:five_hour:at' }
+local NF = #names
+for i = 1, n do names[NF + i] = 'thr:' .. ARGV[16 + i] end
+local succeeding = succeeded and not fallback
+if succeeding then
+  for i = 1, #SUCCESS_FIELDS do names[NF + n + i] = SUCCESS_FIELDS[i] end
 end
-for i = 1, n do extra[#extra + 1] = 'thr:' .. ARGV[16 + i] end
-local f = sub_read(sub_key, extra)
-if succeeded and not fallback then succeed(sub_key, events_key, id, f, now) end
+local v = redis.call('HMGET', sub_key, unpack(names))
+local f = { status = v[1], weeklyUsed = v[2], weeklyHour = v[3], weeklyFrom = v[4], weeklyBudget = v[5],
+  blockStart = v[6], blockCost = v[7], tokens = v[8], requests = v[9], elig = v[10],
+  ['w:seven_day:util'] = v[11], ['w:seven_day:reset'] = v[12], ['w:seven_day:status'] = v[13], ['w:seven_day:at'] = v[14],
+  ['w:five_hour:util'] = v[15], ['w:five_hour:reset'] = v[16], ['w:five_hour:status'] = v[17], ['w:five_hour:at'] = v[18] }
+for i = 1, n do f[names[NF + i]] = v[NF + i] end
+if succeeding then
+  for i = 1, #SUCCESS_FIELDS do f[SUCCESS_FIELDS[i]] = v[NF + n + i] end
+  succeed(sub_key, events_key, id, f, now)
+end
 local before = weekly_micros(sub_key, hourly_key, f.weeklyUsed, f.weeklyHour, now, true, f)
 local after = before + cost
+local after_s = usd(after)
 if cost > 0 then
-  local bucket = to_micros(redis.call('HGET', hourly_key, ms(hour))) + cost
-  redis.call('HSET', hourly_key, ms(hour), usd(bucket))
+  local bucket = to_micros(redis.call('HGET', hourly_key, hour_s)) + cost
+  redis.call('HSET', hourly_key, hour_s, usd(bucket))
 end
 
 -- 5-hour block (ccusage): a usage at or after blockStart+5h opens a new block,
 -- floored to the hour.
 local block_start = int(f.blockStart)
 local block_cost = to_micros(f.blockCost)
-if not block_active(block_start, now) then
+local new_block = not block_active(block_start, now)
+if new_block then
   block_start = hour * HOUR
   block_cost = 0
 end
 block_cost = block_cost + cost
+local block_cost_s = usd(block_cost)
 local burn = burn_rate(block_cost, block_start, now)
+local burn_s = string.format('%.6f', burn)
 
 -- One HSET of the subscription: usage, block, and (below) its status and
--- the resume fraction when they change.
-local set = { 'weeklyUsed', usd(after), 'weeklyHour', ms(hour),
-  'blockStart', ms(block_start), 'blockCost', usd(block_cost),
-  'burnRate', string.format('%.6f', burn), 'lastUsageAt', ms(now),
+-- the resume fraction when they change. weeklyHour and weeklyFrom are
+-- current already (weekly_micros wrote them if they were not).
+local set = { 'weeklyUsed', after_s, 'blockCost', block_cost_s, 'burnRate', burn_s, 'lastUsageAt', ms(now),
   'tokens', ms(int(f.tokens) + tokens), 'requests', ms(int(f.requests) + 1) }
+-- A new block's start goes before its cost: a new hash gets its fields in
+-- the order docs/redis.md shows.
+if new_block then table.insert(set, 3, 'blockStart'); table.insert(set, 4, ms(block_start)) end
 
 local status = f.status or ''
 local rules = n
@@ -162,7 +185,7 @@ if sid ~= '' then
     local active = false
     if bound == id and not fallback then
       if cli_session ~= '' then sset[#sset + 1] = 'cliSession'; sset[#sset + 1] = cli_session end
-      redis.call('ZADD', clients_key, 'XX', 'GT', now + idle_ms, sid)
+      redis.call('ZADD', clients_key, 'XX', 'GT', ms(now + idle_ms), sid)
       active = true
     elseif bound == '' then
       active = true
@@ -177,12 +200,17 @@ end
 local key_name = ARGV[17 + n] or ''
 if key_name ~= '' then
   local kk, kh = KEYS[8], KEYS[9]
-  redis.call('HINCRBY', kk, 'requests', 1)
-  redis.call('HINCRBY', kk, 'tokens', tokens)
-  redis.call('HSET', kk, 'cost', usd(to_micros(redis.call('HGET', kk, 'cost')) + cost), 'lastUsageAt', ms(now))
-  redis.call('HSET', kh, ms(hour), usd(to_micros(redis.call('HGET', kh, ms(hour))) + cost))
-  for _, h in ipairs(redis.call('HKEYS', kh)) do
-    if tonumber(h) < hour - 167 then redis.call('HDEL', kh, h) end
+  local c = redis.call('HMGET', kk, 'requests', 'tokens', 'cost')
+  redis.call('HSET', kk, 'requests', ms(int(c[1]) + 1), 'tokens', ms(int(c[2]) + tokens),
+    'cost', usd(to_micros(c[3]) + cost), 'lastUsageAt', ms(now))
+  local bucket = redis.call('HGET', kh, hour_s)
+  redis.call('HSET', kh, hour_s, usd(to_micros(bucket) + cost))
+  -- Buckets leave the 7 days only as hours pass: look for them when this
+  -- hour's bucket is new, not on every settle (readers skip older hours).
+  if not bucket then
+    for _, h in ipairs(redis.call('HKEYS', kh)) do
+      if tonumber(h) < hour - 167 then redis.call('HDEL', kh, h) end
+    end
   end
 end
 
@@ -193,8 +221,8 @@ if fallback then sub_field = 'fallback' end
 -- client key's name (API_KEYS_FILE), when it has one.
 local key = ''
 if sid ~= '' then key = owner_of end
-local entry = { 'sub', sub_field, 'session', sid, 'key', key, 'req', req, 'cost', usd(cost),
-  'in', tin, 'out', tout, 'cacheCreate', tcc, 'cacheRead', tcr,
+local entry = { 'sub', sub_field, 'session', sid, 'key', key, 'req', req, 'cost', cost_s,
+  'in', ARGV[5], 'out', ARGV[6], 'cacheCreate', ARGV[7], 'cacheRead', ARGV[8],
   'model', model, 'modelUsage', model_usage }
 if key_name ~= '' then
   entry[#entry + 1] = 'keyName'
@@ -208,4 +236,4 @@ redis.call('XADD', usage_key, 'MINID', ms(now - retention), '*', unpack(entry))
 -- caught by the :at entry set at the old block's end, and maintain
 -- rescores every subscription once a cycle.
 
-return { CODE_OK, usd(after), usd(block_cost), string.format('%.6f', burn), status }
+return { CODE_OK, after_s, block_cost_s, burn_s, status }

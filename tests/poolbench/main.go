@@ -47,6 +47,9 @@ type result struct {
 	ops      int64
 	elapsed  time.Duration
 	p50, p99 time.Duration
+	// redisUS is Redis' own time per call (INFO commandstats: the EVALSHA
+	// usec_per_call over the phase, inner commands included), 0 unknown.
+	redisUS float64
 }
 
 func (r result) rate() float64 { return float64(r.ops) / r.elapsed.Seconds() }
@@ -124,9 +127,13 @@ func run(conc int, d time.Duration, sessions int, out string) error {
 		return err
 	}
 	bench := func(name string, op func(w int, i int64) error) (result, error) {
+		if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+			return result{}, err
+		}
 		r, err := drive(conc, d, op)
 		r.name = name
-		fmt.Fprintf(os.Stderr, "%-28s %10.0f ops/s  p50 %v  p99 %v\n", name, r.rate(), r.p50, r.p99)
+		r.redisUS = evalshaUS(ctx, rdb)
+		fmt.Fprintf(os.Stderr, "%-28s %10.0f ops/s  p50 %v  p99 %v  redis %.1f µs/call\n", name, r.rate(), r.p50, r.p99, r.redisUS)
 		return r, err
 	}
 	evalTrivial := func(int, int64) error { return trivial.Run(ctx, rdb, []string{"k"}).Err() }
@@ -245,6 +252,25 @@ func usedMemory(ctx context.Context, rdb *redis.Client) (int64, error) {
 	return 0, fmt.Errorf("no used_memory in INFO")
 }
 
+// evalshaUS is the EVALSHA usec_per_call of INFO commandstats: Redis' time
+// per script call since the last CONFIG RESETSTAT; 0 when absent.
+func evalshaUS(ctx context.Context, rdb *redis.Client) float64 {
+	info, _ := rdb.Info(ctx, "commandstats").Result()
+	for _, line := range strings.Split(info, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_evalsha:")
+		if !ok {
+			continue
+		}
+		for _, kv := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(kv, "usec_per_call="); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				return f
+			}
+		}
+	}
+	return 0
+}
+
 func redisVersion(ctx context.Context, rdb *redis.Client) string {
 	info, _ := rdb.Info(ctx, "server").Result()
 	for _, line := range strings.Split(info, "\n") {
@@ -263,7 +289,7 @@ func render(rows []result, conc int, d time.Duration, sessions int, perSession f
 	fmt.Fprintf(&b, "Redis %s on loopback, 10 subscriptions, %d concurrent callers, Go %s, %d CPUs (client and server share them).\n",
 		redisV, conc, runtime.Version(), runtime.NumCPU())
 	fmt.Fprintf(&b, "The reference is a trivial `EVALSHA` (`return 1`) through the same client and harness, measured first and last in the same run (mean of both: %.0f ops/s).\n\n", ref)
-	fmt.Fprintf(&b, "| operation | ops/s | ratio to trivial EVALSHA | target | p50 | p99 |\n|---|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| operation | ops/s | ratio to trivial EVALSHA | target | Redis µs per call | p50 | p99 |\n|---|---:|---:|---:|---:|---:|---:|\n")
 	targets := map[string]string{"allocate, resume path": "≥ 0.7", "allocate, resume with a turn id": "≥ 0.7",
 		"allocate, new-bind path": "≥ 0.5", "settle": "≥ 0.4"}
 	for _, r := range rows {
@@ -271,8 +297,10 @@ func render(rows []result, conc int, d time.Duration, sessions int, perSession f
 		if t == "" {
 			t = "—"
 		}
-		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %s | %s | %s |\n", r.name, r.rate(), r.rate()/ref, t, us(r.p50), us(r.p99))
+		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %s | %.1f | %s | %s |\n", r.name, r.rate(), r.rate()/ref, t, r.redisUS, us(r.p50), us(r.p99))
 	}
+	b.WriteString("\nRedis µs per call: `INFO commandstats` EVALSHA `usec_per_call` over the phase (the script with its inner commands, " +
+		"without reading the request and writing the reply).\n")
 	fmt.Fprintf(&b, "\nRedis memory per live session: **%.0f bytes** (`INFO memory` used_memory delta over %d sessions bound by allocate: session hash with its TTL plus the client-set entry; target ≤ 300).\n",
 		perSession, sessions)
 	fmt.Fprintf(&b, "`MEMORY USAGE` of one session hash: %d bytes; the remaining ~%.0f bytes are its member in a "+
