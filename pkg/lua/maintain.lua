@@ -13,9 +13,10 @@
 -- ARGV[3] -> approaching threshold (weekly fraction)
 -- ARGV[4] -> n; ARGV[5..4+n] -> subscription ids, in KEYS order
 -- ARGV[5+n] -> the most stale clients one call drops, over all subscriptions
---            (0 or absent: all of them). The rest of the work is done in
---            full on every call; only the drops are bounded, so that a wave
---            of stale sessions does not hold the shard in one long call.
+--            (0 or absent: all of them), so that a wave of stale sessions
+--            does not hold the shard in one long call. A call that stops at
+--            the bound does nothing else; the rest of the work (states,
+--            ranking) is done once, by the call that drops the last ones.
 -- ARGV[6+n] -> idle age, ms (client-set scores are 'active until', lib.lua)
 -- ARGV[7+n..14+n] -> the ranking's inputs (rank_params: seven health
 --            weights, idle age ms); absent: every subscription is marked for scoring
@@ -36,17 +37,27 @@ local now = now_ms()
 local dropped, restored = 0, 0
 local rank_key, rank_at_key, rank_p = KEYS[3 + 3 * n], KEYS[4 + 3 * n], rank_params(7 + n)
 local read = {}
+-- The drops first. A turn may run longer than the stale age: it is active,
+-- its session stays.
 for i = 1, n do
-  local id = ARGV[4 + i]
-  local sk, ck, hk = KEYS[3 + 3 * (i - 1)], KEYS[4 + 3 * (i - 1)], KEYS[5 + 3 * (i - 1)]
-  -- A turn may run longer than the stale age: it is active, its session stays.
+  local ck = KEYS[4 + 3 * (i - 1)]
   if limit <= 0 then
     dropped = dropped + drop_stale(ck, stale_ms, idle_ms, now)
-  elseif not more then
+  else
+    -- The bound reached before this one: stale clients may remain here.
+    if limit - dropped <= 0 then more = true; break end
     local d, m = drop_stale(ck, stale_ms, idle_ms, now, limit - dropped)
     dropped = dropped + d
     more = m
+    if more then break end
   end
+end
+-- Stopped at the bound: the caller calls again, and the last call does the
+-- rest, so that a cycle reads every subscription once.
+if more then return { CODE_OK, dropped, 0, 1 } end
+for i = 1, n do
+  local id = ARGV[4 + i]
+  local sk, hk = KEYS[3 + 3 * (i - 1)], KEYS[5 + 3 * (i - 1)]
   local f = sub_read(sk)
   local status = f.status
   if status then
@@ -69,10 +80,23 @@ end
 -- state above (a dropped client was stale, never active: the drops change
 -- no value, and the calls that stop at the limit leave it to the last).
 if not more and rank_p then
+  -- Written in three commands for all of them, not two each.
+  local vals, ats, gone = {}, {}, {}
   for i = 1, n do
+    local id = ARGV[4 + i]
     local v, t = rank_score(KEYS[3 + 3 * (i - 1)], KEYS[5 + 3 * (i - 1)], KEYS[4 + 3 * (i - 1)], rank_p, now, read[i])
-    rank_put(rank_key, rank_at_key, ARGV[4 + i], v, t)
+    vals[#vals + 1] = rank_fmt(v)
+    vals[#vals + 1] = id
+    if t then
+      ats[#ats + 1] = ms(t)
+      ats[#ats + 1] = id
+    else
+      gone[#gone + 1] = id
+    end
   end
+  if #vals > 0 then redis.call('ZADD', rank_key, unpack(vals)) end
+  if #ats > 0 then redis.call('ZADD', rank_at_key, unpack(ats)) end
+  if #gone > 0 then redis.call('ZREM', rank_at_key, unpack(gone)) end
 elseif not more then
   for i = 1, n do rank_dirty(rank_at_key, ARGV[4 + i]) end
 end

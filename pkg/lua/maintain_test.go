@@ -17,11 +17,19 @@ import (
 // calls drop every stale client, none of those with a turn in flight (their
 // score, "active until", is their lease's end: after now, however long
 // the turn has run) and none that is not stale.
+// perSet 40, a multiple of the limit: a call that drops the limit exactly
+// with the first set must not drop the next set's without a bound.
 func TestMaintainDropsInChunks(t *testing.T) {
+	for _, perSet := range []int{57, 40} {
+		t.Run(fmt.Sprint(perSet), func(t *testing.T) { maintainDropsInChunks(t, perSet) })
+	}
+}
+
+func maintainDropsInChunks(t *testing.T, perSet int) {
 	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
 		ctx := context.Background()
 		c := tg.Client
-		k := NewKeys("chunk")
+		k := NewKeys(fmt.Sprintf("chunk%d", perSet))
 		ids := []string{"s1", "s2"}
 		subs := k.SubSet(ids)
 		var sync []SyncSub
@@ -45,7 +53,7 @@ func TestMaintainDropsInChunks(t *testing.T) {
 				sid := fmt.Sprintf("f%d-%02d", si, i)
 				c.ZAdd(ctx, k.Clients(id), redisZ(float64(now+idleMS), sid))
 			}
-			for i := 0; i < 57; i++ {
+			for i := 0; i < perSet; i++ {
 				c.ZAdd(ctx, k.Clients(id), redisZ(old+float64(i), fmt.Sprintf("x%d-%02d", si, i)))
 				stale++
 			}
