@@ -277,6 +277,24 @@ func Sync(ctx context.Context, c Scripter, k Keys, v ConfigVersion, subs []SyncS
 	return SyncReply{Added: r.int(1), Removed: r.int(2), InForce: ConfigVersion{Hash: r.str(3), LoadedAt: r.int64(4)}}, err
 }
 
+// RankRefresh runs rank_refresh.lua: it scores the subscriptions of subs
+// (a few at a time: the caller chunks) for the allocation ranking, and
+// returns how many it scored.
+func RankRefresh(ctx context.Context, c Scripter, k Keys, subs *SubSet, rank RankInputs) (int, error) {
+	keys := make([]string, 0, 2+len(subs.triples))
+	keys = append(keys, subs.triples...)
+	keys = append(keys, k.Rank(), k.RankAt())
+	args := make([]any, 0, 9+len(subs.ids))
+	args = append(args, len(subs.ids))
+	args = append(args, subs.ids...)
+	args = append(args, rank.args()...)
+	v, err := run(ctx, c, "rank refresh", rankRefreshScript, keys, 2, args...)
+	if err != nil {
+		return 0, err
+	}
+	return v.int(1), nil
+}
+
 // Maintain runs maintain.lua under the fencing epoch. limit bounds the stale
 // clients one call drops (0: all); more says the call stopped at that bound
 // and stale clients may remain, so the caller calls again. rank: the

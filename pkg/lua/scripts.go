@@ -22,6 +22,8 @@ var (
 	libSrc string
 	//go:embed rank.lua
 	rankSrc string
+	//go:embed rank_refresh.lua
+	rankRefreshSrc string
 	//go:embed sync.lua
 	syncSrc string
 	//go:embed allocate.lua
@@ -99,11 +101,13 @@ var (
 	conversationAppendScript = newScript(conversationAppendSrc)
 	conversationLoadScript   = newScript(conversationLoadSrc)
 	adminScript              = newScript(libSrc, rankSrc, adminSrc)
+	rankRefreshScript        = newScript(libSrc, rankSrc, rankRefreshSrc)
 
 	all = []*redis.Script{syncScript, allocateScript, resumeScript, settleScript, markScript,
 		releaseScript, maintainScript, rebalanceScript, statusScript, turnScript,
 		gcraScript, touchScript, deadScript, trimScript, promoteScript, demoteScript,
-		failuresScript, observeScript, conversationAppendScript, conversationLoadScript, adminScript}
+		failuresScript, observeScript, conversationAppendScript, conversationLoadScript, adminScript,
+		rankRefreshScript}
 )
 
 // Scripter is what the wrappers need of a Redis client.

@@ -128,6 +128,8 @@ func TestEveryScriptCallStaysInOneSlot(t *testing.T) {
 	must(c.Set(ctx, k.Epoch(), 1, 0).Err())
 	_, _, _, err = Maintain(ctx, c, k, subs, 1, 1000, 500, 0.8, 0, RankInputs{Weights: DefaultWeights, IdleMS: 500})
 	must(err)
+	_, err = RankRefresh(ctx, c, k, subs, RankInputs{Weights: DefaultWeights, IdleMS: 500})
+	must(err)
 	_, err = Rebalance(ctx, c, k, subs, RebalanceArgs{Epoch: 1, From: "sub1", To: "sub3", GapThreshold: "5", IdleMS: 1, StaleMS: 1000, MaxMoves: 1, Admit: 0.95, Candidates: []string{"sess-1"}})
 	must(err)
 	_, err = AppendTurn(ctx, c, k, AppendTurnArgs{SessionID: "sess-1", TurnID: "turn-1", Owner: "-", User: "u", Assistant: "a", MaxBytes: 1000, StaleMS: 1000, MarkerTTL: 1000})

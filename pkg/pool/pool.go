@@ -215,8 +215,29 @@ func (p *Pool) Sync(ctx context.Context) error {
 			return fmt.Errorf("pool: sync: %w", err)
 		}
 		p.behind.Store(false)
-		return p.refreshSubs(ctx)
+		if err := p.refreshSubs(ctx); err != nil {
+			return err
+		}
+		return p.refreshRank(ctx)
 	}
+}
+
+// rankChunk is how many subscriptions one rank_refresh.lua call scores:
+// well under a millisecond of Redis time.
+const rankChunk = 20
+
+// refreshRank scores every subscription for the allocation ranking after a
+// sync marked them for scoring, a few per call, so that the first new
+// binding after a sync does not score the whole pool in one long call.
+func (p *Pool) refreshRank(ctx context.Context) error {
+	ids := p.subs.Load().IDs
+	for i := 0; i < len(ids); i += rankChunk {
+		chunk := p.keys.SubSet(ids[i:min(i+rankChunk, len(ids))])
+		if _, err := lua.RankRefresh(ctx, p.rdb, p.keys, chunk, p.rank()); err != nil {
+			return fmt.Errorf("pool: sync: ranking: %w", err)
+		}
+	}
+	return nil
 }
 
 func (p *Pool) members(ctx context.Context) ([]string, error) {
