@@ -31,7 +31,7 @@ func render(p params, in renderIn) string {
 	fmt.Fprintf(&b, "Command: `go run ./tests/cyclebench -out BENCHMARKS.md` (flags: `-subs %d -sessions %d -cycles %d -stale %d -active %d`).\n",
 		p.subs, p.sessions, p.cycles, p.stalePct, p.activePct)
 	fmt.Fprintf(&b, "Redis %s on loopback, Go %s, %d CPUs (client and server share them). "+
-		"The fill binds %d sessions over %d subscriptions: the first %d through the pool's own allocate script (`Pool.Allocate`, %d goroutines: %s, **%.0f new bindings/s at %d subscriptions**; SLOWLOG: %.2f ms of Redis time per allocate on average, %.2f ms the longest), "+
+		"The fill binds %d sessions over %d subscriptions: the first %d through the pool's own allocate script (`Pool.Allocate`, %d goroutines: %s, **%.0f new bindings/s at %d subscriptions**; %.2f ms of Redis time per allocate on average (INFO commandstats), %.2f ms the longest (SLOWLOG)), "+
 		"the rest by a faithful direct write of the same keys (session hash with allocate's fields and TTL, client-set member; pipelined: %s); %.0f bytes of `used_memory` per session; "+
 		"then the client-set scores alone are rewritten directly (`ZADD XX`, pipelined, %s) so that %d sessions are stale (past `staleAfterSeconds`), %d active and the rest idle. "+
 		"One `settle` of 100 USD on `sub000` opens a weekly-usage gap, so every Rebalance has moves to make.\n\n",
@@ -41,7 +41,8 @@ func render(p params, in renderIn) string {
 	fmt.Fprintf(&b, "A cycle is `Pool.Maintain(epoch)` then `Pool.Rebalance(epoch)`, as the leader runs them every `intervalSeconds`. "+
 		"The reference is a trivial `EVALSHA` (`return 1`) through the same client, sequential: median %.1f µs, longest %.1f µs over 2000 calls. "+
 		"\"script (client)\" is the longest single `EVALSHA` of the phase timed around the call (round trip included); "+
-		"\"script (SLOWLOG)\" is Redis' own execution time of it, during which that shard serves nobody else.\n\n",
+		"\"script (SLOWLOG)\" is Redis' own execution time of it, during which that shard serves nobody else "+
+		"(SLOWLOG from 50 µs on, so that the commands inside a script are not logged, and timed, one by one).\n\n",
 		float64(in.refMean.Nanoseconds())/1000, float64(in.refMax.Nanoseconds())/1000)
 
 	first := in.cycles[0]
@@ -92,10 +93,10 @@ func render(p params, in renderIn) string {
 		fmt.Fprintf(&b, "**Targets met:** every cycle under %s and every script call under %s in this run.\n", ms(targetCycle), ms(targetScript))
 	} else {
 		fmt.Fprintf(&b, "**Targets missed:** %s. ", strings.Join(over, "; "))
-		b.WriteString("Where the time goes: `maintain.lua` walks every subscription in one call and, in each, " +
-			"`ZRANGEBYSCORE` of the stale part of its client set, then one `ZREM` (and an in-flight check) per stale session — " +
-			"the first cycle after a wave of sessions went stale pays for all of them at once, while Redis serves nothing else on that shard. " +
-			"Chunking (a `LIMIT` on the stale range per call, the rest left for the next call or cycle) is the follow-up.\n")
+		b.WriteString("Where the time goes: each `maintain.lua` call reads and restores every subscription's state; the " +
+			"stale drops are chunked (at most 500 a call, the client-set entries lowest first by one `ZREMRANGEBYRANK`), and the " +
+			"last call of a cycle also scores every subscription for the allocation ranking; " +
+			"the first binding after a config sync scores every subscription once.\n")
 	}
 	fmt.Fprintf(&b, "\nNot part of the cycle but on the same shard: allocate's new-bind path, "+
 		"%.2f ms of Redis time per new session at %d subscriptions, %.2f ms the longest under 64 callers",

@@ -301,6 +301,7 @@ func render(rows []result, conc int, d time.Duration, sessions int, perSession f
 	}
 	b.WriteString("\nRedis µs per call: `INFO commandstats` EVALSHA `usec_per_call` over the phase (the script with its inner commands, " +
 		"without reading the request and writing the reply).\n")
+	b.WriteString("\n" + verdict(rows, ref, perSession))
 	fmt.Fprintf(&b, "\nRedis memory per live session: **%.0f bytes** (`INFO memory` used_memory delta over %d sessions bound by allocate: session hash with its TTL plus the client-set entry; target ≤ 300).\n",
 		perSession, sessions)
 	fmt.Fprintf(&b, "`MEMORY USAGE` of one session hash: %d bytes; the remaining ~%.0f bytes are its member in a "+
@@ -312,6 +313,62 @@ func render(rows []result, conc int, d time.Duration, sessions int, perSession f
 		"at this concurrency needs Redis on cores of its own.\n",
 		us(rows[0].p99), conc, runtime.NumCPU(), conc, ref, float64(conc)/ref*1000)
 	return b.String()
+}
+
+// verdict says which targets this run met and, for the others, what the
+// Redis time per call says stands in the way.
+func verdict(rows []result, ref, perSession float64) string {
+	goal := map[string]float64{"allocate, resume path": 0.7, "allocate, resume with a turn id": 0.7,
+		"allocate, new-bind path": 0.5, "settle": 0.4}
+	var met, missed []string
+	trivialUS := rows[0].redisUS
+	for _, r := range rows {
+		g, ok := goal[r.name]
+		if !ok {
+			continue
+		}
+		line := fmt.Sprintf("%s %.2f (target %.1f, %.1f µs of Redis time per call)", r.name, r.rate()/ref, g, r.redisUS)
+		if r.rate()/ref >= g {
+			met = append(met, line)
+		} else {
+			missed = append(missed, line)
+		}
+	}
+	var b strings.Builder
+	if len(met) > 0 {
+		fmt.Fprintf(&b, "**Targets met in this run:** %s.\n", strings.Join(met, "; "))
+	}
+	if len(missed) > 0 {
+		fmt.Fprintf(&b, "**Targets not met in this run:** %s.\n", strings.Join(missed, "; "))
+		fmt.Fprintf(&b, "What stands in the way: the trivial script costs Redis %.1f µs per call and the round trip around it the rest "+
+			"of its %.1f µs per operation at this concurrency, so a ratio r leaves a script about (1/r − 1) times that "+
+			"per-operation time more than the trivial one's own (≈ %.1f µs of Redis time for 0.7, %.1f µs for 0.5, %.1f µs for 0.4). Every `redis.call` from Lua costs about 0.6 µs on top of the "+
+			"command's own time on this Redis, an `HMGET` about 0.25 µs per field, and the shared helpers' closures are made "+
+			"anew on every run: the resume script's 6–7 commands (TIME, the session and subscription reads, the client-set "+
+			"score and count, `ZADD`, `PEXPIRE`), a new binding's ranking walk plus one subscription's exact checks, and "+
+			"settle's 9–11 commands (exactly-once marker, hourly bucket, subscription, session, usage stream entry) cannot fit "+
+			"those budgets as Lua scripts on Redis %s. Closing the rest needs a structural change: Redis Functions "+
+			"(helpers made once, not per call), fewer per-turn writes (per-session counters off the hot path), or a "+
+			"shard with cores of its own.\n",
+			trivialUS, 1e6/ref, budget(ref, trivialUS, 0.7), budget(ref, trivialUS, 0.5), budget(ref, trivialUS, 0.4), "7.0")
+	}
+	if perSession <= 300 {
+		fmt.Fprintf(&b, "**Memory per session met:** %.0f bytes (target ≤ 300).\n", perSession)
+	} else {
+		fmt.Fprintf(&b, "**Memory per session not met:** %.0f bytes (target ≤ 300). About 150 bytes of it are Redis' own per key "+
+			"(the key name, its object, its entries in the keyspace and expiry tables) and about 120 bytes the client-set "+
+			"member (a skiplist node and a dict entry), so the fields operators read (`sub`, `owner`, `priority`, "+
+			"`allocatedAt`) have about 30 bytes left under 300; reaching it needs sessions as fields of one pool-wide hash "+
+			"with per-field expiry (`HEXPIRE`, Redis ≥ 7.4), not a key each.\n", perSession)
+	}
+	return b.String()
+}
+
+// budget is the Redis time per call (µs) a script may take to reach ratio r
+// of the trivial script: the trivial operation's wall time per call at this
+// concurrency, scaled, plus the trivial script's own time.
+func budget(ref, trivialUS, r float64) float64 {
+	return (1/r-1)*(1e6/ref) + trivialUS
 }
 
 func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d.Microseconds())) }
