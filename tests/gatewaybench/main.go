@@ -270,7 +270,8 @@ func report(o options, results []result, top string) string {
 	b.WriteString("The direct path starts the fake CLI with the gateway's arguments (the sandboxed stream-json run), " +
 		"writes the prompt on stdin and reads the stream to its result line; the fake CLI sends its text at once " +
 		"on every path. The gateway path adds HTTP, authentication, the allocation script, the conversation read, " +
-		"the OpenAI encoding and, after the answer, the settlement and conversation scripts. Latencies are per " +
+		"the script that stores the turn and its CLI session, the OpenAI encoding and, after the answer, the " +
+		"settlement script. Latencies are per " +
 		"request, from send to the last byte.\n")
 	return b.String()
 }
