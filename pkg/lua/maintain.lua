@@ -80,23 +80,11 @@ end
 -- state above (a dropped client was stale, never active: the drops change
 -- no value, and the calls that stop at the limit leave it to the last).
 if not more and rank_p then
-  -- Written in three commands for all of them, not two each.
-  local vals, ats, gone = {}, {}, {}
+  local batch = rank_batch()
   for i = 1, n do
-    local id = ARGV[4 + i]
-    local v, t = rank_score(KEYS[3 + 3 * (i - 1)], KEYS[5 + 3 * (i - 1)], KEYS[4 + 3 * (i - 1)], rank_p, now, read[i])
-    vals[#vals + 1] = rank_fmt(v)
-    vals[#vals + 1] = id
-    if t then
-      ats[#ats + 1] = ms(t)
-      ats[#ats + 1] = id
-    else
-      gone[#gone + 1] = id
-    end
+    batch.add(ARGV[4 + i], rank_score(KEYS[3 + 3 * (i - 1)], KEYS[5 + 3 * (i - 1)], KEYS[4 + 3 * (i - 1)], rank_p, now, read[i]))
   end
-  if #vals > 0 then redis.call('ZADD', rank_key, unpack(vals)) end
-  if #ats > 0 then redis.call('ZADD', rank_at_key, unpack(ats)) end
-  if #gone > 0 then redis.call('ZREM', rank_at_key, unpack(gone)) end
+  batch.flush(rank_key, rank_at_key)
 elseif not more then
   for i = 1, n do rank_dirty(rank_at_key, ARGV[4 + i]) end
 end

@@ -95,6 +95,31 @@ local function rank_put(rank_key, at_key, id, v, t)
   if t then redis.call('ZADD', at_key, ms(t), id) else redis.call('ZREM', at_key, id) end
 end
 
+-- rank_batch collects the values and untils of several subscriptions
+-- (add) and writes them all in at most three commands (flush), not two
+-- commands each.
+local function rank_batch()
+  local vals, ats, gone = {}, {}, {}
+  local b = {}
+  function b.add(id, v, t)
+    vals[#vals + 1] = rank_fmt(v)
+    vals[#vals + 1] = id
+    if t then
+      ats[#ats + 1] = ms(t)
+      ats[#ats + 1] = id
+    else
+      gone[#gone + 1] = id
+    end
+  end
+  function b.flush(rank_key, at_key)
+    if #vals > 0 then redis.call('ZADD', rank_key, unpack(vals)) end
+    if #ats > 0 then redis.call('ZADD', at_key, unpack(ats)) end
+    if #gone > 0 then redis.call('ZREM', at_key, unpack(gone)) end
+    return #vals / 2
+  end
+  return b
+end
+
 -- rank_dirty marks a subscription for scoring by the next allocate.
 local function rank_dirty(at_key, id)
   redis.call('ZADD', at_key, 0, id)

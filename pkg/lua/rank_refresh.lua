@@ -16,24 +16,10 @@ local P = rank_params(2 + n)
 if not P then return { CODE_OK, 0 } end
 local rank_key, at_key = KEYS[1 + 3 * n], KEYS[2 + 3 * n]
 local now = now_ms()
-local vals, ats, gone = {}, {}, {}
+local batch = rank_batch()
 for i = 1, n do
-  local id = ARGV[1 + i]
   local sk, ck, hk = KEYS[1 + 3 * (i - 1)], KEYS[2 + 3 * (i - 1)], KEYS[3 + 3 * (i - 1)]
   local f = sub_read(sk)
-  if f.status then
-    local v, t = rank_score(sk, hk, ck, P, now, f)
-    vals[#vals + 1] = rank_fmt(v)
-    vals[#vals + 1] = id
-    if t then
-      ats[#ats + 1] = ms(t)
-      ats[#ats + 1] = id
-    else
-      gone[#gone + 1] = id
-    end
-  end
+  if f.status then batch.add(ARGV[1 + i], rank_score(sk, hk, ck, P, now, f)) end
 end
-if #vals > 0 then redis.call('ZADD', rank_key, unpack(vals)) end
-if #ats > 0 then redis.call('ZADD', at_key, unpack(ats)) end
-if #gone > 0 then redis.call('ZREM', at_key, unpack(gone)) end
-return { CODE_OK, #vals / 2 }
+return { CODE_OK, batch.flush(rank_key, at_key) }

@@ -56,7 +56,7 @@ func run(sessions, turns int, out string) error {
 	defer srv.Stop()
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	defer rdb.Close()
-	version, err := redisVersion(ctx, rdb)
+	version, err := benchdoc.RedisVersion(ctx, rdb)
 	if err != nil {
 		return err
 	}
@@ -142,17 +142,4 @@ func run(sessions, turns int, out string) error {
 		return benchdoc.WriteSection(out, "convbench", report)
 	}
 	return nil
-}
-
-func redisVersion(ctx context.Context, rdb *redis.Client) (string, error) {
-	info, err := rdb.Info(ctx, "server").Result()
-	if err != nil {
-		return "", err
-	}
-	for _, l := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "redis_version:"); ok {
-			return v, nil
-		}
-	}
-	return "unknown", nil
 }

@@ -25,7 +25,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -154,7 +153,7 @@ func run(p params) error {
 	}
 
 	// Fill through allocate, from many goroutines.
-	before, err := usedMemory(ctx, rdb)
+	before, err := benchdoc.UsedMemory(ctx, rdb)
 	if err != nil {
 		return err
 	}
@@ -220,7 +219,7 @@ func run(p params) error {
 		return err
 	}
 	fillDirectTime := time.Since(directStart)
-	after, err := usedMemory(ctx, rdb)
+	after, err := benchdoc.UsedMemory(ctx, rdb)
 	if err != nil {
 		return err
 	}
@@ -329,10 +328,11 @@ func run(p params) error {
 		fmt.Fprintf(os.Stderr, "cycle %2d: maintain %v (script %v, slowlog %v, dropped %d)  rebalance %v (script %v, slowlog %v, moved %d)\n",
 			i, c.maintain, c.maintainScript, c.maintainSlow, c.dropped, c.rebalance, c.rebalanceScript, c.rebalanceSlow, c.moved)
 	}
+	redisV, _ := benchdoc.RedisVersion(ctx, rdb)
 	report := render(p, renderIn{cycles: cycles, refMean: refMean, refMax: refMax, fillAllocate: fillAllocate,
 		allocated: allocated, fillDirect: fillDirectTime, allocMean: allocMean, allocMax: allocMax,
 		fillAge: fillAge, stale: stale, active: active, perSession: float64(after-before) / float64(p.sessions),
-		redisV: redisVersion(ctx, rdb)})
+		redisV: redisV})
 	fmt.Print(report)
 	if p.out != "" {
 		return benchdoc.WriteSection(p.out, "cyclebench", report)
@@ -428,49 +428,6 @@ func evalshaStats(ctx context.Context, rdb *redis.Client) (mean, longestCall tim
 	if err != nil {
 		return 0, 0, err
 	}
-	info, err := rdb.Info(ctx, "commandstats").Result()
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, line := range strings.Split(info, "\n") {
-		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_evalsha:")
-		if !ok {
-			continue
-		}
-		for _, kv := range strings.Split(rest, ",") {
-			if v, ok := strings.CutPrefix(kv, "usec_per_call="); ok {
-				f, err := strconv.ParseFloat(v, 64)
-				if err != nil {
-					return 0, 0, err
-				}
-				return time.Duration(f * float64(time.Microsecond)), longestCall, nil
-			}
-		}
-	}
-	return 0, longestCall, nil
-}
-
-var errNoMemory = errors.New("cyclebench: no used_memory in INFO")
-
-func usedMemory(ctx context.Context, rdb *redis.Client) (int64, error) {
-	info, err := rdb.Info(ctx, "memory").Result()
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
-			return strconv.ParseInt(v, 10, 64)
-		}
-	}
-	return 0, errNoMemory
-}
-
-func redisVersion(ctx context.Context, rdb *redis.Client) string {
-	info, _ := rdb.Info(ctx, "server").Result()
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
-			return v
-		}
-	}
-	return "?"
+	us, err := benchdoc.EvalshaMicros(ctx, rdb)
+	return time.Duration(us * float64(time.Microsecond)), longestCall, err
 }

@@ -15,7 +15,6 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -132,7 +131,7 @@ func run(conc int, d time.Duration, sessions int, out string) error {
 		}
 		r, err := drive(conc, d, op)
 		r.name = name
-		r.redisUS = evalshaUS(ctx, rdb)
+		r.redisUS, _ = benchdoc.EvalshaMicros(ctx, rdb)
 		fmt.Fprintf(os.Stderr, "%-28s %10.0f ops/s  p50 %v  p99 %v  redis %.1f µs/call\n", name, r.rate(), r.p50, r.p99, r.redisUS)
 		return r, err
 	}
@@ -204,7 +203,7 @@ func run(conc int, d time.Duration, sessions int, out string) error {
 	if err := mp.Sync(ctx); err != nil {
 		return err
 	}
-	before, err := usedMemory(ctx, rdb)
+	before, err := benchdoc.UsedMemory(ctx, rdb)
 	if err != nil {
 		return err
 	}
@@ -218,7 +217,7 @@ func run(conc int, d time.Duration, sessions int, out string) error {
 	}); err != nil && err != errDone {
 		return err
 	}
-	after, err := usedMemory(ctx, rdb)
+	after, err := benchdoc.UsedMemory(ctx, rdb)
 	if err != nil {
 		return err
 	}
@@ -229,7 +228,8 @@ func run(conc int, d time.Duration, sessions int, out string) error {
 	if err != nil {
 		return err
 	}
-	report := render(rows, conc, d, sessions, perSession, hashBytes, redisVersion(ctx, rdb))
+	redisV, _ := benchdoc.RedisVersion(ctx, rdb)
+	report := render(rows, conc, d, sessions, perSession, hashBytes, redisV)
 	fmt.Print(report)
 	if out != "" {
 		return benchdoc.WriteSection(out, "poolbench", report)
@@ -238,48 +238,6 @@ func run(conc int, d time.Duration, sessions int, out string) error {
 }
 
 var errDone = fmt.Errorf("done")
-
-func usedMemory(ctx context.Context, rdb *redis.Client) (int64, error) {
-	info, err := rdb.Info(ctx, "memory").Result()
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
-			return strconv.ParseInt(v, 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("no used_memory in INFO")
-}
-
-// evalshaUS is the EVALSHA usec_per_call of INFO commandstats: Redis' time
-// per script call since the last CONFIG RESETSTAT; 0 when absent.
-func evalshaUS(ctx context.Context, rdb *redis.Client) float64 {
-	info, _ := rdb.Info(ctx, "commandstats").Result()
-	for _, line := range strings.Split(info, "\n") {
-		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_evalsha:")
-		if !ok {
-			continue
-		}
-		for _, kv := range strings.Split(rest, ",") {
-			if v, ok := strings.CutPrefix(kv, "usec_per_call="); ok {
-				f, _ := strconv.ParseFloat(v, 64)
-				return f
-			}
-		}
-	}
-	return 0
-}
-
-func redisVersion(ctx context.Context, rdb *redis.Client) string {
-	info, _ := rdb.Info(ctx, "server").Result()
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
-			return v
-		}
-	}
-	return "?"
-}
 
 func render(rows []result, conc int, d time.Duration, sessions int, perSession float64, hashBytes int64, redisV string) string {
 	var b strings.Builder
