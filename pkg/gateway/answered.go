@@ -8,6 +8,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/authpool/authpool/pkg/backend"
+	"github.com/authpool/authpool/pkg/telemetry"
 )
 
 // ctxAfter holds the bookkeeping of an answered turn (its settle and stored
@@ -19,22 +20,20 @@ const ctxAfter = "authpool.after"
 const pendingWait = 2 * time.Second
 
 // pendingTurns are the sessions whose answered turn is still being settled
-// by this replica. The settle records the turn's CLI session id, which the
-// session's next turn resumes (--resume), and stores the turn for a replay;
-// so a new turn on such a session waits for it (at most pendingWait) before
-// it allocates. A turn of the same session on another replica does not
-// wait: within that window (about a millisecond) it may miss the CLI session
-// id and replay the stored conversation, or miss the last turn in it.
+// by this replica. What the session's next turn reads (the stored turn, the
+// CLI session to resume) is written before the answer goes out; the settle
+// that follows it counts the turn's usage (and a named key's weekly spend),
+// so a new turn of such a session, or of such a key, waits for it (at most
+// pendingWait) before it allocates or checks the budget. It waits only for
+// the settles already running when it arrives, never for later ones, so a
+// busy key is not held by a stream of overlapping settles. A turn on
+// another replica does not wait: within that window (about a millisecond)
+// a budgeted key may pass its budget by a turn.
 type pendingTurns struct {
 	mu   sync.Mutex
-	m    map[string]*pendingTurn
-	n    int           // bookkeeping not finished yet, every session
-	zero chan struct{} // closed when n drops to 0; nil while n is 0
-}
-
-type pendingTurn struct {
-	n    int
-	done chan struct{}
+	m    map[string]map[chan struct{}]struct{} // key -> its settles running, each closed when done
+	n    int                                   // bookkeeping not finished yet, every session
+	zero chan struct{}                         // closed when n drops to 0; nil while n is 0
 }
 
 // begin marks each key (a session id, keyPending of a client key) as
@@ -43,17 +42,14 @@ func (p *pendingTurns) begin(keys ...string) (end func()) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.m == nil {
-		p.m = map[string]*pendingTurn{}
+		p.m = map[string]map[chan struct{}]struct{}{}
 	}
-	es := make([]*pendingTurn, len(keys))
-	for i, k := range keys {
-		e := p.m[k]
-		if e == nil {
-			e = &pendingTurn{done: make(chan struct{})}
-			p.m[k] = e
+	done := make(chan struct{})
+	for _, k := range keys {
+		if p.m[k] == nil {
+			p.m[k] = map[chan struct{}]struct{}{}
 		}
-		e.n++
-		es[i] = e
+		p.m[k][done] = struct{}{}
 	}
 	if p.n == 0 {
 		p.zero = make(chan struct{})
@@ -62,10 +58,11 @@ func (p *pendingTurns) begin(keys ...string) (end func()) {
 	return func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		for i, e := range es {
-			if e.n--; e.n == 0 {
-				close(e.done)
-				delete(p.m, keys[i])
+		close(done)
+		for _, k := range keys {
+			delete(p.m[k], done)
+			if len(p.m[k]) == 0 {
+				delete(p.m, k)
 			}
 		}
 		if p.n--; p.n == 0 {
@@ -79,21 +76,28 @@ func (p *pendingTurns) begin(keys ...string) (end func()) {
 // appears in a session id.
 func keyPending(name string) string { return "\x00key:" + name }
 
-// wait waits until no turn of key (a session id, keyPending) is settling
-// here, at most max or until ctx ends.
+// wait waits until the settles of key (a session id, keyPending) running
+// when it is called have finished, at most max or until ctx ends.
 func (p *pendingTurns) wait(ctx context.Context, key string, max time.Duration) {
 	p.mu.Lock()
-	e := p.m[key]
+	running := make([]chan struct{}, 0, len(p.m[key]))
+	for done := range p.m[key] {
+		running = append(running, done)
+	}
 	p.mu.Unlock()
-	if e == nil {
+	if len(running) == 0 {
 		return
 	}
 	t := time.NewTimer(max)
 	defer t.Stop()
-	select {
-	case <-e.done:
-	case <-t.C:
-	case <-ctx.Done():
+	for _, done := range running {
+		select {
+		case <-done:
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 
@@ -124,7 +128,14 @@ func (p *pendingTurns) idle(ctx context.Context) error {
 // counts as settling from now until it has run.
 func (s *Server) afterTurn(ctx context.Context, t *turn, reqID, turnID, subID, sid string,
 	res *backend.Result, pl *placement) func() {
-	s.remember(ctx, t, sid, turnID, subID, res, pl)
+	if s.remember(ctx, t, sid, turnID, subID, res, pl) {
+		// The append recorded the CLI session: the settle, which may land
+		// late (retried after a Redis outage), must not write it again over
+		// a newer turn's.
+		shallow := *res
+		shallow.CLISessionID = ""
+		res = &shallow
+	}
 	if tm := timingsOf(ctx); tm != nil {
 		tm.mark(msStore)
 	}
@@ -137,6 +148,14 @@ func (s *Server) afterTurn(ctx context.Context, t *turn, reqID, turnID, subID, s
 	end := s.pending.begin(keys...)
 	return func() {
 		defer end()
+		// This runs in a goroutine of its own (afterAnswer): a panic here
+		// must not take the process, and every other settle, down with it.
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.ErrorContext(ctx, "panic in a turn's settle", "settle_id", turnID, "panic", r)
+				telemetry.CapturePanic(ctx, r, map[string]string{telemetry.TagRequestID: reqID})
+			}
+		}()
 		if s.beforeSettle != nil {
 			s.beforeSettle()
 		}

@@ -155,7 +155,48 @@ func TestNextTurnOnAnotherReplicaWhileSettling(t *testing.T) {
 		t.Fatalf("turn 2 on the other replica resumed %q, want turn 1's CLI session cli-sub1-cli-0 (%d calls)",
 			calls[len(calls)-1].req.ResumeSession, len(calls))
 	}
+	// Turn 1's settle lands after turn 2: the CLI session turn 2 left stays.
+	after2, err := h.pool.Session(context.Background(), "hop")
+	if err != nil || after2.CLISession == "" {
+		t.Fatalf("session after turn 2: %+v, %v", after2, err)
+	}
 	release()
 	h.settled()
 	testutil.Eventually(t, 5*time.Second, "two settlements", func() bool { return h.rawRequests("sub1") == 2 })
+	if s, _ := h.pool.Session(context.Background(), "hop"); s.CLISession != after2.CLISession {
+		t.Fatalf("turn 1's late settle set the CLI session back to %q; turn 2 left %q", s.CLISession, after2.CLISession)
+	}
+}
+
+// A wait for a key's settles waits for those running when it starts, not
+// for the ones that begin while it waits: a busy key is not held up by a
+// stream of overlapping settles.
+func TestPendingWaitIgnoresLaterSettles(t *testing.T) {
+	var p pendingTurns
+	endA := p.begin("k")
+	waited := make(chan time.Duration, 1)
+	go func() {
+		start := time.Now()
+		p.wait(context.Background(), "k", 2*time.Second)
+		waited <- time.Since(start)
+	}()
+	time.Sleep(20 * time.Millisecond)
+	endB := p.begin("k") // later than the wait
+	defer endB()
+	endA()
+	select {
+	case d := <-waited:
+		if d > time.Second {
+			t.Fatalf("waited %v", d)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("the wait held on for a settle that began after it")
+	}
+	if err := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		return p.idle(ctx)
+	}(); err == nil {
+		t.Fatal("idle with a settle still running")
+	}
 }

@@ -252,11 +252,11 @@ const storeTimeout = time.Second
 
 // remember appends the answered turn to the session's stored conversation,
 // once per settlement id, and records the CLI session the turn left on
-// subscription subID ("" the fallback) for the next turn's --resume. A
-// failure is logged, not returned: the client has its answer, and the
-// settle records the CLI session too; only a later replay would miss the
-// turn.
-func (s *Server) remember(ctx context.Context, t *turn, sid, turnID, subID string, res *backend.Result, pl *placement) {
+// subscription subID ("" the fallback) for the next turn's --resume; it
+// reports whether it did. A failure is logged, not returned: the client
+// has its answer, and the settle then records the CLI session; only a
+// later replay would miss the turn.
+func (s *Server) remember(ctx context.Context, t *turn, sid, turnID, subID string, res *backend.Result, pl *placement) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	ap, err := s.pool.AppendTurn(ctx, pool.TurnRecord{SessionID: sid, TurnID: turnID, Owner: t.owner,
@@ -264,9 +264,10 @@ func (s *Server) remember(ctx context.Context, t *turn, sid, turnID, subID strin
 	if err != nil {
 		s.log.WarnContext(ctx, "turn not stored in the session's conversation; a replay will miss it",
 			"settle_id", turnID, "error", err)
-		return
+		return false
 	}
 	pl.truncated = pl.truncated || ap.Truncated
+	return true
 }
 
 // poolErr keeps the pool's own answers and reads anything else (a network
