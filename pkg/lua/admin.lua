@@ -74,7 +74,11 @@ if op == 'drain' or op == 'disable' or op == 'enable' or op == 'reset' then
   local sk = keys_of(i)
   local want
   if op == 'drain' then
-    if status == 'draining' then return { CODE_UNCHANGED, status, '' } end
+    if status == 'draining' then
+      -- Drained before the flag existed: it gets the flag now.
+      redis.call('HSET', sk, 'drain', '1')
+      return { CODE_UNCHANGED, status, '' }
+    end
     -- The drain is kept as a flag too, so that it outlives a limit or a
     -- cooldown: one in force now stays (with its until), and the
     -- subscription goes back to draining when it ends.

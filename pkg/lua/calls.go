@@ -130,7 +130,7 @@ func Settle(ctx context.Context, c Scripter, k Keys, a SettleArgs) (SettleReply,
 		clientKey = k.ClientKey(a.KeyName)
 	}
 	keys := []string{k.Req(a.RequestID), sub, hourly, clients, sess, k.Usage(), k.Events(),
-		clientKey, clientKey + ":hourly"}
+		clientKey, clientKey + ":hourly", k.RankAt()}
 	args := make([]any, 0, 17+len(a.Thresholds))
 	args = append(args, a.RequestID, a.SubID, a.SessionID, a.CostUSD, a.Input, a.Output, a.CacheWrite, a.CacheRead,
 		a.Model, a.ModelUsage, a.CLISession, a.ApproachAt, a.MarkerTTL, a.Retention, a.StaleMS, len(a.Thresholds))

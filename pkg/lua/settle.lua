@@ -10,6 +10,9 @@
 -- KEYS[8] -> authpool:{P}:key:<name> (HASH requests tokens cost lastUsageAt) of
 --            the client key that made the request (untouched without a name)
 -- KEYS[9] -> its :hourly HASH hour-index -> USD (rolling 7 days)
+-- KEYS[10] -> authpool:{P}:rank:at (ZSET, rank.lua): written only when the
+--            turn's success ends an auth cooldown, so that the next new
+--            binding scores the subscription again
 -- ARGV[1]  -> settlement id: the turn's id
 -- ARGV[2]  -> subscription id ('' for fallback usage)
 -- ARGV[3]  -> session id ('' for none)
@@ -85,7 +88,10 @@ local f = { status = v[1], weeklyUsed = v[2], weeklyHour = v[3], weeklyFrom = v[
 for i = 1, n do f[names[NF + i]] = v[NF + i] end
 if succeeding then
   for i = 1, #SUCCESS_FIELDS do f[SUCCESS_FIELDS[i]] = v[NF + n + i] end
+  local was = f.status
   succeed(sub_key, events_key, id, f, now)
+  -- The only way settle makes a subscription better: rank.lua's rank_dirty.
+  if f.status ~= was then redis.call('ZADD', KEYS[10], 0, id) end
 end
 local before = weekly_micros(sub_key, hourly_key, f.weeklyUsed, f.weeklyHour, now, true, f)
 local after = before + cost
@@ -230,7 +236,8 @@ if key_name ~= '' then
 end
 redis.call('XADD', usage_key, 'MINID', ms(now - retention), '*', unpack(entry))
 
--- No ranking write (rank.lua): usage only lowers a subscription's health,
+-- No ranking value written (rank.lua; only the mark above, when a success
+-- ends an auth cooldown): usage only lowers a subscription's health,
 -- and a stored value that is too good costs the next new binding one more
 -- subscription examined, which rescores it; a block that opens anew is
 -- caught by the :at entry set at the old block's end, and maintain

@@ -61,7 +61,9 @@ for i = 1, n do
   -- allocate's (or maintain's) to compute.
   redis.call('HDEL', sk, 'elig')
   if not st or st == 'removed' then
+    -- A subscription added back starts afresh: no operator's drain from before.
     redis.call('HSET', sk, 'status', 'available', 'statusReason', '', 'until', '0')
+    redis.call('HDEL', sk, 'drain')
   end
   rank_dirty(KEYS[n + m + 5], id)
 end
