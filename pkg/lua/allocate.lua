@@ -120,7 +120,7 @@ local function state(i)
   local w5 = window(sk, 'five_hour', now, f)
   return { id = id, sk = sk, ck = ck, status = status, until_v = int(until0), frac = frac, hfrac = hfrac, weekly = weekly,
     budget = budget, max = int(f.maxClients), blockStart = f.blockStart, blockCost = to_micros(f.blockCost),
-    block_obs = w5.used, block_full = block_admit ~= nil and w5.used ~= nil and w5.used >= block_admit }
+    block_obs = w5.used, block_full = block_admit ~= nil and w5.used ~= nil and w5.used >= block_admit, f = f }
 end
 
 -- touch keeps the session where it is bound, active until until_v (GT:
@@ -217,7 +217,7 @@ local function examine(i)
     or (score == best_score and (clients < best_clients or (clients == best_clients and s.id < best.id))) then
     best, best_score, best_clients, best_v = s, score, clients, v
   end
-  return v, rank_until(s.sk, s.status, now)
+  return v, rank_until(s.sk, s.status, now, s.f)
 end
 local function bound()
   if best == nil then return nil end

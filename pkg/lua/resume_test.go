@@ -164,3 +164,35 @@ func setupResumeCase(t *testing.T, ctx context.Context, tg *redistest.Target, k 
 		must(c.ZAdd(ctx, k.Clients("s1"), redisZ(float64(now+idleMS), "o1"), redisZ(float64(now+idleMS), "o2")).Err())
 	}
 }
+
+// resume.lua trusts the stored weekly fraction (elig) only until its time:
+// an elig that says 0.1 but ran out is not used (the full allocate decides
+// on the real usage, here over the resume limit), while one still valid is.
+func TestResumeIgnoresAnExpiredElig(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		ctx := context.Background()
+		c := tg.Client
+		const staleMS, idleMS = 600_000, 60_000
+		for _, tc := range []struct {
+			name    string
+			validMS int64 // elig's time from now
+			resumes bool
+		}{{"expired", -1000, false}, {"valid", 60_000, true}} {
+			k := NewKeys("elig-" + tc.name)
+			setupResumeCase(t, ctx, tg, k, "available", "99.000000", "none", "active", false, "-", "s1", false, staleMS, idleMS)
+			tm, err := c.Time(ctx).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			elig := fmt.Sprintf("0.100000:%d", tm.UnixMilli()+tc.validMS)
+			if err := c.HSet(ctx, k.Sub("s1"), "elig", elig).Err(); err != nil {
+				t.Fatal(err)
+			}
+			_, ok, err := Resume(ctx, c, k, ResumeArgs{SessionID: "sess", SubID: "s1", Owner: "-",
+				ResumeLimit: 0.98, StaleMS: staleMS, IdleMS: idleMS, TurnID: "t1", LeaseMS: idleMS})
+			if err != nil || ok != tc.resumes {
+				t.Fatalf("%s elig %q: resumed %v, %v; want %v", tc.name, elig, ok, err, tc.resumes)
+			}
+		}
+	})
+}
