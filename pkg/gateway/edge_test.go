@@ -164,11 +164,15 @@ func TestAdminAuth(t *testing.T) {
 		{"token, remote with it", "s3cret", "10.1.2.3:5000", []string{"Authorization", "Bearer s3cret"}, 200},
 		{"token, X-Admin-Token", "s3cret", "10.1.2.3:5000", []string{"X-Admin-Token", "s3cret"}, 200},
 		{"token, wrong", "s3cret", "10.1.2.3:5000", []string{"Authorization", "Bearer nope"}, 403},
+		{"token, a client's API key", "s3cret", "10.1.2.3:5000", []string{"Authorization", "Bearer client-key"}, 403},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t, harnessOpts{opts: Options{AdminToken: tc.token}})
-			for _, path := range []string{"/debug/auth-pool", "/debug/memory"} {
+			h := newHarness(t, harnessOpts{opts: Options{AdminToken: tc.token, Profiling: true, APIKeys: []string{"client-key"}}})
+			// The profiles (PPROF=1) sit behind the same guard: a heap or a
+			// goroutine dump shows what the process holds.
+			for _, path := range []string{"/debug/auth-pool", "/debug/memory", "/debug/pprof/", "/debug/pprof/heap",
+				"/debug/pprof/cmdline"} {
 				req := httptest.NewRequest("GET", path, nil)
 				req.RemoteAddr = tc.remote
 				for i := 0; i+1 < len(tc.header); i += 2 {
@@ -270,5 +274,19 @@ func TestNotFoundShapes(t *testing.T) {
 		if r.StatusCode != tc.status || ae.Error.Type == "" {
 			t.Errorf("%s %s = %d %+v", tc.method, tc.path, r.StatusCode, ae)
 		}
+	}
+}
+
+// Without Profiling (PPROF unset, the default) there are no profiles to
+// fetch, even for the admin.
+func TestProfilesOffByDefault(t *testing.T) {
+	h := newHarness(t, harnessOpts{opts: Options{AdminToken: "s3cret"}})
+	req := httptest.NewRequest("GET", "/debug/pprof/heap", nil)
+	req.RemoteAddr = "127.0.0.1:5000"
+	req.Header.Set("Authorization", "Bearer s3cret")
+	rec := httptest.NewRecorder()
+	h.srv.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusNotFound {
+		t.Fatalf("/debug/pprof/heap without Profiling = %d, want 404", rec.Code)
 	}
 }
