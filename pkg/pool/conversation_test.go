@@ -217,3 +217,41 @@ func TestCapacityCountsActiveSessions(t *testing.T) {
 		}
 	})
 }
+
+// The CLI session an append records is the next turn's --resume argument:
+// one that is not a CLI session id (an option, a path, a newline) is not
+// recorded, one for a subscription the session has left is not either, and
+// a well-formed one for the subscription it is on is.
+func TestAppendRecordsOnlyAWellFormedCLISession(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		ctx := context.Background()
+		p := newPool(t, tg, pooltest.Config(2, 100, 5))
+		a, err := p.AllocateTurn(ctx, TurnRequest{SessionID: "cli", Owner: "key-a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		on, other := a.Subscription.ID, "sub00"
+		if on == other {
+			other = "sub01"
+		}
+		for i, tc := range []struct{ sub, cli, want string }{
+			{on, "--dangerously-skip-permissions", ""},
+			{on, "../../etc/passwd", ""},
+			{on, "abc\ndef", ""},
+			{other, "0b6e1c1e-5f9a-4a5e-9c7e-2d1f3a4b5c6d", ""},
+			{on, "0b6e1c1e-5f9a-4a5e-9c7e-2d1f3a4b5c6d", "0b6e1c1e-5f9a-4a5e-9c7e-2d1f3a4b5c6d"},
+		} {
+			if _, err := p.AppendTurn(ctx, TurnRecord{SessionID: "cli", TurnID: fmt.Sprintf("t%d", i), Owner: "key-a",
+				User: "u", Assistant: "a", SubscriptionID: tc.sub, CLISession: tc.cli}); err != nil {
+				t.Fatal(err)
+			}
+			s, err := p.Session(ctx, "cli")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.CLISession != tc.want {
+				t.Fatalf("after an append with CLI session %q on %s: recorded %q, want %q", tc.cli, tc.sub, s.CLISession, tc.want)
+			}
+		}
+	})
+}
