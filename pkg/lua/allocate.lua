@@ -96,7 +96,7 @@ local function known(i) return known_mask == '' or string.sub(known_mask, i, i) 
 local function keys_of(i) return KEYS[4 + 3 * (i - 1)], KEYS[5 + 3 * (i - 1)], KEYS[6 + 3 * (i - 1)] end
 
 -- state reads what eligibility and ranking need, restoring a due status.
-local function state(i)
+local function read_state(i)
   local id = ARGV[16 + i]
   local sk, ck, hk = keys_of(i)
   -- One HMGET of every field needed (the observed windows included).
@@ -121,6 +121,19 @@ local function state(i)
   return { id = id, sk = sk, ck = ck, status = status, until_v = int(until0), frac = frac, hfrac = hfrac, weekly = weekly,
     budget = budget, max = int(f.maxClients), blockStart = f.blockStart, blockCost = to_micros(f.blockCost),
     block_obs = w5.used, block_full = block_admit ~= nil and w5.used ~= nil and w5.used >= block_admit, f = f }
+end
+
+-- state is read_state once per subscription and call: a session leaving its
+-- subscription has it read by the resume check, and again by the walk when
+-- the walk examines it; nothing writes the hash in between.
+local states = {}
+local function state(i)
+  local s = states[i]
+  if not s then
+    s = read_state(i)
+    states[i] = s
+  end
+  return s
 end
 
 -- touch keeps the session where it is bound, active until until_v (GT:
@@ -200,7 +213,7 @@ local function examine(i)
     reasons.status = reasons.status + 1
     if s.until_v > now and (earliest == 0 or s.until_v < earliest) then earliest = s.until_v end
     if s.status == 'unknown' then return nil end
-    return rank_value(s.status), rank_until(s.sk, s.status, now, { ['until'] = s.until_v })
+    return rank_value(s.status), rank_until(s.status, now, { ['until'] = s.until_v })
   end
   -- Active clients only (this session aside); idle ones hold no slot.
   local clients = active_except(s.ck)
@@ -217,7 +230,7 @@ local function examine(i)
     or (score == best_score and (clients < best_clients or (clients == best_clients and s.id < best.id))) then
     best, best_score, best_clients, best_v = s, score, clients, v
   end
-  return v, rank_until(s.sk, s.status, now, s.f)
+  return v, rank_until(s.status, now, s.f)
 end
 local function bound()
   if best == nil then return nil end

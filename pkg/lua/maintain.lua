@@ -78,24 +78,22 @@ for i = 1, n do
 end
 -- Ranking (rank.lua), once a cycle: every subscription scored from the
 -- state above (a dropped client was stale, never active: the drops change
--- no value, and the calls that stop at the limit leave it to the last).
-if not more and rank_p then
+-- no value, and the calls that stop at the limit returned above).
+if rank_p then
   local batch = rank_batch()
   for i = 1, n do
     batch.add(ARGV[4 + i], rank_score(KEYS[3 + 3 * (i - 1)], KEYS[5 + 3 * (i - 1)], KEYS[4 + 3 * (i - 1)], rank_p, now, read[i]))
   end
   batch.flush(rank_key, rank_at_key)
-elseif not more then
+else
   for i = 1, n do rank_dirty(rank_at_key, ARGV[4 + i]) end
 end
 -- A member that is no subscription of the pool's leaves the ranking.
-if not more and redis.call('ZCARD', rank_key) > n then
+if redis.call('ZCARD', rank_key) > n then
   local member = {}
   for i = 1, n do member[ARGV[4 + i]] = true end
   for _, m in ipairs(redis.call('ZRANGE', rank_key, 0, -1)) do
     if not member[m] then redis.call('ZREM', rank_key, m); redis.call('ZREM', rank_at_key, m) end
   end
 end
-local more_v = 0
-if more then more_v = 1 end
-return { CODE_OK, dropped, restored, more_v }
+return { CODE_OK, dropped, restored, 0 }

@@ -38,8 +38,7 @@ local n = tonumber(ARGV[3])
 local m = tonumber(ARGV[4 + n])
 local sub_key, hourly_key, events_key = KEYS[1], KEYS[2], KEYS[3]
 
-local f = redis.call('HMGET', sub_key, 'status', 'weeklyUsed', 'weeklyHour', 'weeklyBudget')
-local status = f[1]
+local status = redis.call('HGET', sub_key, 'status')
 if not status then return { CODE_NOT_FOUND, 0, '' } end
 local now = now_ms()
 
@@ -87,17 +86,17 @@ if applied == 0 then return { CODE_UNCHANGED, 0, status } end
 -- cooldown are mark's and failures' to set and end.
 -- The weekly fraction follows the seven_day window: the resume fraction
 -- (elig, lib.lua) is written again.
-local budget = to_micros(f[4])
-local weekly = weekly_micros(sub_key, hourly_key, f[2], f[3], now, true)
-local frac = weekly_frac(sub_key, weekly, budget, now)
-local pre = {}
-pre['w:seven_day:reset'], pre['w:seven_day:at'] = unpack(redis.call('HMGET', sub_key, 'w:seven_day:reset', 'w:seven_day:at'))
-local set = { 'elig', elig(frac, now, pre) }
+-- One read of the hash as the loop left it serves everything below.
+local f = sub_read(sub_key)
+local weekly = weekly_micros(sub_key, hourly_key, f.weeklyUsed, f.weeklyHour, now, true, f)
+local frac = weekly_frac(sub_key, weekly, to_micros(f.weeklyBudget), now, f)
+local set = { 'elig', elig(frac, now, f) }
 if usable(status) then
-  local st = usable_status(frac, approach_at, sub_key, now)
+  local st = usable_status(frac, approach_at, sub_key, now, f)
   if st ~= status then set[#set + 1] = 'status'; set[#set + 1] = st; status = st end
 end
 redis.call('HSET', sub_key, unpack(set))
+f.status = status
 -- Ranking (rank.lua): the windows move the subscription in allocate's order.
-rank_update(KEYS[5], KEYS[6], id, sub_key, hourly_key, KEYS[4], rank_params(5 + n + 5 * m), now)
+rank_update(KEYS[5], KEYS[6], id, sub_key, hourly_key, KEYS[4], rank_params(5 + n + 5 * m), now, f)
 return { CODE_OK, applied, status }

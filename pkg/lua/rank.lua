@@ -53,17 +53,9 @@ local function rank_value(status, score, clients)
 end
 
 -- rank_until is when a value of a subscription in status, scored now,
--- stops holding (nil: until it is written). pre: a sub_read table, or nil
--- to read the fields needed.
-local function rank_until(sk, status, now, pre)
-  local f = pre
-  if not f then
-    f = {}
-    local v = redis.call('HMGET', sk, 'until', 'blockStart', 'w:five_hour:reset', 'w:five_hour:at',
-      'w:seven_day:reset', 'w:seven_day:at')
-    f['until'], f.blockStart = v[1], v[2]
-    f['w:five_hour:reset'], f['w:five_hour:at'], f['w:seven_day:reset'], f['w:seven_day:at'] = v[3], v[4], v[5], v[6]
-  end
+-- stops holding (nil: until it is written). f: a sub_read table of its
+-- hash (an unusable status needs only its until).
+local function rank_until(status, now, f)
   if not usable(status) then
     if (status == 'limited' or status == 'cooldown') and int(f['until']) > 0 then return int(f['until']) end
     return nil
@@ -101,9 +93,12 @@ end
 local function rank_batch()
   local vals, ats, gone = {}, {}, {}
   local b = {}
-  function b.add(id, v, t)
-    vals[#vals + 1] = rank_fmt(v)
-    vals[#vals + 1] = id
+  -- stored (optional): the value already in the ranking, not written again.
+  function b.add(id, v, t, stored)
+    if v ~= stored then
+      vals[#vals + 1] = rank_fmt(v)
+      vals[#vals + 1] = id
+    end
     if t then
       ats[#ats + 1] = ms(t)
       ats[#ats + 1] = id
@@ -115,7 +110,7 @@ local function rank_batch()
     if #vals > 0 then redis.call('ZADD', rank_key, unpack(vals)) end
     if #ats > 0 then redis.call('ZADD', at_key, unpack(ats)) end
     if #gone > 0 then redis.call('ZREM', at_key, unpack(gone)) end
-    return #vals / 2
+    return #vals / 2 -- values written
   end
   return b
 end
@@ -141,7 +136,7 @@ end
 local function rank_score(sk, hk, ck, P, now, pre)
   local f = pre or sub_read(sk)
   local status = f.status or 'removed'
-  if not usable(status) then return RANK_OFF, rank_until(sk, status, now, f) end
+  if not usable(status) then return RANK_OFF, rank_until(status, now, f) end
   local budget = to_micros(f.weeklyBudget)
   local weekly = weekly_micros(sk, hk, f.weeklyUsed, f.weeklyHour, now, true, f)
   local frac, src = weekly_frac(sk, weekly, budget, now, f)
@@ -151,7 +146,7 @@ local function rank_score(sk, hk, ck, P, now, pre)
   local clients = active_count(ck, now)
   local score = health(P.W, frac, w5.used, cost, block_active(f.blockStart, now), clients,
     burn_rate(cost, f.blockStart, now))
-  return rank_value(status, score, clients), rank_until(sk, status, now, f)
+  return rank_value(status, score, clients), rank_until(status, now, f)
 end
 
 -- rank_update refreshes one subscription's value after a write to it:
@@ -176,27 +171,15 @@ end
 local function rank_walk(rank_key, at_key, ids, idx, now, examine, bound)
   local n = #ids
   local seen, examined, count = {}, {}, 0
-  local vals, ats, gone = {}, {}, {}
+  local batch = rank_batch()
   local function visit(i, stored)
     seen[i], examined[i] = true, true
     count = count + 1
     local v, t = examine(i)
-    if v == nil then return end
-    if v ~= stored then
-      vals[#vals + 1] = rank_fmt(v)
-      vals[#vals + 1] = ids[i]
-    end
-    if t then
-      ats[#ats + 1] = ms(t)
-      ats[#ats + 1] = ids[i]
-    else
-      gone[#gone + 1] = ids[i]
-    end
+    if v ~= nil then batch.add(ids[i], v, t, stored) end
   end
   local function flush()
-    if #vals > 0 then redis.call('ZADD', rank_key, unpack(vals)) end
-    if #ats > 0 then redis.call('ZADD', at_key, unpack(ats)) end
-    if #gone > 0 then redis.call('ZREM', at_key, unpack(gone)) end
+    batch.flush(rank_key, at_key)
     return examined
   end
   -- Missing from the ranking (a new pool, lost data): first, all of them.

@@ -133,12 +133,12 @@ if not fallback then
   -- The observed seven_day utilization, while current, stands for the
   -- estimate; its thresholds are observe.lua's to announce.
   w7 = window(sub_key, 'seven_day', now, f)
+  -- weekly_frac's value (frac_after is 1 without a budget), from what is at hand.
+  local frac = w7.used or frac_after
   if usable(status) then
-    local st = usable_status(w7.used or frac_after, approach_at, sub_key, now, f)
+    local st = usable_status(frac, approach_at, sub_key, now, f)
     if st ~= status then set[#set + 1] = 'status'; set[#set + 1] = st; status = st end
   end
-  local frac = w7.used
-  if not frac then if budget > 0 then frac = frac_after else frac = 1 end end
   local e = elig(frac, now, f)
   if e ~= f.elig then set[#set + 1] = 'elig'; set[#set + 1] = e end
 end

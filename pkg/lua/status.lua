@@ -35,19 +35,20 @@ for i = 1, n do
   local f = {}
   for j = 1, #h, 2 do f[h[j]] = h[j + 1] end
   local budget = to_micros(f.weeklyBudget)
-  local weekly = weekly_micros(sk, hk, f.weeklyUsed, f.weeklyHour, now, false)
-  local frac, src = weekly_frac(sk, weekly, budget, now)
+  -- f (the whole hash) stands for the helpers' own reads of it.
+  local weekly = weekly_micros(sk, hk, f.weeklyUsed, f.weeklyHour, now, false, f)
+  local frac, src = weekly_frac(sk, weekly, budget, now, f)
   local status = f.status or 'removed'
   local until_v = int(f['until'])
   if (status == 'limited' or status == 'cooldown') and until_v > 0 and until_v <= now then
-    status = usable_status(frac, approach_at, sk, now); until_v = 0
+    status = usable_status(frac, approach_at, sk, now, f); until_v = 0
   elseif usable(status) then
-    status = usable_status(frac, approach_at, sk, now)
+    status = usable_status(frac, approach_at, sk, now, f)
   end
   local windows = {}
   local w5
   for _, name in ipairs({ 'five_hour', 'seven_day' }) do
-    local w = window(sk, name, now)
+    local w = window(sk, name, now, f)
     if name == 'five_hour' then w5 = w end
     local util, used = '', ''
     if w.util then util = string.format('%.4f', w.util) end
