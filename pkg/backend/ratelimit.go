@@ -62,11 +62,22 @@ type rateLimitInfo struct {
 	} `json:"unifiedWindows"`
 }
 
+// knownStatus is s when it is one of the statuses the CLI prints, else "":
+// the status is stored in Redis and shown by the admin API, so nothing else
+// passes.
+func knownStatus(s string) string {
+	switch s {
+	case RateLimitAllowed, RateLimitWarning, RateLimitRejected:
+		return s
+	}
+	return ""
+}
+
 // maxWindows bounds the windows kept from one event.
 const maxWindows = 8
 
 func (i *rateLimitInfo) reading() RateLimit {
-	r := RateLimit{Status: clip(i.Status), Window: clip(i.RateLimitType), ResetsAt: unixSeconds(i.ResetsAt),
+	r := RateLimit{Status: knownStatus(i.Status), Window: clip(i.RateLimitType), ResetsAt: unixSeconds(i.ResetsAt),
 		Utilization: fraction(i.Utilization)}
 	for name, w := range i.UnifiedWindows {
 		if len(r.Windows) == maxWindows {

@@ -44,9 +44,13 @@ func TestRateLimitValuesAreBounded(t *testing.T) {
 	_ = d.Line([]byte(`{"type":"rate_limit_event","rate_limit_info":{"status":"allowed","resetsAt":1e300,"utilization":7}}`))
 	_ = d.Line([]byte(`{"type":"rate_limit_event","rate_limit_info":{"resetsAt":-5,"utilization":-1}}`))
 	_ = d.Line([]byte(`{"type":"rate_limit_event","rate_limit_info":{}}`))
+	_ = d.Line([]byte(`{"type":"rate_limit_event","rate_limit_info":{"status":"allowed\u001b[2J<script>"}}`))
 	rls := d.RateLimits()
-	if len(rls) != 3 || rls[2].Status != "" || rls[2].Utilization != nil || !rls[2].ResetsAt.IsZero() {
-		t.Fatalf("readings = %+v; want three, the last empty", rls)
+	if len(rls) != 4 || rls[2].Status != "" || rls[2].Utilization != nil || !rls[2].ResetsAt.IsZero() {
+		t.Fatalf("readings = %+v; want four, the third empty", rls)
+	}
+	if rls[3].Status != "" {
+		t.Errorf("an unknown status kept as %q", rls[3].Status)
 	}
 	if !rls[0].ResetsAt.IsZero() || *rls[0].Utilization != 1 || !rls[1].ResetsAt.IsZero() || *rls[1].Utilization != 0 {
 		t.Errorf("out-of-range readings kept as %+v", rls)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"unicode/utf8"
 
-	"github.com/authpool/authpool/internal/ids"
 	"github.com/authpool/authpool/pkg/lua"
 )
 
@@ -92,9 +91,6 @@ func (p *Pool) AppendTurn(ctx context.Context, r TurnRecord) (Appended, error) {
 	if len(r.System) > MaxSystemPromptBytes {
 		return Appended{}, ErrConversationTooLarge
 	}
-	if r.CLISession != "" && !ids.CLISession.MatchString(r.CLISession) {
-		r.CLISession = "" // not an id the CLI could resume: not recorded
-	}
 	if r.SubscriptionID != "" && !lua.ValidID(r.SubscriptionID) {
 		return Appended{}, ErrUnknownSubscription
 	}
@@ -102,7 +98,7 @@ func (p *Pool) AppendTurn(ctx context.Context, r TurnRecord) (Appended, error) {
 	user, answer, clipped := clipTurn(r.User, r.Assistant, int(max)-entryOverhead)
 	v, err := lua.AppendTurn(ctx, p.rdb, p.keys, lua.AppendTurnArgs{SessionID: r.SessionID, TurnID: r.TurnID,
 		Owner: owner, User: user, Assistant: answer, System: r.System, MaxBytes: max, StaleMS: p.staleMS(),
-		MarkerTTL: p.markerTTL.Milliseconds(), SubID: r.SubscriptionID, CLISession: r.CLISession})
+		MarkerTTL: p.markerTTL.Milliseconds(), SubID: r.SubscriptionID, CLISession: resumable(r.CLISession)})
 	if errors.Is(err, lua.ErrNotFound) {
 		return Appended{}, ErrSessionNotFound
 	}

@@ -255,3 +255,29 @@ func TestAppendRecordsOnlyAWellFormedCLISession(t *testing.T) {
 		}
 	})
 }
+
+// A settle records the turn's CLI session like the append does: only a
+// well-formed one.
+func TestSettleRecordsOnlyAWellFormedCLISession(t *testing.T) {
+	redistest.Each(t, func(t *testing.T, tg *redistest.Target) {
+		ctx := context.Background()
+		p := newPool(t, tg, pooltest.Config(1, 100, 5))
+		a, err := p.AllocateTurn(ctx, TurnRequest{SessionID: "cli"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, tc := range []struct{ cli, want string }{
+			{"--resume=../x", ""},
+			{"abc def", ""},
+			{"0b6e1c1e-5f9a-4a5e-9c7e-2d1f3a4b5c6d", "0b6e1c1e-5f9a-4a5e-9c7e-2d1f3a4b5c6d"},
+		} {
+			if _, err := p.Settle(ctx, Usage{RequestID: fmt.Sprintf("r%d", i), SubscriptionID: a.Subscription.ID,
+				SessionID: "cli", CLISession: tc.cli}); err != nil {
+				t.Fatal(err)
+			}
+			if s, _ := p.Session(ctx, "cli"); s.CLISession != tc.want {
+				t.Fatalf("after a settle with CLI session %q: recorded %q, want %q", tc.cli, s.CLISession, tc.want)
+			}
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/authpool/authpool/internal/ids"
 	"github.com/authpool/authpool/pkg/lua"
 )
 
@@ -246,6 +247,16 @@ const (
 
 func tokensOK(n int64) bool { return n >= 0 && n <= MaxRequestTokens }
 
+// resumable is cli when it is an id the CLI could be asked to --resume, else
+// "": the two scripts that record a session's CLI session (settle, the
+// conversation append) store nothing else.
+func resumable(cli string) string {
+	if cli != "" && !ids.CLISession.MatchString(cli) {
+		return ""
+	}
+	return cli
+}
+
 // Settle records one request's usage exactly once per request id, and ends
 // the turn: its session is active for the idle age from now.
 func (p *Pool) Settle(ctx context.Context, u Usage) (Settlement, error) {
@@ -280,7 +291,7 @@ func (p *Pool) Settle(ctx context.Context, u Usage) (Settlement, error) {
 		RequestID: u.RequestID, SubID: u.SubscriptionID, SessionID: u.SessionID,
 		CostUSD: strconv.FormatFloat(u.CostUSD, 'f', 6, 64),
 		Input:   u.InputTokens, Output: u.OutputTokens, CacheWrite: u.CacheCreationTokens, CacheRead: u.CacheReadTokens,
-		Model: u.Model, ModelUsage: mu, CLISession: u.CLISession, ApproachAt: p.conf().approachAt,
+		Model: u.Model, ModelUsage: mu, CLISession: resumable(u.CLISession), ApproachAt: p.conf().approachAt,
 		MarkerTTL: p.markerTTL.Milliseconds(), Retention: p.retention.Milliseconds(), StaleMS: p.staleMS(),
 		Thresholds: p.conf().thresholds, KeyName: u.KeyName, IdleMS: p.idleMS(),
 		Succeeded: u.Succeeded && u.SubscriptionID != "",
