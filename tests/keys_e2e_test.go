@@ -131,3 +131,24 @@ func TestClientKeyWeeklyBudget(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// count_tokens is the model's service too: a key limited to haiku gets 403
+// permission_error for sonnet there, as on every other route.
+func TestCountTokensHoldsTheKeysModels(t *testing.T) {
+	const bob = "bob-key-0123456789ab"
+	keysFile := filepath.Join(t.TempDir(), "keys.json")
+	writeJSON(t, keysFile, []map[string]any{{"name": "bob", "key": bob, "models": []string{"haiku"}}})
+	api := newMessagesAPI(t)
+	c := startCluster(t, clusterOpts{replicas: 1, subs: 1, fallbackURL: api.srv.URL, tools: true,
+		env: []string{"API_KEYS_FILE=" + keysFile}})
+	count := func(model string) (*http.Response, []byte) {
+		return c.postTo(0, "/v1/messages/count_tokens",
+			fmt.Sprintf(`{"model":%q,"messages":[{"role":"user","content":"hi"}]}`, model), "x-api-key", bob)
+	}
+	if resp, body := count("sonnet"); resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), `"permission_error"`) {
+		t.Errorf("bob counting for sonnet: %d %s, want 403 permission_error", resp.StatusCode, body)
+	}
+	if resp, body := count("haiku"); resp.StatusCode != http.StatusOK {
+		t.Errorf("bob counting for haiku: %d %s, want 200", resp.StatusCode, body)
+	}
+}

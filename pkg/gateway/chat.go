@@ -23,9 +23,6 @@ const HeaderConversationTruncated = "X-AuthPool-Conversation-Truncated"
 // HeaderAllocation says where a request ran: subscription or fallback.
 const HeaderAllocation = "X-AuthPool-Allocation"
 
-// bodyReadTimeout bounds reading a request body.
-const bodyReadTimeout = 30 * time.Second
-
 // sessionOf returns the request's session id. A request without one starts
 // a new session under an id the server makes (a UUID): it is continued like
 // any other and ends by DELETE /v1/sessions/:id or by going stale.
@@ -49,12 +46,11 @@ func sessionOf(c *gin.Context, req *ChatRequest) (string, error) {
 
 // chatCompletions serves POST /v1/chat/completions.
 func (s *Server) chatCompletions(c *gin.Context) {
-	// A slow sender gets bodyReadTimeout for the body; the deadline is lifted
-	// before the turn runs, since that may take minutes.
-	rc := http.NewResponseController(c.Writer)
-	_ = rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
-	req, err := decodeChat(c.Request.Body)
-	_ = rc.SetReadDeadline(time.Time{})
+	data, err := readBody(c)
+	var req *ChatRequest
+	if err == nil {
+		req, err = decodeChat(data)
+	}
 	if err != nil {
 		writeError(c, err)
 		return

@@ -6,9 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -109,10 +107,7 @@ type MessageUsage struct {
 
 // decodeMessages reads and strictly decodes a Messages request.
 func decodeMessages(c *gin.Context) (*MessagesRequest, []byte, error) {
-	rc := http.NewResponseController(c.Writer)
-	_ = rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
-	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
-	data, err := readBody(c.Request.Body)
+	data, err := readBody(c)
 	if err != nil {
 		return nil, nil, err
 	}

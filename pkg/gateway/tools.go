@@ -174,7 +174,7 @@ func (s *Server) countTokens(c *gin.Context) {
 	} else if tc, ok := s.backends.Fallback.(tokenCounter); ok && s.backends.Fallback != nil {
 		counter = tc
 	}
-	data, err := readBody(c.Request.Body)
+	data, err := readBody(c)
 	if err != nil {
 		writeError(c, err)
 		return
@@ -200,6 +200,10 @@ func (s *Server) countTokens(c *gin.Context) {
 	}
 	if !set(req.Messages) {
 		writeError(c, badField("messages", "messages are required"))
+		return
+	}
+	// A named key's models hold here too: counting is the model's service.
+	if !s.admitClient(c, model) {
 		return
 	}
 	m, _ := json.Marshal(backend.APIModel(model))

@@ -9,6 +9,9 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
 
 	"github.com/authpool/authpool/pkg/backend"
 	"github.com/authpool/authpool/pkg/pool"
@@ -31,13 +34,9 @@ func validModel(m string) bool {
 	return m == "" || claudeModel.MatchString(m)
 }
 
-// decodeChat reads and strictly decodes a chat request. Unknown fields are
-// refused, so a feature the gateway does not know is never silently dropped.
-func decodeChat(r io.Reader) (*ChatRequest, error) {
-	data, err := readBody(r)
-	if err != nil {
-		return nil, err
-	}
+// decodeChat strictly decodes a chat request. Unknown fields are refused,
+// so a feature the gateway does not know is never silently dropped.
+func decodeChat(data []byte) (*ChatRequest, error) {
 	var req ChatRequest
 	if err := strictDecode(data, &req); err != nil {
 		return nil, err
@@ -45,9 +44,18 @@ func decodeChat(r io.Reader) (*ChatRequest, error) {
 	return &req, nil
 }
 
-// readBody reads a request body within the limit limitBody set.
-func readBody(r io.Reader) ([]byte, error) {
-	data, err := io.ReadAll(r)
+// bodyReadTimeout bounds reading a request body.
+const bodyReadTimeout = 30 * time.Second
+
+// readBody reads a request's body within the size limit limitBody set and
+// within bodyReadTimeout: a slow sender gets no longer. The deadline is
+// lifted once the body is read, since the turn that follows may take
+// minutes.
+func readBody(c *gin.Context) ([]byte, error) {
+	rc := http.NewResponseController(c.Writer)
+	_ = rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
+	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
+	data, err := io.ReadAll(c.Request.Body)
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return nil, ErrBodyTooLarge

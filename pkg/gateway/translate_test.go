@@ -41,7 +41,7 @@ func TestTranslation(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			req, err := decodeChat(strings.NewReader(tc.body))
+			req, err := decodeChat([]byte(tc.body))
 			if err != nil {
 				t.Fatalf("decode: %v", err)
 			}
@@ -82,7 +82,7 @@ func TestAcceptedButNotApplied(t *testing.T) {
 		"max_tokens":100,"presence_penalty":0,"frequency_penalty":0,"seed":1,"user":"u","n":1,"tools":[],
 		"tool_choice":"none","response_format":{"type":"text"},"stream_options":{"include_usage":true},"stream":true,
 		"logprobs":false,"modalities":["text"],"priority":"high","session_id":"s-1"}`
-	req, err := decodeChat(strings.NewReader(body))
+	req, err := decodeChat([]byte(body))
 	if err != nil {
 		t.Fatalf("decode: %v", err)
 	}
@@ -106,7 +106,7 @@ func FuzzDecodeChat(f *testing.F) {
 	f.Add(`{"messages":[{"role":"assistant","content":null}]}`)
 	f.Add(`[]`)
 	f.Fuzz(func(t *testing.T, body string) {
-		req, err := decodeChat(strings.NewReader(body))
+		req, err := decodeChat([]byte(body))
 		if err != nil {
 			if classify(err).status != 400 {
 				t.Fatalf("decode error maps to %d", classify(err).status)
