@@ -25,23 +25,24 @@ const HeaderAllocation = "X-AuthPool-Allocation"
 
 // sessionOf returns the request's session id. A request without one starts
 // a new session under an id the server makes (a UUID): it is continued like
-// any other and ends by DELETE /v1/sessions/:id or by going stale.
-func sessionOf(c *gin.Context, req *ChatRequest) (string, error) {
+// any other and ends by DELETE /v1/sessions/:id or by going stale. made
+// says the id is such a new one.
+func sessionOf(c *gin.Context, req *ChatRequest) (sid string, made bool, err error) {
 	body, header := req.SessionID, c.GetHeader(HeaderSessionID)
 	if body != "" && header != "" && body != header {
-		return "", badField("session_id", "session_id and the X-Session-Id header differ")
+		return "", false, badField("session_id", "session_id and the X-Session-Id header differ")
 	}
-	sid := body
+	sid = body
 	if sid == "" {
 		sid = header
 	}
 	if sid == "" {
-		return newRequestID(), nil
+		return newRequestID(), true, nil
 	}
 	if !pool.ValidSessionID(sid) {
-		return "", pool.ErrInvalidSession
+		return "", false, pool.ErrInvalidSession
 	}
-	return sid, nil
+	return sid, false, nil
 }
 
 // chatCompletions serves POST /v1/chat/completions.
@@ -68,11 +69,12 @@ func (s *Server) chatCompletions(c *gin.Context) {
 		writeError(c, err)
 		return
 	}
-	sid, err := sessionOf(c, req)
+	sid, made, err := sessionOf(c, req)
 	if err != nil {
 		writeError(c, err)
 		return
 	}
+	t.fresh = made
 	t.owner = ownerOf(c)
 	c.Header(HeaderSessionID, sid)
 	a := answer{id: "chatcmpl-" + c.GetString(ctxRequestID), created: time.Now().Unix(), model: t.model,

@@ -71,7 +71,7 @@ func (s *Server) serve(ctx context.Context, t *turn, sid, reqID string, pl *plac
 	// needs the stored one: read it while the allocation runs rather than
 	// after it (one Redis round trip fewer in a row).
 	var early <-chan storedConvo
-	if t.system == "" {
+	if t.system == "" && !t.fresh {
 		early = s.readConvo(ctx, t, sid)
 	}
 	var lastErr error
@@ -203,7 +203,7 @@ func (s *Server) runOn(ctx context.Context, alloc pool.Allocation, t *turn, sid 
 // withTurns the stored turns to replay. A turn that resumes its CLI session
 // and sends its own system prompt needs nothing stored.
 func (s *Server) convo(ctx context.Context, t *turn, sid string, withTurns bool, pl *placement) (convo, error) {
-	if !withTurns && t.system != "" {
+	if t.fresh || (!withTurns && t.system != "") {
 		return t.own(), nil
 	}
 	c, err := s.pool.Conversation(ctx, sid, t.owner, withTurns)

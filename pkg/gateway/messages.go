@@ -252,17 +252,17 @@ func blocksText(at string, raw json.RawMessage) (string, error) {
 // else a key derived from metadata.user_id and the caller's key (a hash:
 // the string carries account data and may be longer than a session id
 // allows, so it is never stored), else a new server-made id.
-func messagesSession(c *gin.Context, req *MessagesRequest, owner string) (string, error) {
+func messagesSession(c *gin.Context, req *MessagesRequest, owner string) (sid string, made bool, err error) {
 	if sid := c.GetHeader(HeaderSessionID); sid != "" {
 		if !pool.ValidSessionID(sid) {
-			return "", pool.ErrInvalidSession
+			return "", false, pool.ErrInvalidSession
 		}
-		return sid, nil
+		return sid, false, nil
 	}
 	if req.Metadata != nil && req.Metadata.UserID != "" {
-		return derivedSession(owner, req.Metadata.UserID), nil
+		return derivedSession(owner, req.Metadata.UserID), false, nil
 	}
-	return newRequestID(), nil
+	return newRequestID(), true, nil
 }
 
 // derivedSession names the session of a metadata.user_id. The owner is part
@@ -292,11 +292,12 @@ func (s *Server) messages(c *gin.Context) {
 		return
 	}
 	t.owner = ownerOf(c)
-	sid, err := messagesSession(c, req, t.owner)
+	sid, made, err := messagesSession(c, req, t.owner)
 	if err != nil {
 		writeError(c, err)
 		return
 	}
+	t.fresh = made
 	c.Header(HeaderSessionID, sid)
 	id := "msg_" + strings.ReplaceAll(newRequestID(), "-", "")
 	if t.stream {

@@ -125,6 +125,9 @@ type turn struct {
 	maxTokens int
 	priority  pool.Priority
 	owner     string // key id of the caller's API key: the session's owner
+	// fresh: the session id was made for this turn, so nothing is stored
+	// under it yet (no conversation to read).
+	fresh bool
 }
 
 // convo is what a turn runs with besides its own text: the system prompt in
