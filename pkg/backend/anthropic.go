@@ -1,7 +1,6 @@
 package backend
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -199,15 +198,8 @@ func (a *AnthropicAPI) Run(ctx context.Context, _ Target, req Request, onDelta f
 	runCtx, cancel := context.WithTimeout(ctx, a.opts.Timeout)
 	defer cancel()
 
-	hreq, err := http.NewRequestWithContext(runCtx, http.MethodPost, a.endpoint, bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %s: %w", ErrBackend, a.opts.Name, err)
-	}
-	hreq.Header.Set("x-api-key", a.opts.APIKey)
-	hreq.Header.Set("anthropic-version", anthropicVersion)
-	hreq.Header.Set("content-type", "application/json")
 	start := time.Now()
-	resp, err := a.opts.HTTPClient.Do(hreq)
+	resp, err := a.post(runCtx, a.endpoint, body)
 	if err != nil {
 		return nil, a.transportErr(ctx, runCtx, err)
 	}

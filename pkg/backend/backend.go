@@ -88,8 +88,9 @@ type Result struct {
 	Usage Usage
 	// ModelUsage breaks usage and cost down by model.
 	ModelUsage map[string]ModelUsage
-	// IsError is the CLI's is_error flag. ParseResult reports it; Run never
-	// returns a Result that has it set (it returns a classified error).
+	// IsError is the CLI's is_error flag. Run returns a Result with it set
+	// only inside a classified error (LimitError.Result: the usage a limited
+	// turn reported), never as an answer.
 	IsError bool
 	// Subtype is the CLI's result subtype (success, error_during_execution, …).
 	Subtype string

@@ -214,16 +214,14 @@ func readLines(r io.Reader, fn func([]byte) error) error {
 // cappedBuffer keeps the first max bytes written to it and drops the rest,
 // so that a runaway process can neither fill memory nor block on its pipe.
 type cappedBuffer struct {
-	max       int
-	buf       []byte
-	truncated bool
+	max int
+	buf []byte
 }
 
 // Write keeps what fits and reports everything written.
 func (b *cappedBuffer) Write(p []byte) (int, error) {
 	if room := b.max - len(b.buf); room < len(p) {
 		b.buf = append(b.buf, p[:max(room, 0)]...)
-		b.truncated = true
 	} else {
 		b.buf = append(b.buf, p...)
 	}
@@ -231,4 +229,3 @@ func (b *cappedBuffer) Write(p []byte) (int, error) {
 }
 
 func (b *cappedBuffer) Bytes() []byte { return b.buf }
-func (b *cappedBuffer) Len() int      { return len(b.buf) }
