@@ -6,9 +6,27 @@
 package backoff
 
 import (
+	"context"
 	"math/rand/v2"
 	"time"
 )
+
+// Sleep waits d, or until wake fires (nil: never), or ctx ends; it reports
+// false when ctx ended. d ≤ 0 does not wait.
+func Sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-wake:
+	case <-t.C:
+	}
+	return true
+}
 
 // Next is the wait before retry number attempt (1 for the first retry):
 // base·2^(attempt−1), capped at max, then drawn uniformly from [d/2, d]

@@ -1,6 +1,7 @@
 package backoff
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -38,5 +39,25 @@ func TestNextIsEqualJitter(t *testing.T) {
 	}
 	if Jitter(0) != 0 || Jitter(1) != 1 {
 		t.Error("tiny waits are not jittered")
+	}
+}
+
+func TestSleep(t *testing.T) {
+	wake := make(chan struct{}, 1)
+	wake <- struct{}{}
+	start := time.Now()
+	if !Sleep(context.Background(), time.Hour, wake) || time.Since(start) > time.Second {
+		t.Fatal("a wake did not end the wait")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if Sleep(ctx, time.Hour, nil) {
+		t.Fatal("an ended context reported true")
+	}
+	if Sleep(ctx, 0, nil) || !Sleep(context.Background(), 0, nil) {
+		t.Fatal("no wait: the context's state is the answer")
+	}
+	if !Sleep(context.Background(), time.Millisecond, nil) {
+		t.Fatal("a plain wait reported false")
 	}
 }

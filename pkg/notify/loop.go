@@ -30,7 +30,7 @@ func (d *Deliverer) run(ctx context.Context) {
 		if isNoGroup(err) {
 			ready = false
 		}
-		sleep(ctx, backoff.Next(failures, redisBackoffMin, redisBackoffMax), nil)
+		backoff.Sleep(ctx, backoff.Next(failures, redisBackoffMin, redisBackoffMax), nil)
 	}
 	for ctx.Err() == nil {
 		if !ready {
@@ -69,7 +69,7 @@ func (d *Deliverer) run(ctx context.Context) {
 		d.handleAll(ctx, msgs)
 		if len(msgs) < d.opts.BatchSize {
 			wait := min(d.opts.PollInterval, time.Until(nextClaim))
-			sleep(ctx, wait, d.wake)
+			backoff.Sleep(ctx, wait, d.wake)
 		}
 	}
 }
@@ -185,7 +185,7 @@ func (d *Deliverer) deliver(ctx context.Context, rt *routes, e Event, channels [
 		pending = failed
 		wait := backoff.Next(attempt, d.opts.BackoffBase, d.opts.BackoffMax)
 		wait = max(wait, min(retryAfter, d.opts.BackoffMax))
-		if !sleep(ctx, wait, nil) {
+		if !backoff.Sleep(ctx, wait, nil) {
 			return attempt, failed[0], ctx.Err()
 		}
 	}
@@ -208,7 +208,7 @@ func (d *Deliverer) ack(ctx context.Context, id string) {
 		if err = d.store.ack(ctx, id); err == nil {
 			return
 		}
-		if !sleep(ctx, backoff.Next(i, redisBackoffMin, redisBackoffMax), nil) {
+		if !backoff.Sleep(ctx, backoff.Next(i, redisBackoffMin, redisBackoffMax), nil) {
 			break
 		}
 	}
@@ -255,21 +255,4 @@ func (d *Deliverer) hold(ctx context.Context, id string) (context.Context, func(
 		}
 	}()
 	return ctx, func() { cancel(nil); <-stopped }
-}
-
-// sleep waits d, or until wake fires (if non-nil), or ctx ends; it reports
-// false when ctx ended.
-func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-wake:
-	case <-t.C:
-	}
-	return true
 }

@@ -226,7 +226,7 @@ func (s *solo) Run(ctx context.Context, work Work) error {
 			}
 			failures++
 			s.onError("take an epoch", err)
-			sleep(ctx, backoff.Next(failures, s.retry, DefaultMaxBackoff))
+			backoff.Sleep(ctx, backoff.Next(failures, s.retry, DefaultMaxBackoff), nil)
 			continue
 		}
 		failures = 0
@@ -239,7 +239,7 @@ func (s *solo) Run(ctx context.Context, work Work) error {
 			cause = workEnded(err)
 		}
 		s.set(Leadership{Epoch: epoch, Since: time.Now(), Cause: cause})
-		sleep(ctx, s.retry)
+		backoff.Sleep(ctx, s.retry, nil)
 	}
 	return nil
 }

@@ -203,16 +203,16 @@ func (e *Elector) Run(ctx context.Context, work Work) error {
 			return nil
 		case errors.Is(err, errLockHeld):
 			failures = 0
-			wake(ctx, backoff.Jitter(e.p.RetryInterval), hints)
+			backoff.Sleep(ctx, backoff.Jitter(e.p.RetryInterval), hints)
 		case err != nil:
 			failures++
 			e.p.OnError("acquire leadership", err)
 			// A hint means Redis answers again: no reason to wait longer.
-			wake(ctx, backoff.Next(failures, e.p.RetryInterval, e.p.MaxBackoff), hints)
+			backoff.Sleep(ctx, backoff.Next(failures, e.p.RetryInterval, e.p.MaxBackoff), hints)
 		default:
 			failures = 0
 			e.lead(ctx, m, epoch, since, work)
-			sleep(ctx, backoff.Jitter(e.p.RetryInterval))
+			backoff.Sleep(ctx, backoff.Jitter(e.p.RetryInterval), nil)
 		}
 	}
 	return nil
@@ -410,28 +410,5 @@ func (e *Elector) clearInfo(epoch int64, quiet bool) {
 	defer cancel()
 	if err := e.p.Leader.Demote(ctx, e.p.Holder, epoch); err != nil && !quiet {
 		e.p.OnError("clear leader info", err)
-	}
-}
-
-// wake waits d, or until a hint arrives or ctx ends.
-func wake(ctx context.Context, d time.Duration, hints <-chan struct{}) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	case <-hints:
-	}
-}
-
-// sleep waits d or until ctx ends; it reports false when ctx ended.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

@@ -85,7 +85,7 @@ func (l *Loops) Run(ctx context.Context, epoch int64) error {
 		} else {
 			failures = 0
 		}
-		if !sleep(ctx, wait) {
+		if !backoff.Sleep(ctx, wait, nil) {
 			return nil
 		}
 	}
