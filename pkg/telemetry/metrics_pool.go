@@ -90,7 +90,7 @@ func (m *Metrics) ObserveSubscriptions(statuses []string, read func(context.Cont
 		return fmt.Errorf("telemetry: observe subscriptions: %w", err)
 	}
 
-	c := &sampleCache{fetch: read, ttl: m.cacheTTL, now: m.now}
+	c := &ttlCache[[]SubscriptionSample]{fetch: read, ttl: m.cacheTTL, now: m.now}
 	_, err := m.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		samples, err := c.get(ctx)
 		if err != nil {
@@ -130,30 +130,30 @@ func (m *Metrics) ObserveSubscriptions(statuses []string, read func(context.Cont
 	return nil
 }
 
-// sampleCache keeps the last samples (or error) for ttl; concurrent scrapes
+// ttlCache keeps the last value read (or error) for ttl; concurrent scrapes
 // wait for one read instead of each reading Redis.
-type sampleCache struct {
-	fetch func(context.Context) ([]SubscriptionSample, error)
+type ttlCache[T any] struct {
+	fetch func(context.Context) (T, error)
 	ttl   time.Duration
 	now   func() time.Time
 
-	mu      sync.Mutex
-	at      time.Time
-	samples []SubscriptionSample
-	err     error
+	mu  sync.Mutex
+	at  time.Time
+	val T
+	err error
 }
 
-func (c *sampleCache) get(ctx context.Context) ([]SubscriptionSample, error) {
+func (c *ttlCache[T]) get(ctx context.Context) (T, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.at.IsZero() && c.now().Sub(c.at) < c.ttl {
-		return c.samples, c.err
+		return c.val, c.err
 	}
 	ctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
 	defer cancel()
-	c.samples, c.err = c.fetch(ctx)
+	c.val, c.err = c.fetch(ctx)
 	c.at = c.now()
-	return c.samples, c.err
+	return c.val, c.err
 }
 
 // attrs turns label pairs into a measurement option. An empty value becomes
@@ -204,20 +204,9 @@ func (m *Metrics) ObserveSavings(read func(context.Context) ([]SavingsSample, er
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return fmt.Errorf("telemetry: observe savings: %w", err)
 	}
-	var mu sync.Mutex
-	var at time.Time
-	var last []SavingsSample
-	var lastErr error
+	c := &ttlCache[[]SavingsSample]{fetch: read, ttl: savingsTTL, now: m.now}
 	_, err := m.meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
-		mu.Lock()
-		if at.IsZero() || m.now().Sub(at) >= savingsTTL {
-			rctx, cancel := context.WithTimeout(ctx, snapshotTimeout)
-			last, lastErr = read(rctx)
-			cancel()
-			at = m.now()
-		}
-		samples, err := last, lastErr
-		mu.Unlock()
+		samples, err := c.get(ctx)
 		if err != nil {
 			return fmt.Errorf("telemetry: savings: %w", err)
 		}
