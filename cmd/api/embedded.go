@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/authpool/authpool/internal/runenv"
 	"github.com/authpool/authpool/pkg/notify"
 	"github.com/authpool/authpool/pkg/pool"
 	"github.com/authpool/authpool/pkg/rebalance"
@@ -16,10 +17,10 @@ import (
 // startEmbeddedRebalancer runs, in this process, what cmd/rebalancer does
 // against a shared Redis: maintenance, rebalancing and notification delivery.
 // With the embedded Redis this process is the only replica, so there is no
-// election. The returned functions stop it and put a reloaded config's
-// notification rules in force.
+// election. The returned functions stop it and put the notification rules
+// of the config the pool has in force (after a reload) in force.
 func startEmbeddedRebalancer(ctx context.Context, p *pool.Pool, webhookSecret string,
-	log *slog.Logger, metrics *telemetry.Metrics) (func(), func(pool.NotificationsConfig), error) {
+	log *slog.Logger, metrics *telemetry.Metrics) (func(), func(), error) {
 	host, _ := os.Hostname()
 	d, err := notify.New(notify.Options{Events: p.Events(), Consumer: fmt.Sprintf("api-%s-%d", host, os.Getpid()),
 		Config: p.Config().Notifications, WebhookSecret: []byte(webhookSecret),
@@ -43,10 +44,5 @@ func startEmbeddedRebalancer(ctx context.Context, p *pool.Pool, webhookSecret st
 			log.Warn("embedded rebalancer shutdown", "error", err)
 		}
 	}
-	set := func(cfg pool.NotificationsConfig) {
-		if err := d.SetConfig(cfg); err != nil {
-			log.Error("notification rules not reloaded: the rules in force stay", "error", err.Error())
-		}
-	}
-	return stop, set, nil
+	return stop, func() { runenv.TakeNotifications(p, d.SetConfig, log) }, nil
 }

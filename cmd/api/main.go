@@ -190,7 +190,7 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	stopBG := func() {}
 	// setNotifications puts a reloaded config's notification rules in force
 	// in the embedded rebalancer's deliverer (nil: none in this process).
-	var setNotifications func(pool.NotificationsConfig)
+	var setNotifications func()
 	if embedded != nil && p != nil {
 		stop, setN, err := startEmbeddedRebalancer(base, p, cfg.WebhookSecret, log, metrics)
 		if err != nil {
@@ -211,7 +211,7 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 					}) {
 						srv.SetModelMap(p.Config().ModelMap)
 						if setNotifications != nil {
-							setNotifications(p.Config().Notifications)
+							setNotifications()
 						}
 					}
 				}

@@ -146,9 +146,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			// The config check covers the notification rules and webhook;
 			// the deliverer takes them once the pool has taken the config.
 			if runenv.ReloadPool(ctx, p, cfg.Pool, log, cause, nil) {
-				if err := deliverer.SetConfig(p.Config().Notifications); err != nil {
-					log.Error("notification rules not reloaded: the rules in force stay", "error", err.Error())
-				}
+				runenv.TakeNotifications(p, deliverer.SetConfig, log)
 			}
 		},
 		OnError: func(err error) { log.Warn("config watch failed; SIGHUP still reloads", "error", err.Error()) }})

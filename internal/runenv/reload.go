@@ -78,3 +78,12 @@ func ReloadPool(ctx context.Context, p *pool.Pool, env Pool, log *slog.Logger, c
 	}
 	return true
 }
+
+// TakeNotifications hands the notification rules of the config the pool
+// has in force to a deliverer (set: its SetConfig) after a reload; one it
+// refuses is logged and the rules in force stay.
+func TakeNotifications(p *pool.Pool, set func(pool.NotificationsConfig) error, log *slog.Logger) {
+	if err := set(p.Config().Notifications); err != nil {
+		log.Error("notification rules not reloaded: the rules in force stay", "error", err.Error())
+	}
+}
