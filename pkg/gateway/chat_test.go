@@ -411,3 +411,26 @@ func TestEverySubscriptionLimitedInFlight(t *testing.T) {
 		}
 	}
 }
+
+// A named key's own rate limit holds without a pool too (the limit lives in
+// Redis either way): its third request in a minute is refused.
+func TestKeyRateLimitWithoutAPool(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	srv, err := New(Options{Redis: h.tg.Client, Backends: Backends{Fallback: h.fallback},
+		ClientKeys: []ClientKey{{Name: "alice", Key: "alice-key-0123456789", RateLimitPerMinute: 2}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.srv = srv
+	h.http.Config.Handler = srv.Handler()
+	for i := 1; i <= 3; i++ {
+		r, _, ae := h.chat(map[string]any{"messages": msgs(user("x"))}, "Authorization", "Bearer alice-key-0123456789")
+		want := 200
+		if i == 3 {
+			want = 429
+		}
+		if r.StatusCode != want {
+			t.Fatalf("request %d: %d %+v, want %d", i, r.StatusCode, ae, want)
+		}
+	}
+}

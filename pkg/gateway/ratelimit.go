@@ -15,8 +15,8 @@ import (
 // Redis is needed to allocate.
 func (s *Server) rateLimit(c *gin.Context) {
 	limiter := s.limiter
-	if k := clientKeyOf(c); k.RateLimitPerMinute > 0 && s.pool != nil {
-		limiter = s.pool.RateLimiter(k.RateLimitPerMinute) // the key's own rate
+	if k := clientKeyOf(c); k.RateLimitPerMinute > 0 {
+		limiter = s.newLimiter(k.RateLimitPerMinute) // the key's own rate, with or without a pool
 	}
 	if limiter == nil {
 		markTiming(c, msAuth)

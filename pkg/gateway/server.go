@@ -132,15 +132,18 @@ type Options struct {
 
 // Server is the gateway. Create it with New and serve Handler.
 type Server struct {
-	pool         *pool.Pool
-	rdb          redis.UniversalClient
-	backends     Backends
-	tokens       map[string]string       // subscription id → OAuth token (never logged)
-	subsMu       sync.RWMutex            // guards backends.Subscriptions and tokens (AddBackends)
-	keys         atomic.Pointer[keyring] // API_KEYS plus API_KEYS_FILE's named keys (SetClientKeys)
-	apiKeys      *keyring                // API_KEYS alone
-	admin        *keyring                // nil: loopback only
-	limiter      *pool.RateLimiter       // nil: no rate limit
+	pool     *pool.Pool
+	rdb      redis.UniversalClient
+	backends Backends
+	tokens   map[string]string       // subscription id → OAuth token (never logged)
+	subsMu   sync.RWMutex            // guards backends.Subscriptions and tokens (AddBackends)
+	keys     atomic.Pointer[keyring] // API_KEYS plus API_KEYS_FILE's named keys (SetClientKeys)
+	apiKeys  *keyring                // API_KEYS alone
+	admin    *keyring                // nil: loopback only
+	limiter  *pool.RateLimiter       // nil: no rate limit
+	// newLimiter makes the limit of a given rate on the pool's keys (a
+	// named key's own rate), with or without a pool.
+	newLimiter   func(perMinute int) *pool.RateLimiter
 	maxBody      int64
 	retries      int // re-allocations after limit/auth answers: min(subscriptions, maxRetries)
 	log          *slog.Logger
@@ -191,7 +194,7 @@ func New(opts Options) (*Server, error) {
 		s.admin = newKeyring([]string{opts.AdminToken})
 	}
 	if s.pool != nil {
-		s.limiter = s.pool.RateLimiter(opts.RateLimitPerMinute)
+		s.newLimiter = s.pool.RateLimiter
 		s.retries = min(len(s.pool.Config().Subscriptions), maxRetries)
 		for _, sub := range s.pool.Config().Subscriptions {
 			if s.backends.Subscriptions[sub.ID] == nil {
@@ -207,12 +210,15 @@ func New(opts Options) (*Server, error) {
 		if name == "" {
 			name = pool.DefaultPoolName
 		}
-		l, err := pool.NewRateLimiter(s.rdb, name, opts.RateLimitPerMinute)
-		if err != nil {
-			return nil, errors.Join(ErrInvalidOptions, err)
+		if _, err := pool.NewRateLimiter(s.rdb, name, 0); err != nil {
+			return nil, errors.Join(ErrInvalidOptions, err) // the pool name
 		}
-		s.limiter = l
+		s.newLimiter = func(perMinute int) *pool.RateLimiter {
+			l, _ := pool.NewRateLimiter(s.rdb, name, perMinute) // name checked above
+			return l
+		}
 	}
+	s.limiter = s.newLimiter(opts.RateLimitPerMinute)
 	if s.pool != nil && opts.HealInterval >= 0 {
 		s.healer = newHealer(s.pool, cmp.Or(opts.HealInterval, DefaultHealInterval), s.log)
 	}
