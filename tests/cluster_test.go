@@ -194,6 +194,20 @@ func writeJSON(t *testing.T, path string, v any) {
 	}
 }
 
+// readJSON reads a JSON object file (a config written by writeJSON).
+func readJSON(t *testing.T, path string) map[string]any {
+	t.Helper()
+	var v map[string]any
+	b, err := os.ReadFile(path)
+	if err == nil {
+		err = json.Unmarshal(b, &v)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 // setMode tells the fake CLI of s how to answer from now on.
 func (c *cluster) setMode(s sub, mode string) {
 	c.t.Helper()

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/authpool/authpool/internal/redistest"
+	"github.com/authpool/authpool/internal/testutil"
 	"github.com/authpool/authpool/pkg/lua"
 	"github.com/authpool/authpool/pkg/notify"
 	"github.com/authpool/authpool/pkg/pool"
@@ -47,7 +48,7 @@ func rbTestKill(t *testing.T, bin string) {
 		t.Fatalf("standby /health = %+v, %v", h, err)
 	}
 	leader.kill9()
-	took := rbWaitFor(t, rbLockTTL+rbIntervalSecs*time.Second, "the standby to lead", func() bool {
+	took := testutil.Eventually(t, rbLockTTL+rbIntervalSecs*time.Second, "the standby to lead", func() bool {
 		info, ok := rbLeader(rdb)
 		return ok && info.Holder == standby.id && info.Epoch > old.Epoch
 	})
@@ -66,7 +67,7 @@ func rbTestTerm(t *testing.T, bin string) {
 	if code := leader.term(t); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM", code)
 	}
-	rbWaitFor(t, 2*time.Second-time.Since(start), "the standby to lead", func() bool {
+	testutil.Eventually(t, 2*time.Second-time.Since(start), "the standby to lead", func() bool {
 		info, ok := rbLeader(rdb)
 		return ok && info.Holder == standby.id && info.Epoch > old.Epoch
 	})
@@ -77,7 +78,7 @@ func rbTestTerm(t *testing.T, bin string) {
 func rbTestRedisRestart(t *testing.T, bin string) {
 	srv, rdb, leader, standby, _ := rbPair(t, bin, "")
 	srv.Stop()
-	rbWaitFor(t, 2*rbLockTTL, "the leader to step down", func() bool {
+	testutil.Eventually(t, 2*rbLockTTL, "the leader to step down", func() bool {
 		h, err := leader.health()
 		return err == nil && !h.Leader
 	})
@@ -86,12 +87,12 @@ func rbTestRedisRestart(t *testing.T, bin string) {
 		t.Fatalf("restart redis: %v", err)
 	}
 	t.Cleanup(func() { srv.Stop() })
-	took := rbWaitFor(t, 15*time.Second, "a leader after the restart", func() bool {
+	took := testutil.Eventually(t, 15*time.Second, "a leader after the restart", func() bool {
 		_, ok := rbLeader(rdb)
 		return ok
 	})
 	t.Logf("leader again %s after the restarted Redis answered", took)
-	rbWaitFor(t, 5*time.Second, "both ready and exactly one leading", func() bool {
+	testutil.Eventually(t, 5*time.Second, "both ready and exactly one leading", func() bool {
 		ha, errA := leader.health()
 		hb, errB := standby.health()
 		return errA == nil && errB == nil && ha.Leader != hb.Leader && leader.ready() && standby.ready()
@@ -175,7 +176,7 @@ func rbTestThresholds(t *testing.T, bin string) {
 	rbSettle(t, rdb, cfgPath, "req-1", 81) // 81% of 100 USD
 	rbSettle(t, rdb, cfgPath, "req-2", 10) // 91%
 	rbSettle(t, rdb, cfgPath, "req-3", 2)  // 93%: no new crossing
-	rbWaitFor(t, 10*time.Second, "two deliveries", func() bool { return len(rc.delivered()) >= 2 })
+	testutil.Eventually(t, 10*time.Second, "two deliveries", func() bool { return len(rc.delivered()) >= 2 })
 	time.Sleep(time.Second) // room for a duplicate to show up
 	got := rc.delivered()
 	if len(got) != 2 || rc.badSigs != 0 {
@@ -226,7 +227,7 @@ func rbTestKillMidDelivery(t *testing.T, bin string) {
 		delivering, other = b, a
 	}
 	delivering.kill9()
-	took := rbWaitFor(t, rbClaimIdle+10*time.Second, "the other replica to deliver", func() bool {
+	took := testutil.Eventually(t, rbClaimIdle+10*time.Second, "the other replica to deliver", func() bool {
 		return len(rc.delivered()) > 0
 	})
 	t.Logf("%s delivered event %s %s after %s was killed", other.id, id, took, delivering.id)
@@ -234,7 +235,7 @@ func rbTestKillMidDelivery(t *testing.T, bin string) {
 	if len(got) != 1 || got[0].ID != id {
 		t.Fatalf("delivered %+v, want event %s once", got, id)
 	}
-	rbWaitFor(t, 5*time.Second, "the event acknowledged", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the event acknowledged", func() bool {
 		s, err := rdb.XPending(context.Background(), lua.NewKeys(rbPool).Events(), notify.DefaultGroup).Result()
 		return err == nil && s.Count == 0
 	})
@@ -260,7 +261,7 @@ func TestRebalancerSIGTERMHandover(t *testing.T) {
 			t.Fatal(err)
 		}
 		leader := rbStart(t, bin, fmt.Sprintf("rb-a%02d", i), srv.Addr, cfgPath)
-		rbWaitFor(t, rbStartDeadline, "a leader", func() bool {
+		testutil.Eventually(t, rbStartDeadline, "a leader", func() bool {
 			info, ok := rbLeader(rdb)
 			return ok && info.Holder == leader.id
 		})

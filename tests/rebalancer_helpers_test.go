@@ -127,7 +127,7 @@ func rbStart(t *testing.T, bin, id, redisAddr, cfgPath string) *rbProc {
 			t.Logf("--- %s output ---\n%s", id, p.log.String())
 		}
 	})
-	rbWaitFor(t, rbStartDeadline, id+" to answer /health", func() bool {
+	testutil.Eventually(t, rbStartDeadline, id+" to answer /health", func() bool {
 		_, err := p.health()
 		return err == nil
 	})
@@ -198,18 +198,6 @@ func rbGet(url string, v any) (int, error) {
 	return resp.StatusCode, json.NewDecoder(resp.Body).Decode(v)
 }
 
-func rbWaitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // rbClient is a client on addr for the test's own reads.
 func rbClient(t *testing.T, addr string) *redis.Client {
 	t.Helper()
@@ -241,7 +229,7 @@ func rbPair(t *testing.T, bin, webhookURL string, thresholds ...float64) (srv *r
 	a := rbStart(t, bin, "rb-a", srv.Addr, cfgPath)
 	b := rbStart(t, bin, "rb-b", srv.Addr, cfgPath)
 	var info rebalance.LeaderInfo
-	rbWaitFor(t, rbStartDeadline, "a leader", func() bool {
+	testutil.Eventually(t, rbStartDeadline, "a leader", func() bool {
 		var ok bool
 		info, ok = rbLeader(rdb)
 		return ok

@@ -20,14 +20,7 @@ import (
 func addSub(t *testing.T, host, id string) {
 	t.Helper()
 	path := filepath.Join(host, "auth-pool.json")
-	var cfg map[string]any
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg := readJSON(t, path)
 	dir := filepath.Join(host, "claude-"+id)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -180,14 +173,7 @@ func TestReloadTakesTheModelMap(t *testing.T) {
 	}
 
 	path := filepath.Join(c.dir, "auth-pool.json")
-	var cfg map[string]any
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg := readJSON(t, path)
 	cfg["modelMap"] = map[string]any{"team-default": "sonnet"}
 	writeJSON(t, path, cfg)
 	if err := c.replicas[0].cmd.Process.Signal(syscall.SIGHUP); err != nil {
@@ -201,17 +187,7 @@ func TestReloadTakesTheModelMap(t *testing.T) {
 	if resp, b := c.post(0, body, "Authorization", "Bearer "+clientKey); resp.StatusCode != http.StatusOK {
 		t.Fatalf("after the reload: %d %s, want 200", resp.StatusCode, b)
 	}
-	req, err := http.NewRequest("GET", c.replicas[0].url+"/v1/models", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+clientKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	list, _ := io.ReadAll(resp.Body)
+	list, _ := io.ReadAll(get(t, c.replicas[0].url+"/v1/models", clientKey).Body)
 	if !strings.Contains(string(list), `"team-default"`) {
 		t.Fatalf("/v1/models after the reload does not list the mapped name: %s", list)
 	}

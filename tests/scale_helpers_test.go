@@ -86,7 +86,7 @@ func scRebalancer(t *testing.T, bin string, c *cluster, redisEnv []string) *rbPr
 			t.Logf("--- %s output ---\n%s", id, p.log.String())
 		}
 	})
-	rbWaitFor(t, 15*time.Second, id+" to lead", func() bool {
+	testutil.Eventually(t, 15*time.Second, id+" to lead", func() bool {
 		h, err := p.health()
 		return err == nil && h.Leader
 	})

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/authpool/authpool/internal/testutil"
 )
 
 // Need returns the paths of the named programs (redis-server, redis-cli, …)
@@ -204,7 +206,7 @@ func StartSentinel(t testing.TB, masterName string) *Sentinel {
 	s.Master = startProc(t, append(base, "--dir", mkdir(t, dir, "master"))...)
 	s.Replica = startProc(t, append(base, "--dir", mkdir(t, dir, "replica"),
 		"--replicaof", "127.0.0.1", strconv.Itoa(s.Master.Port))...)
-	waitFor(t, 10*time.Second, "the replica to sync", func() bool {
+	testutil.Eventually(t, 10*time.Second, "the replica to sync", func() bool {
 		c := redis.NewClient(&redis.Options{Addr: s.Replica.Addr})
 		defer c.Close()
 		info, _ := c.Info(context.Background(), "replication").Result()
@@ -222,7 +224,7 @@ func StartSentinel(t testing.TB, masterName string) *Sentinel {
 		}
 		s.Sentinels = append(s.Sentinels, startProc(t, conf, "--sentinel", "--loglevel", "warning"))
 	}
-	waitFor(t, 20*time.Second, "the sentinels to see the replica and each other", func() bool {
+	testutil.Eventually(t, 20*time.Second, "the sentinels to see the replica and each other", func() bool {
 		for _, p := range s.Sentinels {
 			c := redis.NewSentinelClient(&redis.Options{Addr: p.Addr})
 			m, err := c.Master(context.Background(), masterName).Result()
@@ -260,15 +262,4 @@ func mkdir(t testing.TB, parent, name string) string {
 		t.Fatal(err)
 	}
 	return d
-}
-
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
