@@ -36,7 +36,7 @@ local marker_ttl = tonumber(ARGV[8])
 local ran_on, cli_session = ARGV[9] or '', ARGV[10] or ''
 
 -- Checked before the marker is taken: a refused append may be retried.
-local f = redis.call('HMGET', sess_key, 'sub', 'owner')
+local f = redis.call('HMGET', sess_key, 'sub', 'owner', 'convBytes', 'convTruncated')
 if f[1] == false then return { CODE_NOT_FOUND, 0, 0, 0, 0 } end
 if f[2] ~= false and f[2] ~= owner then return { CODE_NOT_FOUND, 0, 0, 0, 0 } end
 if not redis.call('SET', marker_key, '1', 'NX', 'PX', marker_ttl) then
@@ -47,7 +47,7 @@ end
 -- never written resets it.
 local count = redis.call('LLEN', turns_key)
 local bytes = 0
-if count > 0 then bytes = tonumber(redis.call('HGET', sess_key, 'convBytes') or '0') or 0 end
+if count > 0 then bytes = tonumber(f[3] or '0') or 0 end
 
 local entry = cjson.encode({ id = turn, u = user_text, a = answer_text })
 redis.call('RPUSH', turns_key, entry)
@@ -61,12 +61,14 @@ while bytes > max_bytes and count > 1 do
   dropped = dropped + 1
 end
 if bytes < 0 then bytes = 0 end
-redis.call('HSET', sess_key, 'convBytes', bytes)
-if dropped > 0 then redis.call('HSET', sess_key, 'convTruncated', '1') end
-if system ~= '' then redis.call('HSET', sess_key, 'system', system) end
+-- One write of the session's fields.
+local set = { 'convBytes', bytes }
+if dropped > 0 then set[#set + 1] = 'convTruncated'; set[#set + 1] = '1' end
+if system ~= '' then set[#set + 1] = 'system'; set[#set + 1] = system end
 if cli_session ~= '' and ran_on ~= '' and f[1] == ran_on then
-  redis.call('HSET', sess_key, 'cliSession', cli_session)
+  set[#set + 1] = 'cliSession'; set[#set + 1] = cli_session
 end
+redis.call('HSET', sess_key, unpack(set))
 
 -- The list lives as long as its session (at least the stale age).
 local ttl = redis.call('PTTL', sess_key)
@@ -74,5 +76,5 @@ if ttl < stale_ms then ttl = stale_ms end
 redis.call('PEXPIRE', turns_key, ttl)
 
 local truncated = 0
-if redis.call('HEXISTS', sess_key, 'convTruncated') == 1 then truncated = 1 end
+if dropped > 0 or f[4] then truncated = 1 end
 return { CODE_OK, bytes, count, dropped, truncated }

@@ -21,7 +21,8 @@ if f[2] ~= false and f[2] ~= owner then return { CODE_NOT_FOUND, '', 0 } end
 local out = { 0, f[3] or '', 0 }
 if f[4] == '1' then out[3] = 1 end
 local ttl = redis.call('PTTL', sess_key)
-if ttl > 0 and redis.call('PTTL', turns_key) >= 0 and redis.call('PTTL', turns_key) < ttl then
+local turns_ttl = redis.call('PTTL', turns_key)
+if ttl > 0 and turns_ttl >= 0 and turns_ttl < ttl then
   redis.call('PEXPIRE', turns_key, ttl)
 end
 if with_turns then
