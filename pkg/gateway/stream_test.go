@@ -157,6 +157,9 @@ func TestClientDisconnectStopsBackend(t *testing.T) {
 	if len(during) != 1 {
 		t.Fatalf("%d sessions on sub1 while the turn runs, want 1", len(during))
 	}
+	// Scores are in ms: the end must come at least one ms after the start
+	// for it to show as a later score.
+	time.Sleep(5 * time.Millisecond)
 	cancel()
 	resp.Body.Close()
 	select {
