@@ -136,9 +136,7 @@ func (s *Server) afterTurn(ctx context.Context, t *turn, reqID, turnID, subID, s
 		shallow.CLISessionID = ""
 		res = &shallow
 	}
-	if tm := timingsOf(ctx); tm != nil {
-		tm.mark(msStore)
-	}
+	timingsOf(ctx).mark(msStore) // no-op without timings
 	ctx = context.WithoutCancel(ctx)
 	keys := []string{sid}
 	if name := keyNameOf(ctx); name != "" {

@@ -144,13 +144,23 @@ func (req *MessagesRequest) toolField() string {
 }
 
 // validateMessages checks every field of req and builds its turn.
-func (s *Server) validateMessages(req *MessagesRequest) (*turn, error) {
-	if req.Model == "" {
-		return nil, badField("model", "model is required")
+// messagesModel is a Messages request's model, mapped through the modelMap,
+// or the error a missing or unknown one answers.
+func (s *Server) messagesModel(name string) (string, error) {
+	if name == "" {
+		return "", badField("model", "model is required")
 	}
-	model := s.mapModel(req.Model)
+	model := s.mapModel(name)
 	if !validModel(model) {
-		return nil, badField("model", "unknown model %q: see GET /v1/models", clip(req.Model))
+		return "", badField("model", "unknown model %q: see GET /v1/models", clip(name))
+	}
+	return model, nil
+}
+
+func (s *Server) validateMessages(req *MessagesRequest) (*turn, error) {
+	model, err := s.messagesModel(req.Model)
+	if err != nil {
+		return nil, err
 	}
 	if req.MaxTokens == nil {
 		return nil, badField("max_tokens", "max_tokens is required")

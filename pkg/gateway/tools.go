@@ -112,12 +112,9 @@ func echoSession(c *gin.Context) error {
 // aliases resolved) and metadata, which stays here (user_id carries the
 // client's account data).
 func (s *Server) toolBody(req *MessagesRequest, raw []byte) ([]byte, error) {
-	if req.Model == "" {
-		return nil, badField("model", "model is required")
-	}
-	model := s.mapModel(req.Model)
-	if !validModel(model) {
-		return nil, badField("model", "unknown model %q: see GET /v1/models", clip(req.Model))
+	model, err := s.messagesModel(req.Model)
+	if err != nil {
+		return nil, err
 	}
 	if req.MaxTokens == nil || *req.MaxTokens < 1 {
 		return nil, badField("max_tokens", "max_tokens is required, at least 1")
