@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
+	"github.com/authpool/authpool/internal/ids"
 	"github.com/authpool/authpool/internal/runenv"
 	"github.com/authpool/authpool/pkg/notify"
 	"github.com/authpool/authpool/pkg/pool"
@@ -21,8 +21,7 @@ import (
 // of the config the pool has in force (after a reload) in force.
 func startEmbeddedRebalancer(ctx context.Context, p *pool.Pool, webhookSecret string,
 	log *slog.Logger, metrics *telemetry.Metrics) (func(), func(), error) {
-	host, _ := os.Hostname()
-	d, err := notify.New(notify.Options{Events: p.Events(), Consumer: fmt.Sprintf("api-%s-%d", host, os.Getpid()),
+	d, err := notify.New(notify.Options{Events: p.Events(), Consumer: ids.ProcessName("api-", "api"),
 		Config: p.Config().Notifications, WebhookSecret: []byte(webhookSecret),
 		Logger: notify.SlogLogger(telemetry.Module(log, "notify")), Metrics: metrics})
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -138,7 +137,7 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (*conf
 		bad("SHUTDOWN_TIMEOUT: want a positive duration, got %s", c.ShutdownTimeout)
 	}
 	if c.ReplicaID == "" {
-		c.ReplicaID = defaultReplicaID()
+		c.ReplicaID = ids.ProcessName("", "rebalancer") // the pod name under Kubernetes
 	} else if !rebalance.ValidHolder(c.ReplicaID) {
 		bad("REPLICA_ID: want 1 to 128 characters of A-Z a-z 0-9 _ . : @ -, got %q", c.ReplicaID)
 	}
@@ -154,20 +153,6 @@ func loadConfig(args []string, getenv func(string) string, out io.Writer) (*conf
 		return nil, errors.New("configuration:\n  " + strings.Join(problems, "\n  "))
 	}
 	return c, nil
-}
-
-// defaultReplicaID is host name and pid: unique per process, and the pod
-// name under Kubernetes.
-func defaultReplicaID() string {
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "rebalancer"
-	}
-	id := ids.NotReplica.ReplaceAllString(host, "-") + "-" + strconv.Itoa(os.Getpid())
-	if len(id) > 128 {
-		id = id[len(id)-128:]
-	}
-	return id
 }
 
 // String describes the configuration with every secret masked; a Redis URL

@@ -7,7 +7,11 @@
 // The package imports nothing of authpool: every package may use it.
 package ids
 
-import "regexp"
+import (
+	"os"
+	"regexp"
+	"strconv"
+)
 
 var (
 	// Name is the shape of subscription ids and pool names, as the config
@@ -44,3 +48,18 @@ func ValidKey(s string) bool { return Key.MatchString(s) }
 
 // ValidSession reports whether s may be a session id.
 func ValidSession(s string) bool { return Key.MatchString(s) }
+
+// ProcessName is a Replica naming this process: prefix, the host name made
+// to fit (noHost when there is none) and the pid; of a name too long, the
+// end (the pid) is kept.
+func ProcessName(prefix, noHost string) string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = noHost
+	}
+	id := NotReplica.ReplaceAllString(prefix+host, "-") + "-" + strconv.Itoa(os.Getpid())
+	if len(id) > 128 {
+		id = id[len(id)-128:]
+	}
+	return id
+}

@@ -1,7 +1,9 @@
 package ids
 
 import (
+	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -44,5 +46,17 @@ func TestPatterns(t *testing.T) {
 	}
 	if !ValidName("sub1") || ValidName(strings.Repeat("s", 65)) || !ValidKey("req-1") {
 		t.Error("ValidName/ValidKey")
+	}
+}
+
+// ProcessName always makes a Replica, however odd or long the host name
+// or prefix, and ends with the pid.
+func TestProcessName(t *testing.T) {
+	pid := "-" + strconv.Itoa(os.Getpid())
+	for _, prefix := range []string{"", "api-", "a b/c:" + strings.Repeat("x", 200)} {
+		n := ProcessName(prefix, "none")
+		if !Replica.MatchString(n) || !strings.HasSuffix(n, pid) {
+			t.Errorf("ProcessName(%q) = %q: not a Replica ending in the pid", prefix, n)
+		}
 	}
 }
